@@ -1,0 +1,131 @@
+"""`bench`: a thin click CLI over the Python API (every command is one call into a module)."""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from bench.errors import BenchError
+
+DATA_ROOT_HELP = "folder holding the datasets (default: $BENCH_DATA_ROOT, else ~/.cache/segnet-bench/datasets)"
+
+
+def _progress(it=None, **kw):
+    from tqdm import tqdm
+    return tqdm(it, leave=False, dynamic_ncols=True, disable=not sys.stderr.isatty(), **kw)
+
+
+def clean_errors(fn):
+    """Bad input ends in one line on stderr and exit status 2, never a traceback."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except BenchError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+    return wrapper
+
+
+def write_json_new(path: Path, obj) -> None:
+    """Writes JSON atomically; refuses to replace an existing file."""
+    path = Path(path)
+    if path.exists():
+        raise BenchError(f"{path}: already exists; nothing was written (choose another --out)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=1) + "\n")
+    try:
+        os.link(tmp, path)  # fails if `path` appeared meanwhile: never overwrite
+    except FileExistsError:
+        raise BenchError(f"{path}: already exists; nothing was written") from None
+    finally:
+        tmp.unlink()
+
+
+@click.group()
+@click.version_option(package_name="segnet-bench")
+def main():
+    """SegNet benchmark harness: the paper's controlled comparison, measured one way."""
+
+
+# -- data ---------------------------------------------------------------------------------------------
+@main.group()
+def data():
+    """Check or download datasets."""
+
+
+@data.command("verify")
+@click.argument("dataset", default="camvid")
+@click.option("--data-root", help=DATA_ROOT_HELP)
+@click.option("--no-checksums", is_flag=True, help="skip the SHA-256 comparison")
+@clean_errors
+def data_verify(dataset, data_root, no_checksums):
+    """Check that DATASET's files are present, decode, and match their SHA-256 list."""
+    import datasets
+    ds = datasets.get_dataset(dataset, data_root)
+    summary = ds.verify(checksums=not no_checksums, progress=_progress)
+    counts = ", ".join(f"{k} {v}" for k, v in summary["images"].items())
+    click.echo(f"{dataset}: OK at {summary['root']} ({counts}); sha256: {summary['sha256']}")
+
+
+@data.command("download")
+@click.argument("dataset", default="camvid")
+@click.option("--data-root", help=DATA_ROOT_HELP)
+@click.option("--url", help="archive address (default: the authors' archive)")
+@click.option("--manifest", type=click.Path(dir_okay=False), help="SHA-256 list to verify against")
+@clean_errors
+def data_download(dataset, data_root, url, manifest):
+    """Download DATASET from its authors' archive and verify every file."""
+    import datasets
+    from datasets.download import download_dataset
+    ds = datasets.get_dataset(dataset, data_root)
+    summary = download_dataset(ds, url=url, manifest=manifest, progress=sys.stderr.isatty())
+    click.echo(f"{dataset}: downloaded to {summary['root']}; {summary['files_verified']} files verified")
+
+
+# -- eval ---------------------------------------------------------------------------------------------
+def format_scores(result: dict) -> str:
+    lines = [f"{'G':>8} {'C':>8} {'mIoU':>8} {'BF':>8}",
+             " ".join(f"{result[k]:8.2f}" if result[k] is not None else f"{'-':>8}" for k in ("G", "C", "mIoU", "BF")),
+             "", f"{'class':<12} {'acc':>7} {'IoU':>7} {'BF':>7}"]
+    for name, v in result["per_class"].items():
+        cells = [f"{v[k]:7.2f}" if v[k] is not None else f"{'-':>7}" for k in ("accuracy", "iou", "bf")]
+        lines.append(f"{name:<12} " + " ".join(cells))
+    return "\n".join(lines)
+
+
+@main.command("eval")
+@click.option("--data-root", help=DATA_ROOT_HELP)
+@click.option("--dataset", default="camvid", show_default=True)
+@click.option("--split", default="test", show_default=True)
+@click.option("--predictions", required=True, type=click.Path(), help="folder of 8-bit PNG label maps named like the split's images")
+@click.option("--out", type=click.Path(dir_okay=False), help="write the scores as JSON here (must not exist)")
+@click.option("--absent", type=click.Choice(["zero", "skip"]), default="zero", show_default=True,
+              help="C and mIoU: a class absent from the ground truth scores 0 (authors' script) or is skipped")
+@click.option("--bf-matching", type=click.Choice(["one-to-one", "distance"]), default="one-to-one", show_default=True)
+@click.option("--bf-class-rule", type=click.Choice(["gt-or-pred", "gt"]), default="gt-or-pred", show_default=True)
+@click.option("--workers", type=int, default=None, help="processes for BF (default: all cores)")
+@clean_errors
+def eval_cmd(data_root, dataset, split, predictions, out, absent, bf_matching, bf_class_rule, workers):
+    """Score a folder of predicted label maps with G, C, mIoU and BF (the authors' conventions)."""
+    import datasets
+    from bench.evaluate import evaluate_predictions
+    if out and Path(out).exists():
+        raise BenchError(f"{out}: already exists; nothing was written (choose another --out)")
+    ds = datasets.get_dataset(dataset, data_root)
+    result = evaluate_predictions(ds, split, predictions, progress=_progress, absent=absent,
+                                  matching=bf_matching, class_rule=bf_class_rule, workers=workers)
+    click.echo(f"{dataset} {split}: {result['num_images']} images from {predictions}")
+    click.echo(format_scores(result))
+    if out:
+        write_json_new(Path(out), result)
+        click.echo(f"wrote {out}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

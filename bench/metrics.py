@@ -1,0 +1,133 @@
+"""G, C and mIoU exactly as the SegNet authors' `compute_test_results.m` computes them.
+
+Source: `alexgkendall/SegNet-Tutorial` @ bb68b64e, `Scripts/compute_test_results.m`; the conventions
+are spelt out in `../shared/reference/metrics.md`.
+
+Everything is a small pure function over one dataset-level confusion matrix:
+
+    cm = confusion_matrix(pred, target)          # one image, or a whole batch, NumPy or torch
+    cm_total = cm_a + cm_b + ...                 # accumulate over the test set
+    scores = segmentation_scores(cm_total)       # {"G", "C", "mIoU", "per_class_accuracy", ...}
+
+The matrix has ``num_classes`` rows (ground truth) and ``num_classes + 1`` columns (prediction): the
+last column counts non-void ground-truth pixels whose prediction lies outside ``0..num_classes-1``
+(for example a prediction of "void"). The authors' script has no column for those pixels, but
+counts them in the denominator of G, which this extra column reproduces exactly.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+# How C and mIoU treat a class that never occurs in the ground truth of the evaluated set.
+ABSENT_CONVENTIONS = {
+    "zero": "class absent from the ground truth scores 0 and still counts in the mean over all classes "
+    "(compute_test_results.m)",
+    "skip": "class absent from the ground truth is left out of the mean (NaN-skipping mean)",
+}
+
+
+def confusion_matrix(pred, target, num_classes: int = 11, ignore_index: int | None = 11):
+    """Confusion matrix ``cm[j, k]``: pixels with ground truth ``j`` and prediction ``k``.
+
+    ``pred`` and ``target`` are integer arrays of the same shape (NumPy arrays or torch tensors on
+    any device; a torch input gives a torch int64 result on the same device). Pixels whose target
+    equals ``ignore_index`` (void) are not counted. Column ``num_classes`` counts pixels whose
+    prediction is outside ``0..num_classes-1``. Target values outside ``0..num_classes-1`` other than
+    ``ignore_index`` are an error.
+    """
+    if tuple(pred.shape) != tuple(target.shape):
+        raise ValueError(f"prediction shape {tuple(pred.shape)} differs from target shape {tuple(target.shape)}")
+    k = num_classes
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        torch = None
+    if torch is not None and isinstance(target, torch.Tensor):
+        target = target.reshape(-1).long()
+        pred = torch.as_tensor(pred, device=target.device).reshape(-1).long()
+        if ignore_index is not None:
+            keep = target != ignore_index
+            target, pred = target[keep], pred[keep]
+        if target.numel() and (int(target.min()) < 0 or int(target.max()) >= k):
+            raise ValueError(f"target values must be in 0..{k - 1} or {ignore_index} (void)")
+        pred = torch.where((pred >= 0) & (pred < k), pred, torch.full_like(pred, k))
+        counts = torch.bincount(target * (k + 1) + pred, minlength=k * (k + 1))
+        return counts.reshape(k, k + 1)
+    target = np.asarray(target).reshape(-1).astype(np.int64, copy=False)
+    pred = np.asarray(pred).reshape(-1).astype(np.int64, copy=False)
+    if ignore_index is not None:
+        keep = target != ignore_index
+        target, pred = target[keep], pred[keep]
+    if target.size and (target.min() < 0 or target.max() >= k):
+        raise ValueError(f"target values must be in 0..{k - 1} or {ignore_index} (void)")
+    pred = np.where((pred >= 0) & (pred < k), pred, k)
+    return np.bincount(target * (k + 1) + pred, minlength=k * (k + 1)).reshape(k, k + 1)
+
+
+def _as_numpy(cm) -> np.ndarray:
+    if hasattr(cm, "detach"):
+        cm = cm.detach().cpu().numpy()
+    cm = np.asarray(cm, dtype=np.float64)
+    if cm.ndim != 2 or cm.shape[1] not in (cm.shape[0], cm.shape[0] + 1):
+        raise ValueError(f"confusion matrix must be K x K or K x (K+1), got shape {cm.shape}")
+    return cm
+
+
+def global_accuracy(cm) -> float:
+    """G: correctly labelled pixels / non-void ground-truth pixels (a fraction in [0, 1])."""
+    cm = _as_numpy(cm)
+    total = cm.sum()
+    k = cm.shape[0]
+    return float(np.trace(cm[:, :k]) / total) if total > 0 else 0.0
+
+
+def per_class_accuracy(cm) -> np.ndarray:
+    """acc[i] = cm[i, i] / sum_k cm[i, k] over the K class columns; NaN where the class is absent."""
+    cm = _as_numpy(cm)
+    k = cm.shape[0]
+    rows = cm[:, :k].sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(rows > 0, np.diag(cm[:, :k]) / np.where(rows > 0, rows, 1), np.nan)
+
+
+def per_class_iou(cm) -> np.ndarray:
+    """IoU[i] = cm[i, i] / (row_i + col_i - cm[i, i]); NaN where the class is absent from the ground truth."""
+    cm = _as_numpy(cm)
+    k = cm.shape[0]
+    sq = cm[:, :k]
+    rows, cols, diag = sq.sum(axis=1), sq.sum(axis=0), np.diag(sq)
+    union = rows + cols - diag
+    return np.where(rows > 0, diag / np.where(union > 0, union, 1), np.nan)
+
+
+def _class_mean(values: np.ndarray, absent: str) -> float:
+    if absent == "zero":
+        return float(np.nan_to_num(values, nan=0.0).sum() / len(values))
+    if absent == "skip":
+        present = values[~np.isnan(values)]
+        return float(present.mean()) if present.size else 0.0
+    raise ValueError(f"unknown absent-class convention {absent!r}; choose one of {sorted(ABSENT_CONVENTIONS)}")
+
+
+def class_average_accuracy(cm, absent: str = "zero") -> float:
+    """C: the mean of per-class accuracies (over all K classes by default, as the script does)."""
+    return _class_mean(per_class_accuracy(cm), absent)
+
+
+def mean_iou(cm, absent: str = "zero") -> float:
+    """mIoU: the mean of per-class IoU (over all K classes by default, as the script does)."""
+    return _class_mean(per_class_iou(cm), absent)
+
+
+def segmentation_scores(cm, absent: str = "zero") -> dict:
+    """G, C, mIoU (fractions) and the per-class numbers behind them, with the convention used."""
+    acc = per_class_accuracy(cm)
+    iou = per_class_iou(cm)
+    return {
+        "G": global_accuracy(cm),
+        "C": _class_mean(acc, absent),
+        "mIoU": _class_mean(iou, absent),
+        "per_class_accuracy": acc,
+        "per_class_iou": iou,
+        "absent": absent,
+    }

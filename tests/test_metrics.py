@@ -1,0 +1,88 @@
+"""G, C, mIoU: hand-worked cases, the script's conventions, and an independent cross-check."""
+import numpy as np
+import pytest
+import torch
+
+from bench.metrics import (class_average_accuracy, confusion_matrix, global_accuracy, mean_iou,
+                           per_class_accuracy, per_class_iou, segmentation_scores)
+
+
+def test_hand_worked_three_classes():
+    # ground truth / prediction, K = 3, void = 3
+    gt = np.array([[0, 0, 1, 1], [2, 2, 3, 3]])
+    pr = np.array([[0, 1, 1, 1], [2, 0, 0, 3]])
+    cm = confusion_matrix(pr, gt, num_classes=3, ignore_index=3)
+    expected = np.zeros((3, 4), int)
+    expected[0, 0], expected[0, 1] = 1, 1
+    expected[1, 1] = 2
+    expected[2, 2], expected[2, 0] = 1, 1
+    np.testing.assert_array_equal(cm, expected)
+    assert global_accuracy(cm) == pytest.approx(4 / 6)
+    np.testing.assert_allclose(per_class_accuracy(cm), [0.5, 1.0, 0.5])
+    # IoU: class 0: 1 / (2 + 2 - 1); class 1: 2 / (2 + 3 - 2); class 2: 1 / (2 + 1 - 1)
+    np.testing.assert_allclose(per_class_iou(cm), [1 / 3, 2 / 3, 1 / 2])
+    assert class_average_accuracy(cm) == pytest.approx(2 / 3)
+    assert mean_iou(cm) == pytest.approx((1 / 3 + 2 / 3 + 1 / 2) / 3)
+
+
+def test_absent_class_counts_zero_like_the_script_or_is_skipped_by_name():
+    gt = np.array([0, 0, 1, 1])
+    pr = np.array([0, 0, 1, 1])
+    cm = confusion_matrix(pr, gt, num_classes=4, ignore_index=11)
+    assert class_average_accuracy(cm) == pytest.approx(0.5)  # 2 perfect classes / 4
+    assert mean_iou(cm) == pytest.approx(0.5)
+    assert class_average_accuracy(cm, absent="skip") == pytest.approx(1.0)
+    assert mean_iou(cm, absent="skip") == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        mean_iou(cm, absent="nan")
+
+
+def test_prediction_outside_classes_counts_in_G_denominator_only():
+    gt = np.array([0, 0, 1, 1])
+    pr = np.array([0, 11, 1, 1])  # a "void" prediction on a labelled pixel
+    cm = confusion_matrix(pr, gt, num_classes=2, ignore_index=11)
+    assert cm.shape == (2, 3) and cm[0, 2] == 1
+    assert global_accuracy(cm) == pytest.approx(3 / 4)
+    # the script's per-class accuracy divides by the row over class columns only
+    np.testing.assert_allclose(per_class_accuracy(cm), [1.0, 1.0])
+
+
+def test_void_ground_truth_is_ignored():
+    gt = np.array([11, 11, 0, 1])
+    pr = np.array([0, 1, 0, 1])
+    cm = confusion_matrix(pr, gt, num_classes=2)
+    assert cm.sum() == 2 and global_accuracy(cm) == 1.0
+
+
+def test_torch_and_numpy_agree_and_batches_add_up():
+    rng = np.random.default_rng(1)
+    gt = rng.integers(0, 12, size=(6, 20, 30))
+    pr = rng.integers(0, 12, size=(6, 20, 30))
+    whole = confusion_matrix(pr, gt)
+    parts = sum(confusion_matrix(pr[i], gt[i]) for i in range(6))
+    np.testing.assert_array_equal(whole, parts)
+    t = confusion_matrix(torch.from_numpy(pr), torch.from_numpy(gt))
+    assert isinstance(t, torch.Tensor)
+    np.testing.assert_array_equal(t.numpy(), whole)
+
+
+def test_target_out_of_range_is_an_error():
+    with pytest.raises(ValueError):
+        confusion_matrix(np.array([0]), np.array([12]))
+
+
+def test_cross_check_against_scikit_learn():
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(7)
+    gt = rng.integers(0, 12, size=5000)
+    pr = np.where(rng.random(5000) < 0.6, gt, rng.integers(0, 11, size=5000))
+    keep = gt != 11
+    s = segmentation_scores(confusion_matrix(pr, gt))
+    labels = list(range(11))
+    assert s["G"] == pytest.approx(sklearn_metrics.accuracy_score(gt[keep], pr[keep]))
+    recall = sklearn_metrics.recall_score(gt[keep], pr[keep], labels=labels, average=None, zero_division=0)
+    np.testing.assert_allclose(s["per_class_accuracy"], recall)
+    jac = sklearn_metrics.jaccard_score(gt[keep], pr[keep], labels=labels, average=None, zero_division=0)
+    np.testing.assert_allclose(s["per_class_iou"], jac)
+    assert s["mIoU"] == pytest.approx(jac.mean())
+    assert s["C"] == pytest.approx(recall.mean())
