@@ -127,5 +127,28 @@ def eval_cmd(data_root, dataset, split, predictions, out, absent, bf_matching, b
         click.echo(f"wrote {out}")
 
 
+# -- models -------------------------------------------------------------------------------------------
+@main.command("models")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--pattern", default="*", show_default=True, help="fnmatch pattern of model names")
+@clean_errors
+def models_cmd(fmt, pattern):
+    """List the registered models: parameters, GMACs at 360x480, output size, Table 1 storage multiplier."""
+    import architectures
+    from bench.models import describe_model
+    rows = [describe_model(n) for n in architectures.list_models(pattern)]
+    if not rows:
+        raise BenchError(f"no model matches {pattern!r}; known models: {', '.join(architectures.list_models())}")
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=1))
+        return
+    click.echo(f"{'model':<40} {'params':>12} {'trainable':>12} {'GMACs':>8} {'output':>12} {'T1 storage':>10}  paper")
+    for r in rows:
+        out = "x".join(str(v) for v in r["output_shape"])
+        store = r["table1_storage_multiplier"] or ""
+        click.echo(f"{r['name']:<40} {r['params']:>12,} {r['trainable_params']:>12,} {r['gmacs']:>8.2f} {out:>12} "
+                   f"{store:>10}  {r['paper_name']}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

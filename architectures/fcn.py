@@ -1,0 +1,178 @@
+"""FCN-8s ("FCN" with fixed bilinear upsampling, "FCN (learnt deconv)") and the FCN-Basic decoder variants of
+Table 1, with Bilinear-Interpolation.
+
+Layer tables: `../shared/reference/architectures.md` §3 (FCN-8s, after `shelhamer/fcn.berkeleyvision.org`
+`voc-fcn8s/net.py`: conv1_1 pad 100, ceil pooling, crops at offsets 5/9/31, deconvs without bias) and §6.4-6.8
+(FCN-Basic family; no authors' prototxt exists, choices A10 and A12).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from architectures.common import (BasicEncoder, ConvBNReLU, bilinear_init_, crop_like, he_init_,
+                                  load_vgg16_convs, upsample_filt, vgg16_classifier, vgg_encoder_convs, vgg_stage)
+from architectures.registry import register_model
+from bench.errors import BenchError
+
+
+class FCN8s(nn.Module):
+    """FCN-8s with BN after every conv that feeds a ReLU (paper Sec. 4), fc6/fc7 as convs with FCN's own
+    dropout (drop6/drop7), three skip scores and three bilinear-initialised deconvs (2x, 2x, 8x).
+
+    learnt_upsampling=False freezes the deconvs at the bilinear kernel (the reference implementation's
+    "FCN"); True trains them ("FCN (learnt deconv)"). Architectures.md A6.
+    """
+
+    def __init__(self, num_classes: int = 11, learnt_upsampling: bool = False, dropout: float = 0.5):
+        super().__init__()
+        k = num_classes
+        self.enc1 = nn.Sequential(ConvBNReLU(3, 64, padding=100), ConvBNReLU(64, 64))
+        self.enc2, self.enc3, self.enc4, self.enc5 = (vgg_stage(c) for c in (
+            (64, 128, 128), (128, 256, 256, 256), (256, 512, 512, 512), (512, 512, 512, 512)))
+        self.pool = nn.MaxPool2d(2, 2, ceil_mode=True)
+        self.fc6 = ConvBNReLU(512, 4096, 7, padding=0)
+        self.fc7 = ConvBNReLU(4096, 4096, 1, padding=0)
+        self.drop = nn.Dropout(dropout)
+        self.score_fr = nn.Conv2d(4096, k, 1)
+        self.score_pool4 = nn.Conv2d(512, k, 1)
+        self.score_pool3 = nn.Conv2d(256, k, 1)
+        self.upscore2 = nn.ConvTranspose2d(k, k, 4, 2, bias=False)
+        self.upscore_pool4 = nn.ConvTranspose2d(k, k, 4, 2, bias=False)
+        self.upscore8 = nn.ConvTranspose2d(k, k, 16, 8, bias=False)
+        self.learnt_upsampling = learnt_upsampling
+
+    def forward(self, x):
+        size = x.shape[-2:]
+        pool3 = self.pool(self.enc3(self.pool(self.enc2(self.pool(self.enc1(x))))))
+        pool4 = self.pool(self.enc4(pool3))
+        pool5 = self.pool(self.enc5(pool4))
+        h = self.drop(self.fc7(self.drop(self.fc6(pool5))))
+        h = self.upscore2(self.score_fr(h))
+        h = h + crop_like(self.score_pool4(pool4), 5, h.shape[-2:])
+        h = self.upscore_pool4(h)
+        h = h + crop_like(self.score_pool3(pool3), 9, h.shape[-2:])
+        return crop_like(self.upscore8(h), 31, size)
+
+    def encoder_convs(self):
+        return vgg_encoder_convs([self.enc1, self.enc2, self.enc3, self.enc4, self.enc5])
+
+    def init_weights(self, encoder_weights):
+        """He for convs, BN 1/0.001, score layers zero, deconvs bilinear (surgery.interp); VGG16 where given."""
+        he_init_(self)
+        for score in (self.score_fr, self.score_pool4, self.score_pool3):
+            nn.init.zeros_(score.weight)
+            nn.init.zeros_(score.bias)
+        for up in (self.upscore2, self.upscore_pool4, self.upscore8):
+            bilinear_init_(up)
+            up.weight.requires_grad_(self.learnt_upsampling)
+        self.pretrained_layers, self.weights_source = [], "he-init"
+        if encoder_weights is not None:
+            convs, names = self.encoder_convs()
+            self.pretrained_layers, self.weights_source = load_vgg16_convs(convs, encoder_weights, names)
+            fc = vgg16_classifier(encoder_weights)
+            if fc is not None:  # torchvision's download has fc6/fc7; the conv-only local file does not
+                with torch.no_grad():
+                    for name in ("fc6", "fc7"):
+                        getattr(self, name)[0].weight.copy_(fc[f"{name}.weight"])
+                        getattr(self, name)[0].bias.copy_(fc[f"{name}.bias"])
+                self.pretrained_layers += ["fc6", "fc7"]
+        return self
+
+
+class FCNBasic(nn.Module):
+    """FCN-Basic (Table 1): the SegNet-Basic encoder, 1x1 "dimensionality reduction" of the pooled encoder
+    maps to K channels, and a linear decoder of 8x8 stride-2 deconvs (bilinear x2 initialisation) that adds
+    the reduced P3/P2/P1 (architectures.md §6.4, A10). The last deconv brings the map to the input size.
+
+    addition=False: FCN-Basic-NoAddition (only the reduced P4 is decoded).
+    dim_reduction=False: FCN-Basic-NoDimReduction, 64-channel deconvs and skips, then a 1x1 classifier.
+    learnt_upsampling=False: deconvs frozen at bilinear x2 (Bilinear-Interpolation, A12).
+    """
+
+    def __init__(self, num_classes: int = 11, addition: bool = True, dim_reduction: bool = True,
+                 learnt_upsampling: bool = True):
+        super().__init__()
+        self.encoder = BasicEncoder()
+        ch = num_classes if dim_reduction else 64
+        n_reduce = (4 if addition else 1) if dim_reduction else 0
+        self.dim_reduction = nn.ModuleList(nn.Conv2d(64, num_classes, 1) for _ in range(n_reduce))
+        self.deconvs = nn.ModuleList(nn.ConvTranspose2d(ch, ch, 8, 2, 3, bias=False) for _ in range(4))
+        self.classifier = None if dim_reduction else nn.Conv2d(64, num_classes, 1)
+        self.addition = addition
+        self.learnt_upsampling = learnt_upsampling
+
+    def _skip(self, pooled, level):
+        """The encoder map of ``level`` (0 = P1), reduced to K channels where the variant reduces."""
+        if not len(self.dim_reduction):
+            return pooled[level]
+        return self.dim_reduction[level if self.addition else 0](pooled[level])
+
+    def forward(self, x):
+        size = x.shape[-2:]
+        pooled, _, _ = self.encoder(x)
+        x = self._skip(pooled, 3)
+        for level in (2, 1, 0):  # decoders 4, 3, 2
+            x = crop_like(self.deconvs[level + 1](x), 0, pooled[level].shape[-2:])
+            if self.addition:
+                x = x + self._skip(pooled, level)
+        x = crop_like(self.deconvs[0](x), 0, size)  # decoder 1, to the input size
+        return x if self.classifier is None else self.classifier(x)
+
+    def init_weights(self):
+        he_init_(self)
+        x2 = upsample_filt(4)  # exact bilinear x2 kernel centred in the 8x8 deconv (A10)
+        for d in self.deconvs:
+            bilinear_init_(d, x2)
+            d.weight.requires_grad_(self.learnt_upsampling)
+        self.pretrained_layers, self.weights_source = [], "he-init"
+        return self
+
+
+@register_model("fcn", paper_name="FCN", family="benchmark", tables=(3,), params=134_373_761,
+                trainable_params=134_338_913, macs=139_465_647_168, reference="architectures.md §3, A6")
+def fcn(num_classes=11, encoder_weights=None, dropout=0.5):
+    return FCN8s(num_classes, learnt_upsampling=False, dropout=dropout).init_weights(encoder_weights)
+
+
+@register_model("fcn-learnt-deconv", paper_name="FCN (learnt deconv)", family="benchmark", tables=(3, 4, 6),
+                params=134_373_761, macs=139_465_647_168, reference="architectures.md §3, A6")
+def fcn_learnt_deconv(num_classes=11, encoder_weights=None, dropout=0.5):
+    return FCN8s(num_classes, learnt_upsampling=True, dropout=dropout).init_weights(encoder_weights)
+
+
+def _fcn_basic(num_classes, encoder_weights, **kw):
+    if encoder_weights is not None:
+        raise BenchError("the Table 1 decoder variants are trained from He initialisation; encoder_weights must be None")
+    return FCNBasic(num_classes, **kw).init_weights()
+
+
+@register_model("bilinear-interpolation", paper_name="Bilinear-Interpolation", family="decoder-variant", tables=(1,),
+                params=643_723, trainable_params=612_747, macs=13_450_533_120, reference="architectures.md §6.8, A12")
+def bilinear_interpolation(num_classes=11, encoder_weights=None):
+    return _fcn_basic(num_classes, encoder_weights, addition=False, learnt_upsampling=False)
+
+
+@register_model("fcn-basic", paper_name="FCN-Basic", family="decoder-variant", tables=(1,), params=645_868,
+                macs=13_490_449_920, reference="architectures.md §6.4, A10")
+def fcn_basic(num_classes=11, encoder_weights=None):
+    return _fcn_basic(num_classes, encoder_weights)
+
+
+@register_model("fcn-basic-no-addition", paper_name="FCN-Basic-NoAddition", family="decoder-variant", tables=(1,),
+                params=643_723, macs=13_450_533_120, reference="architectures.md §6.5")
+def fcn_basic_no_addition(num_classes=11, encoder_weights=None):
+    return _fcn_basic(num_classes, encoder_weights, addition=False)
+
+
+@register_model("fcn-basic-no-dim-reduction", paper_name="FCN-Basic-NoDimReduction", family="decoder-variant",
+                tables=(1,), params=1_661_323, macs=28_171_714_560, reference="architectures.md §6.6")
+def fcn_basic_no_dim_reduction(num_classes=11, encoder_weights=None):
+    return _fcn_basic(num_classes, encoder_weights, dim_reduction=False)
+
+
+@register_model("fcn-basic-no-addition-no-dim-reduction", paper_name="FCN-Basic-NoAddition-NoDimReduction",
+                family="decoder-variant", tables=(1,), params=1_661_323, macs=28_171_714_560,
+                reference="architectures.md §6.7")
+def fcn_basic_no_addition_no_dim_reduction(num_classes=11, encoder_weights=None):
+    return _fcn_basic(num_classes, encoder_weights, addition=False, dim_reduction=False)

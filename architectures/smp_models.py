@@ -1,0 +1,78 @@
+"""Beyond the paper: U-Net and DeepLabV3+ from segmentation-models-pytorch with a VGG16-BN encoder, under the
+same interface, so the controlled recipe can compare today's decoders with the paper's.
+
+smp's VGG encoders cannot be dilated, so DeepLabV3+ uses the encoder to depth 4 (stride 16, conv1-conv4 of
+VGG16) with smp's ASPP decoder (rates 12/24/36) and its x4 head upsampling; the fifth VGG stage is not used.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from architectures.common import VGG16_CONV_INDICES, he_init_, load_vgg16_convs
+from architectures.registry import register_model
+
+
+def _smp_encoder_weights(model, encoder_weights):
+    """None: He; "imagenet": smp's own vgg16_bn ImageNet weights; a path: VGG16 conv weights (BN untouched)."""
+    if encoder_weights is None:
+        return [], "he-init"
+    if encoder_weights == "imagenet":
+        return [f"encoder.{k}" for k in model.encoder.state_dict()], "smp vgg16_bn imagenet"
+    convs = [m for m in model.encoder.modules() if isinstance(m, nn.Conv2d)]
+    n = len(convs)
+    return load_vgg16_convs(convs, encoder_weights, [f"encoder.conv{i}" for i in range(n)])[0][:n], str(encoder_weights)
+
+
+class _SMPWrapper(nn.Module):
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        h, w = x.shape[-2:]
+        ph, pw = (-h) % 32, (-w) % 32  # smp needs sizes divisible by 32: pad, then crop back
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode="reflect")
+        return self.net(x)[..., :h, :w]
+
+
+@register_model("unet-vgg16bn", paper_name="U-Net (VGG16-BN encoder, smp)", family="beyond-paper", tables=(),
+                params=None, macs=None, reference="segmentation-models-pytorch Unet")
+def unet_vgg16bn(num_classes=11, encoder_weights=None):
+    import segmentation_models_pytorch as smp
+    net = smp.Unet("vgg16_bn", encoder_weights="imagenet" if encoder_weights == "imagenet" else None,
+                   classes=num_classes)
+    if encoder_weights is None:
+        he_init_(net)
+    model = _SMPWrapper(net)
+    model.pretrained_layers, model.weights_source = _smp_encoder_weights(net, encoder_weights)
+    return model
+
+
+class _DeepLabV3PlusVGG(nn.Module):
+    def __init__(self, num_classes, weights):
+        super().__init__()
+        import segmentation_models_pytorch as smp
+        from segmentation_models_pytorch.base import SegmentationHead
+        from segmentation_models_pytorch.decoders.deeplabv3.decoder import DeepLabV3PlusDecoder
+        self.encoder = smp.encoders.get_encoder("vgg16_bn", in_channels=3, depth=4, weights=weights)
+        self.decoder = DeepLabV3PlusDecoder(self.encoder.out_channels, encoder_depth=4, out_channels=256,
+                                            atrous_rates=(12, 24, 36), output_stride=16, aspp_separable=True,
+                                            aspp_dropout=0.5)
+        self.segmentation_head = SegmentationHead(256, num_classes, kernel_size=1, upsampling=4)
+
+    def forward(self, x):
+        return self.segmentation_head(self.decoder(self.encoder(x)))
+
+
+@register_model("deeplabv3plus-vgg16bn", paper_name="DeepLabV3+ (VGG16-BN encoder, smp)", family="beyond-paper",
+                tables=(), params=None, macs=None, reference="segmentation-models-pytorch DeepLabV3+ decoder")
+def deeplabv3plus_vgg16bn(num_classes=11, encoder_weights=None):
+    net = _DeepLabV3PlusVGG(num_classes, "imagenet" if encoder_weights == "imagenet" else None)
+    if encoder_weights is None:
+        he_init_(net)
+    model = _SMPWrapper(net)
+    model.pretrained_layers, model.weights_source = _smp_encoder_weights(net, encoder_weights)
+    return model

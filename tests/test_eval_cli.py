@@ -1,0 +1,148 @@
+"""`bench eval` end to end, and every bad input named in issue 2: one line, non-zero exit, nothing written."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+import datasets
+from bench.cli import main
+
+
+def _predictions_from_gt(root, dest):
+    ds = datasets.get_dataset("camvid", root)
+    dest.mkdir()
+    for s in ds.samples("test"):
+        shutil.copy(s.label, dest / s.name)
+    return ds.samples("test")
+
+
+def _run(args):
+    return CliRunner().invoke(main, args)
+
+
+def test_eval_scores_and_writes_json(fake_root, tmp_path):
+    preds = tmp_path / "pred"
+    _predictions_from_gt(fake_root, preds)
+    out = tmp_path / "scores.json"
+    r = _run(["eval", "--data-root", str(fake_root), "--predictions", str(preds), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    res = json.loads(out.read_text())
+    assert res["G"] == res["C"] == res["mIoU"] == res["BF"] == 100.0
+    assert set(res["per_class"]) == set(datasets.get_dataset("camvid", fake_root).class_names)
+    assert len(res["confusion_matrix"]) == 11 and len(res["confusion_matrix"][0]) == 12
+    assert res["conventions"]["bf_matching"] == "one-to-one" and res["conventions"]["absent"] == "zero"
+
+
+def _bad_case(name, fake_root, preds, samples):
+    first = preds / samples[0].name
+    if name == "missing":
+        first.unlink()
+    elif name == "extra":
+        shutil.copy(first, preds / "extra.png")
+    elif name == "misnamed":
+        first.rename(preds / ("x" + samples[0].name))
+    elif name == "wrong-size":
+        Image.fromarray(np.zeros((100, 100), np.uint8)).save(first)
+    elif name == "label-above-11":
+        a = np.zeros((360, 480), np.uint8)
+        a[0, 0] = 12
+        Image.fromarray(a).save(first)
+    elif name == "not-png":
+        first.write_text("this is not an image")
+    elif name == "jpeg":
+        Image.fromarray(np.zeros((360, 480), np.uint8)).save(first, format="JPEG")
+    elif name == "truncated":
+        data = first.read_bytes()
+        first.write_bytes(data[: len(data) // 3])
+    elif name == "rgb":
+        Image.fromarray(np.zeros((360, 480, 3), np.uint8)).save(first)
+    elif name == "missing-dataset-file":
+        samples[1].label.unlink()
+    return first
+
+
+EXPECTED = {
+    "missing": "1 missing", "extra": "1 unexpected", "misnamed": "1 missing .* 1 unexpected",
+    "wrong-size": "is 100x100, expected 360x480", "label-above-11": "label value 12, above 11",
+    "not-png": "cannot be decoded", "jpeg": "not a PNG", "truncated": "cannot be decoded",
+    "rgb": "8-bit single-channel", "missing-dataset-file": "test.txt:2: names label",
+}
+
+
+@pytest.mark.parametrize("case", sorted(EXPECTED))
+def test_bad_input_one_line_nonzero_nothing_written(case, fake_root, tmp_path):
+    preds = tmp_path / "pred"
+    samples = _predictions_from_gt(fake_root, preds)
+    _bad_case(case, fake_root, preds, samples)
+    out = tmp_path / "scores.json"
+    r = _run(["eval", "--data-root", str(fake_root), "--predictions", str(preds), "--out", str(out)])
+    assert r.exit_code == 2
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.output
+    import re
+    assert re.search(EXPECTED[case], lines[0]), lines[0]
+    assert "Traceback" not in r.output
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--dataset", "kitti"], "unknown dataset 'kitti'"),
+    (["--split", "dev"], "unknown split 'dev'"),
+])
+def test_unknown_dataset_or_split(fake_root, tmp_path, args, message):
+    preds = tmp_path / "pred"
+    _predictions_from_gt(fake_root, preds)
+    r = _run(["eval", "--data-root", str(fake_root), "--predictions", str(preds), *args])
+    assert r.exit_code == 2 and message in r.output
+
+
+def test_data_root_without_camvid(tmp_path):
+    r = _run(["eval", "--data-root", str(tmp_path), "--predictions", str(tmp_path)])
+    assert r.exit_code == 2 and "CamVid folder not found" in r.output
+
+
+def test_existing_out_is_never_overwritten(fake_root, tmp_path):
+    preds = tmp_path / "pred"
+    _predictions_from_gt(fake_root, preds)
+    out = tmp_path / "scores.json"
+    out.write_text("keep me")
+    r = _run(["eval", "--data-root", str(fake_root), "--predictions", str(preds), "--out", str(out)])
+    assert r.exit_code == 2 and out.read_text() == "keep me"
+
+
+def test_data_verify_cli(fake_root):
+    r = _run(["data", "verify", "camvid", "--data-root", str(fake_root)])
+    assert r.exit_code == 0 and "OK" in r.output
+
+
+@pytest.mark.camvid
+def test_real_ground_truth_against_itself_scores_100(camvid_test_labels):
+    from bench.evaluate import score_label_maps
+    ds, samples, labels = camvid_test_labels
+    res = score_label_maps(list(labels), list(labels), class_names=ds.class_names)
+    assert res["G"] == res["C"] == res["mIoU"] == res["BF"] == 100.0
+
+
+@pytest.mark.camvid
+def test_real_ground_truth_shifted(camvid_test_labels):
+    """A copy shifted right by 1 px: G is the share of labelled pixels equal to their left neighbour;
+    every boundary pixel keeps a partner 1 px away except along the left image edge, so BF stays
+    above 99. Shifted by 6 px (beyond the 4.5 px tolerance) horizontal-transition boundaries lose their
+    partners and BF falls far."""
+    from bench.evaluate import score_label_maps
+    ds, samples, labels = camvid_test_labels
+    labels = labels[::4]  # a quarter of the test set keeps the test quick
+    shifted = labels.copy()
+    shifted[:, :, 1:] = labels[:, :, :-1]
+    keep = labels != 11
+    expected_g = 100 * (shifted == labels)[keep].mean()
+    res = score_label_maps(list(shifted), list(labels), class_names=ds.class_names)
+    assert res["G"] == pytest.approx(expected_g)
+    assert 99.0 < res["BF"] < 100.0
+    far = labels.copy()
+    far[:, :, 6:] = labels[:, :, :-6]
+    res6 = score_label_maps(list(far), list(labels), class_names=ds.class_names)
+    assert res6["BF"] < res["BF"] - 20
