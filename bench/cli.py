@@ -150,5 +150,72 @@ def models_cmd(fmt, pattern):
                    f"{store:>10}  {r['paper_name']}")
 
 
+# -- run / runs ---------------------------------------------------------------------------------------
+@main.command("run")
+@click.option("--suite", required=True, help="suite name (bench/suites/<name>.toml) or path to a suite TOML")
+@click.option("--profile", type=click.Choice(["full", "smoke"]), default=None,
+              help="full: the recipe as published; smoke: every member, a few iterations at reduced size "
+                   "(default: full where CUDA is present, else smoke)")
+@click.option("--members", default=None, help="comma-separated subset of the suite's members")
+@click.option("--variants", default=None, help="comma-separated subset of the suite's variants")
+@click.option("--seeds", default="0", show_default=True, help="comma-separated seeds; each member runs once per seed")
+@click.option("--data-root", help=DATA_ROOT_HELP)
+@click.option("--results", default="results", show_default=True, type=click.Path(file_okay=False))
+@click.option("--checkpoints", default="checkpoints", show_default=True, type=click.Path(file_okay=False),
+              help="where checkpoints go (never committed)")
+@click.option("--resume", is_flag=True, help="continue from this run's checkpoint where one exists")
+@click.option("--encoder-weights", type=click.Path(dir_okay=False), default=None,
+              help="local VGG16 weights (torchvision layout) instead of torchvision's download; also $BENCH_WEIGHTS")
+@click.option("--set", "sets", multiple=True, help="override a recipe value, e.g. --set max_iters=20 (repeatable)")
+@click.option("--device", default=None, help="cuda, cpu, cuda:1 ... (default: cuda where present)")
+@clean_errors
+def run_cmd(suite, profile, members, variants, seeds, data_root, results, checkpoints, resume, encoder_weights, sets,
+            device):
+    """Train every member of a suite with its recipe and record the results."""
+    from bench.config import parse_override
+    from bench.runner import run_suite
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise BenchError(f"--seeds {seeds!r}: expected comma-separated integers") from None
+    overrides = dict(parse_override(s) for s in sets)
+    split = lambda v: [x.strip() for x in v.split(",") if x.strip()] if v else None
+    folders = run_suite(suite, profile=profile, seeds=seed_list, members=split(members), variants=split(variants),
+                        data_root=data_root, results=results, checkpoints=checkpoints, resume=resume,
+                        encoder_weights=encoder_weights, overrides=overrides, device=device,
+                        log=lambda m: click.echo(m), progress=_progress)
+    click.echo(f"{len(folders)} record(s) written under {results}")
+
+
+@main.command("runs")
+@click.option("--results", default="results", show_default=True, type=click.Path(file_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@clean_errors
+def runs_cmd(results, fmt):
+    """List the recorded training runs."""
+    from bench.records import find_records, load_record
+    rows = []
+    for path in find_records(Path(results)):
+        rec = load_record(path)
+        if rec.get("kind") != "training-run":
+            continue
+        t = rec.get("test", {})
+        rows.append({"suite": rec["suite"], "member": rec["member"], "variant": rec.get("variant"),
+                     "profile": rec["profile"], "seed": rec["seed"], "run_id": rec["run_id"],
+                     "iteration": rec["selected"]["iteration"], "G": t.get("G"), "C": t.get("C"),
+                     "mIoU": t.get("mIoU"), "BF": t.get("BF"), "path": str(path.parent)})
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=1))
+        return
+    if not rows:
+        click.echo(f"no training records under {results}")
+        return
+    click.echo(f"{'suite':<26} {'member':<40} {'variant':<18} {'profile':<7} {'seed':>4} {'iter':>6} "
+               f"{'G':>6} {'C':>6} {'mIoU':>6} {'BF':>6}")
+    for r in rows:
+        click.echo(f"{r['suite']:<26} {r['member']:<40} {r['variant'] or '-':<18} {r['profile']:<7} {r['seed']:>4} "
+                   f"{r['iteration']:>6} {r['G']:6.2f} {r['C']:6.2f} {r['mIoU']:6.2f} {r['BF']:6.2f}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

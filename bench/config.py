@@ -1,0 +1,199 @@
+"""Suites: one flat TOML file each (`bench/suites/*.toml`), loaded into a frozen `Recipe` whose defaults sit here.
+
+A suite names its dataset, its members (registered model names), an optional list of variants (e.g. Table 1's
+median-frequency and natural-frequency halves), one `[recipe]`, and `[profiles.full]` / `[profiles.smoke]`
+overrides. The resolved recipe is written into every run record, so a record alone reproduces its run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.errors import BenchError
+
+SUITES_DIR = Path(__file__).with_name("suites")
+PROFILES = ("full", "smoke")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    bias_lr_mult: float = 2.0
+    batch_size: int = 5
+    encoder_weights: str = "imagenet"  # "imagenet", "none", or a path to torchvision-layout VGG16 weights
+    dropout: float = 0.5
+    class_weighting: str = "natural"
+    input_normalisation: str = "imagenet"  # "imagenet" (RGB/255, ImageNet mean/std) or "raw-0-255"
+    hflip: bool = False
+    bn_statistics: str = "recompute"  # "recompute" over the training set before each evaluation, or "running"
+    max_epochs: int | None = None
+    max_iters: int | None = None
+    eval_every_epochs: int | None = None
+    eval_every_iters: int | None = None
+    budgets_epochs: tuple = ()
+    budgets_iters: tuple = ()
+    selection: str = "best-val-G"  # or "last"
+    bf_on_val: bool = False
+    evaluate_train: bool = False
+    checkpoint_every: int = 500
+    image_size: tuple = (360, 480)
+    train_subset: int | None = None
+    val_subset: int | None = None
+    test_subset: int | None = None
+    precision: str = "auto"  # "auto" (bf16 autocast on CUDA, fp32 elsewhere), "bf16", "fp32"
+    channels_last: str = "auto"  # "auto" (on CUDA), "on", "off"
+    compile: bool = False
+    deterministic: bool = False
+
+    def iterations_per_epoch(self, n_train: int) -> int:
+        return -(-n_train // self.batch_size)
+
+
+CHOICES = {
+    "input_normalisation": ("imagenet", "raw-0-255"),
+    "bn_statistics": ("recompute", "running"),
+    "selection": ("best-val-G", "last"),
+    "precision": ("auto", "bf16", "fp32"),
+    "channels_last": ("auto", "on", "off"),
+}
+POSITIVE = {"lr", "bias_lr_mult", "batch_size", "max_epochs", "max_iters", "eval_every_epochs", "eval_every_iters",
+            "checkpoint_every", "train_subset", "val_subset", "test_subset"}
+UNIT_INTERVAL = {"momentum", "dropout"}
+
+
+def _field_types():
+    return {f.name: f for f in dataclasses.fields(Recipe)}
+
+
+def _check_value(key: str, value, where: str):
+    fields = _field_types()
+    if key not in fields:
+        raise BenchError(f"{where}: unknown recipe key {key!r}; known keys: {', '.join(fields)}")
+    default = fields[key].default
+    t = fields[key].type
+    if isinstance(default, tuple) or "tuple" in str(t):
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise BenchError(f"{where}: {key} must be a list of integers, got {value!r}")
+        if key == "image_size" and (len(value) != 2 or min(value) < 32):
+            raise BenchError(f"{where}: image_size must be [height, width], each >= 32, got {value!r}")
+        if any(v <= 0 for v in value):
+            raise BenchError(f"{where}: {key} values must be positive, got {value!r}")
+        return tuple(value)
+    if "bool" in str(t):
+        if not isinstance(value, bool):
+            raise BenchError(f"{where}: {key} must be true or false, got {value!r}")
+        return value
+    if "int" in str(t) and "float" not in str(t):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise BenchError(f"{where}: {key} must be an integer, got {value!r}")
+    elif "float" in str(t):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise BenchError(f"{where}: {key} must be a number, got {value!r}")
+        value = float(value)
+    elif "str" in str(t) and not isinstance(value, str):
+        raise BenchError(f"{where}: {key} must be a string, got {value!r}")
+    if key in POSITIVE and value is not None and value <= 0:
+        raise BenchError(f"{where}: {key} must be positive, got {value!r}")
+    if key in UNIT_INTERVAL and not 0 <= value < 1:
+        raise BenchError(f"{where}: {key} must be in [0, 1), got {value!r}")
+    if key == "weight_decay" and value < 0:
+        raise BenchError(f"{where}: weight_decay must be >= 0, got {value!r}")
+    if key in CHOICES and value not in CHOICES[key]:
+        raise BenchError(f"{where}: {key} must be one of {', '.join(CHOICES[key])}, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str
+    dataset: str
+    members: tuple
+    variants: tuple  # () or names; each variant's overrides in variant_overrides
+    recipe: dict
+    profiles: dict
+    variant_overrides: dict = field(default_factory=dict)
+    path: str = ""
+
+    def resolve(self, profile: str, variant: str | None = None, overrides: dict | None = None) -> Recipe:
+        """The recipe of one run: suite recipe <- variant <- profile <- command-line overrides."""
+        if profile not in self.profiles:
+            raise BenchError(f"{self.path}: unknown profile {profile!r}; this suite has: {', '.join(self.profiles)}")
+        values = dict(self.recipe)
+        if variant is not None:
+            values.update(self.variant_overrides.get(variant, {}))
+        values.update(self.profiles[profile])
+        values.update(overrides or {})
+        checked = {k: _check_value(k, v, self.path or self.name) for k, v in values.items()}
+        recipe = Recipe(**checked)
+        if recipe.max_epochs is None and recipe.max_iters is None:
+            raise BenchError(f"{self.path}: the recipe needs max_epochs or max_iters")
+        if recipe.eval_every_epochs is None and recipe.eval_every_iters is None:
+            raise BenchError(f"{self.path}: the recipe needs eval_every_epochs or eval_every_iters")
+        return recipe
+
+
+def list_suites() -> list[str]:
+    return sorted(p.stem for p in SUITES_DIR.glob("*.toml"))
+
+
+def load_suite(name_or_path: str) -> Suite:
+    """A suite by name (bench/suites/<name>.toml) or by path to a TOML file; checked before any training."""
+    path = Path(name_or_path)
+    if not path.suffix == ".toml":
+        path = SUITES_DIR / f"{name_or_path}.toml"
+        if not path.is_file():
+            raise BenchError(f"unknown suite {name_or_path!r}; known suites: {', '.join(list_suites())}")
+    if not path.is_file():
+        raise BenchError(f"{path}: suite file not found")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise BenchError(f"{path}: not valid TOML ({exc})") from None
+    where = str(path)
+    for key in ("name", "dataset", "members", "recipe"):
+        if key not in data:
+            raise BenchError(f"{where}: missing key {key!r}")
+    unknown = set(data) - {"name", "description", "dataset", "members", "variants", "variant", "recipe", "profiles"}
+    if unknown:
+        raise BenchError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    members = data["members"]
+    if not isinstance(members, list) or not members or not all(isinstance(m, str) for m in members):
+        raise BenchError(f"{where}: members must be a non-empty list of model names")
+    import architectures
+    for m in members:
+        if m not in architectures.list_models():
+            raise BenchError(f"{where}: unknown member {m!r}; known models: {', '.join(architectures.list_models())}")
+    import datasets
+    if data["dataset"] not in datasets.list_datasets():
+        raise BenchError(f"{where}: unknown dataset {data['dataset']!r}; known: {', '.join(datasets.list_datasets())}")
+    variants = tuple(data.get("variants", ()))
+    variant_overrides = data.get("variant", {})
+    for v in variants:
+        if v not in variant_overrides:
+            raise BenchError(f"{where}: variant {v!r} has no [variant.{v}] table")
+    profiles = data.get("profiles", {})
+    profiles = {p: profiles.get(p, {}) for p in PROFILES}
+    suite = Suite(name=data["name"], description=data.get("description", ""), dataset=data["dataset"],
+                  members=tuple(members), variants=variants, recipe=data["recipe"], profiles=profiles,
+                  variant_overrides=variant_overrides, path=where)
+    for p in PROFILES:  # every profile and variant must resolve: bad values fail before any training
+        for v in variants or (None,):
+            suite.resolve(p, v)
+    return suite
+
+
+def parse_override(text: str):
+    """`key=value` from the command line, value parsed as TOML (numbers, booleans, strings, lists)."""
+    if "=" not in text:
+        raise BenchError(f"--set {text!r}: expected key=value")
+    key, raw = text.split("=", 1)
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw  # a bare string
+    return key.strip(), value

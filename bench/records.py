@@ -1,0 +1,141 @@
+"""Run records: provenance, atomic writing (never overwriting), and listing.
+
+Layout: `<results>/<suite>/<member>/<run-id>/run.json` with `predictions/` (8-bit PNG label maps of the test
+split) beside it. A run folder is assembled under a temporary name and renamed into place in one step, so
+a record is either complete or absent, and an existing record is never replaced.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+from bench.errors import BenchError
+
+SCHEMA_VERSION = 1
+LIBRARIES = ("torch", "torchvision", "timm", "segmentation-models-pytorch", "numpy", "scipy", "pandas",
+             "scikit-image", "pillow", "click")
+
+
+def commit_info(repo: Path | None = None) -> dict:
+    repo = Path(repo or Path(__file__).resolve().parents[1])
+    def git(*args):
+        try:
+            return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    commit = git("rev-parse", "HEAD") or None
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no")) if commit else None
+    return {"commit": commit, "dirty": dirty, "branch": git("rev-parse", "--abbrev-ref", "HEAD") or None}
+
+
+def machine_info() -> dict:
+    import torch
+    info = {
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "cuda_available": torch.cuda.is_available(),
+    }
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        info.update(gpu=props.name, gpu_count=torch.cuda.device_count(), gpu_memory_GiB=round(props.total_memory / 2**30, 1),
+                    cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version())
+        try:
+            out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                                 capture_output=True, text=True, timeout=10).stdout.strip()
+            info["driver"] = out.splitlines()[0] if out else None
+        except (OSError, subprocess.SubprocessError):
+            info["driver"] = None
+    return info
+
+
+def library_versions() -> dict:
+    out = {}
+    for name in LIBRARIES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def provenance() -> dict:
+    return {"git": commit_info(), "machine": machine_info(), "libraries": library_versions(),
+            "command": " ".join(sys.argv), "recorded_at": now_iso()}
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def new_run_id(profile: str, seed: int, variant: str | None = None) -> str:
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    parts = [profile] + ([variant] if variant else []) + [f"seed{seed}", stamp]
+    return "-".join(parts)
+
+
+class RunFolder:
+    """A run's output assembled in `<parent>/.tmp-<run-id>` and published with one rename."""
+
+    def __init__(self, parent: Path, run_id: str):
+        self.final = Path(parent) / run_id
+        if self.final.exists():
+            raise BenchError(f"{self.final}: a record with this run id exists; nothing was overwritten")
+        self.tmp = Path(parent) / f".tmp-{run_id}"
+        self.tmp.mkdir(parents=True, exist_ok=False)
+        (self.tmp / "predictions").mkdir()
+
+    @property
+    def predictions(self) -> Path:
+        return self.tmp / "predictions"
+
+    def publish(self, record: dict) -> Path:
+        (self.tmp / "run.json").write_text(json.dumps(record, indent=1, default=_json_default) + "\n")
+        if self.final.exists():
+            raise BenchError(f"{self.final}: appeared while the run was writing; the new record stays in {self.tmp}")
+        os.rename(self.tmp, self.final)
+        return self.final
+
+    def discard(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _json_default(o):
+    import numpy as np
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    if isinstance(o, tuple):
+        return list(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def find_records(results: Path) -> list[Path]:
+    """Every `run.json` under a results folder (temporary folders of unfinished runs excluded)."""
+    results = Path(results)
+    if not results.is_dir():
+        return []
+    return sorted(p for p in results.rglob("run.json") if not any(part.startswith(".tmp-") for part in p.parts))
+
+
+def load_record(path: Path) -> dict:
+    try:
+        rec = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BenchError(f"{path}: not a readable run record ({exc})") from None
+    if not isinstance(rec, dict) or "schema_version" not in rec:
+        raise BenchError(f"{path}: not a run record (no schema_version)")
+    return rec
