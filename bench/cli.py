@@ -217,5 +217,35 @@ def runs_cmd(results, fmt):
                    f"{r['iteration']:>6} {r['G']:6.2f} {r['C']:6.2f} {r['mIoU']:6.2f} {r['BF']:6.2f}")
 
 
+# -- profile ------------------------------------------------------------------------------------------
+def _size(text: str):
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise BenchError(f"--size {text!r}: expected HxW, e.g. 360x480") from None
+    if min(h, w) < 32:
+        raise BenchError(f"--size {text!r}: each side must be >= 32")
+    return h, w
+
+
+@main.command("profile")
+@click.option("--models", default=None, help="comma-separated model names (default: every registered model)")
+@click.option("--device", default=None, help="cuda or cpu (default: cuda where present)")
+@click.option("--dtype", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True)
+@click.option("--size", default="360x480", show_default=True, help="input HxW")
+@click.option("--runs", default=10, show_default=True, type=click.IntRange(1, 10000))
+@click.option("--warmup", default=3, show_default=True, type=click.IntRange(0, 10000))
+@click.option("--results", default="results", show_default=True, type=click.Path(file_okay=False))
+@clean_errors
+def profile_cmd(models, device, dtype, size, runs, warmup, results):
+    """Time forward and backward passes and measure training/inference memory and model size per model."""
+    import architectures
+    from bench.profile import run_profile
+    names = [m.strip() for m in models.split(",") if m.strip()] if models else architectures.list_models()
+    path = run_profile(names, device=device, dtype=dtype, size=_size(size), runs=runs, warmup=warmup,
+                       results=results, log=lambda m: click.echo(m))
+    click.echo(f"wrote {path}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
