@@ -92,8 +92,8 @@ def score_label_maps(preds, gts, class_names=None, void_label: int = 11, absent:
     if len(preds) != len(gts):
         raise ValueError(f"{len(preds)} predictions for {len(gts)} ground-truth maps")
     cm = np.zeros((num_classes, num_classes + 1), dtype=np.int64)
-    for p, g in zip(preds, gts):
-        cm += confusion_matrix(p, g, num_classes, void_label)
+    for i in range(0, len(gts), 64):  # stacked in chunks: one bincount per chunk
+        cm += confusion_matrix(np.stack(preds[i:i + 64]), np.stack(gts[i:i + 64]), num_classes, void_label)
     s = segmentation_scores(cm, absent)
     result = {
         "schema_version": SCHEMA_VERSION,

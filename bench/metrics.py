@@ -53,15 +53,23 @@ def confusion_matrix(pred, target, num_classes: int = 11, ignore_index: int | No
         pred = torch.where((pred >= 0) & (pred < k), pred, torch.full_like(pred, k))
         counts = torch.bincount(target * (k + 1) + pred, minlength=k * (k + 1))
         return counts.reshape(k, k + 1)
-    target = np.asarray(target).reshape(-1).astype(np.int64, copy=False)
-    pred = np.asarray(pred).reshape(-1).astype(np.int64, copy=False)
-    if ignore_index is not None:
-        keep = target != ignore_index
-        target, pred = target[keep], pred[keep]
-    if target.size and (target.min() < 0 or target.max() >= k):
-        raise ValueError(f"target values must be in 0..{k - 1} or {ignore_index} (void)")
-    pred = np.where((pred >= 0) & (pred < k), pred, k)
-    return np.bincount(target * (k + 1) + pred, minlength=k * (k + 1)).reshape(k, k + 1)
+    target = np.asarray(target).reshape(-1)
+    pred = np.asarray(pred).reshape(-1)
+    if target.size == 0:
+        return np.zeros((k, k + 1), dtype=np.int64)
+    t_min, t_max = int(target.min()), int(target.max())
+    if t_min < 0 or (t_max >= k and not (t_max == ignore_index == k)):
+        if ((target < 0) | ((target >= k) & (target != ignore_index))).any():
+            raise ValueError(f"target values must be in 0..{k - 1} or {ignore_index} (void)")
+    # one pass: rows 0..k-1 are classes, any other target row (void) is dropped afterwards;
+    # predictions outside 0..k-1 land in column k
+    rows = np.where((target >= 0) & (target < k), target, k).astype(np.int32)
+    if pred.dtype == np.uint8 and k < 255:
+        cols = np.minimum(pred, k).astype(np.int32)
+    else:
+        cols = np.where((pred >= 0) & (pred < k), pred, k).astype(np.int32)
+    counts = np.bincount(rows * (k + 1) + cols, minlength=(k + 1) * (k + 1))
+    return counts.reshape(k + 1, k + 1)[:k].astype(np.int64)
 
 
 def _as_numpy(cm) -> np.ndarray:

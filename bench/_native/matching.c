@@ -33,7 +33,21 @@ int max_matching(int n_left, int n_right, int n_off, const int *hits, int *match
     int *mark = calloc(n, sizeof(int));
     int *iter = malloc(sizeof(int) * n);
     int *stack = malloc(sizeof(int) * n);
-    if (!mark || !iter || !stack) { free(mark); free(iter); free(stack); return -1; }
+    long *start = malloc(sizeof(long) * (n + 1));
+    long n_edges = 0;
+    for (long i = 0; i < (long)n_left * n_off; i++) n_edges += hits[i] >= 0;
+    int *adj = malloc(sizeof(int) * (n_edges > 0 ? n_edges : 1));
+    if (!mark || !iter || !stack || !start || !adj) {
+        free(mark); free(iter); free(stack); free(start); free(adj); return -1;
+    }
+    /* compact adjacency (nearest first), so the searches read only real edges */
+    long e = 0;
+    for (int u = 0; u < n_left; u++) {
+        start[u] = e;
+        const int *row = hits + (long)u * n_off;
+        for (int j = 0; j < n_off; j++) if (row[j] >= 0) adj[e++] = row[j];
+    }
+    start[n_left] = e;
     int stamp = 1;
     for (int root = 0; root < n_left; root++) {
         if (match_left[root] >= 0) continue;
@@ -43,18 +57,18 @@ int max_matching(int n_left, int n_right, int n_off, const int *hits, int *match
         stack[top++] = root;
         while (top > 0 && !augmented) {
             int x = stack[top - 1];
-            const int *row = hits + (long)x * n_off;
+            const int *row = adj + start[x];
+            int deg = (int)(start[x + 1] - start[x]);
             if (iter[x] < 0) { /* lookahead: a free right neighbour ends the search */
                 int free_j = -1;
-                for (int j = 0; j < n_off; j++) {
-                    int v = row[j];
-                    if (v >= 0 && match_right[v] < 0) { free_j = j; break; }
+                for (int j = 0; j < deg; j++) {
+                    if (match_right[row[j]] < 0) { free_j = j; break; }
                 }
                 if (free_j >= 0) {
                     iter[x] = free_j;
                     for (int i = top - 1; i >= 0; i--) {
                         int a = stack[i];
-                        int b = hits[(long)a * n_off + iter[a]];
+                        int b = adj[start[a] + iter[a]];
                         match_left[a] = b;
                         match_right[b] = a;
                     }
@@ -64,15 +78,8 @@ int max_matching(int n_left, int n_right, int n_off, const int *hits, int *match
                 }
                 iter[x] = 0;
             }
-            while (iter[x] < n_off) {
-                int v = row[iter[x]];
-                if (v >= 0) {
-                    int w = match_right[v];
-                    if (mark[w] != stamp) break;
-                }
-                iter[x]++;
-            }
-            if (iter[x] >= n_off) { top--; if (top > 0) iter[stack[top - 1]]++; continue; }
+            while (iter[x] < deg && mark[match_right[row[iter[x]]]] == stamp) iter[x]++;
+            if (iter[x] >= deg) { top--; if (top > 0) iter[stack[top - 1]]++; continue; }
             int w = match_right[row[iter[x]]];
             mark[w] = stamp;
             iter[w] = -1;
@@ -80,6 +87,6 @@ int max_matching(int n_left, int n_right, int n_off, const int *hits, int *match
         }
         if (augmented) stamp++;
     }
-    free(mark); free(iter); free(stack);
+    free(mark); free(iter); free(stack); free(start); free(adj);
     return size;
 }
