@@ -247,5 +247,45 @@ def profile_cmd(models, device, dtype, size, runs, warmup, results):
     click.echo(f"wrote {path}")
 
 
+# -- report -------------------------------------------------------------------------------------------
+@main.command("report")
+@click.option("--results", default="results", show_default=True, type=click.Path(file_okay=False))
+@click.option("--out", default="reports", show_default=True, type=click.Path(file_okay=False))
+@click.option("--data-root", help=DATA_ROOT_HELP + " (for the qualitative figure)")
+@clean_errors
+def report_cmd(results, out, data_root):
+    """Render the paper's tables and figures from recorded runs, ours beside the published numbers."""
+    from bench.report import render_reports
+    written = render_reports(results, out, data_root)
+    for p in written:
+        click.echo(f"wrote {p}/README.md, {p}/index.html")
+    if not written:
+        click.echo(f"no training records under {results}; wrote {out}/README.md")
+
+
+# -- check ----------------------------------------------------------------------------------------------
+@main.command("check")
+@click.option("--results", default="results", show_default=True, type=click.Path(file_okay=False))
+@click.option("--data-root", help=DATA_ROOT_HELP)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@clean_errors
+def check_cmd(results, data_root, fmt):
+    """Regression gate: recorded results against the published numbers, and predictions re-scored."""
+    from bench.check import run_check
+    report = run_check(results, data_root)
+    if fmt == "json":
+        click.echo(json.dumps(report, indent=1))
+    else:
+        if report["records"] == 0 and report["profiles"] == 0:
+            click.echo(f"no records under {results}: nothing to compare yet; every rule is not run")
+        click.echo(f"{'status':<8} {'rule':<60} detail")
+        for o in report["outcomes"]:
+            click.echo(f"{o['status']:<8} {o['rule']:<60} {o['detail']}")
+        click.echo(f"{report['passed']} passed, {report['failed']} failed, {report['not_run']} not run "
+                   f"({report['records']} training records, {report['profiles']} profiles)")
+    if report["failed"]:
+        sys.exit(1)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

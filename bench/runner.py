@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from bench.config import Recipe, Suite, load_suite
+from datasets.camvid import resize_image, resize_label
 from bench.errors import BenchError
 from bench.evaluate import score_label_maps
 from bench.metrics import confusion_matrix, segmentation_scores
@@ -57,14 +58,11 @@ def load_split(dataset, split: str, size, subset: int | None, device, progress=N
     samples = dataset.samples(split)
     if subset:
         samples = samples[:subset]
-    h, w = size
     images, labels = [], []
     it = progress(samples, desc=f"load {split}") if progress else samples
     for s in it:
-        img, lab = dataset.read_image(s), dataset.read_label(s)
-        if img.shape[:2] != (h, w):
-            img = np.asarray(Image.fromarray(img).resize((w, h), Image.BILINEAR))
-            lab = np.asarray(Image.fromarray(lab).resize((w, h), Image.NEAREST))
+        img = resize_image(dataset.read_image(s), size)
+        lab = resize_label(dataset.read_label(s), size)
         images.append(torch.from_numpy(np.array(img, copy=True)).permute(2, 0, 1))
         labels.append(torch.from_numpy(np.array(lab, copy=True)))
     return SplitData([s.name for s in samples], torch.stack(images).to(device), torch.stack(labels).to(device))

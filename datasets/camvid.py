@@ -100,6 +100,22 @@ def read_image_png(path: Path, expected_shape: tuple[int, int] | None = None) ->
     return arr
 
 
+def resize_label(label: np.ndarray, size) -> np.ndarray:
+    """A label map brought to ``size`` (H, W) by nearest-neighbour sampling (PIL), as training and re-scoring do."""
+    h, w = size
+    if label.shape == (h, w):
+        return label
+    return np.array(Image.fromarray(label).resize((w, h), Image.NEAREST))
+
+
+def resize_image(image: np.ndarray, size) -> np.ndarray:
+    """An RGB image brought to ``size`` (H, W) bilinearly (PIL)."""
+    h, w = size
+    if image.shape[:2] == (h, w):
+        return image
+    return np.array(Image.fromarray(image).resize((w, h), Image.BILINEAR))
+
+
 def read_manifest(path: Path) -> dict[str, str]:
     """`sha256sum` output (`<hex>  ./rel/path`) as {relative path: hex digest}."""
     out = {}

@@ -1,0 +1,427 @@
+"""`bench report`: the paper's tables and figures from recorded runs, ours beside the published numbers.
+
+For each suite with records it writes `<out>/<suite>/README.md` (Markdown tables and PNG figures, readable on
+GitHub), a self-contained `index.html` (figures embedded), and a CSV of every table. Numbers are the mean ±
+standard deviation over seeds of one profile; smoke-profile records are rendered too, marked as such (their
+numbers come from a few iterations at reduced resolution and say nothing about the paper).
+Reads records, prediction PNGs and (for the qualitative figure) the dataset; no model or training code.
+"""
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from bench.published import number, read_rows, row_by
+from bench.records import find_records, load_record
+
+METRICS = ("G", "C", "mIoU", "BF")
+TABLE2_COLUMNS = {"building": "Building", "tree": "Tree", "sky": "Sky", "car": "Car", "sign_symbol": "SignSymbol",
+                  "road": "Road", "pedestrian": "Pedestrian", "fence": "Fence", "column_pole": "Pole",
+                  "side_walk": "Pavement", "bicyclist": "Bicyclist"}
+VARIANT_PREFIX = {"median-frequency": "mf", "natural-frequency": "nf"}
+NOT_LIKE_FOR_LIKE_T3 = ("not like for like: the paper trained on 3,433 road images (Table 3); "
+                        "these runs use CamVid's 367")
+
+
+def _paper_names() -> dict:
+    import architectures
+    return {n: architectures.model_meta(n)["paper_name"] for n in architectures.list_models()}
+
+
+def mean_std(values):
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return None, None, 0
+    return float(np.mean(vals)), (float(np.std(vals, ddof=1)) if len(vals) > 1 else None), len(vals)
+
+
+def fmt(mean, std=None, digits=2):
+    if mean is None:
+        return "–"
+    return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None else "")
+
+
+class Table:
+    """A rendered table: a title, a header, rows of cells, notes; also kept long-form for CSV."""
+
+    def __init__(self, key, title, header, notes=()):
+        self.key, self.title, self.header, self.rows, self.notes, self.long = key, title, header, [], list(notes), []
+
+    def markdown(self) -> str:
+        lines = [f"### {self.title}", "", "| " + " | ".join(self.header) + " |",
+                 "|" + "---|" * len(self.header)]
+        lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in self.rows]
+        lines += [""] + [f"- {n}" for n in self.notes]
+        return "\n".join(lines) + "\n"
+
+    def html(self) -> str:
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in self.header)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in self.rows)
+        notes = "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
+        return (f"<h3>{html.escape(self.title)}</h3><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+                + (f"<ul>{notes}</ul>" if notes else ""))
+
+    def write_csv(self, path: Path):
+        fields = ["table", "row", "column", "ours_mean", "ours_std", "n", "paper", "delta", "profile", "like_for_like"]
+        with open(path, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=fields)
+            w.writeheader()
+            for r in self.long:
+                w.writerow({k: r.get(k) for k in fields})
+
+
+def _cell(ours_vals, paper, long, table, row, column, profile, like=True):
+    m, s, n = mean_std(ours_vals)
+    delta = (m - paper) if (m is not None and paper is not None) else None
+    long.append({"table": table, "row": row, "column": column, "ours_mean": m, "ours_std": s, "n": n, "paper": paper,
+                 "delta": delta, "profile": profile, "like_for_like": like})
+    text = fmt(m, s)
+    if paper is not None:
+        text += f" / {paper:.2f}" + (f" ({delta:+.2f})" if delta is not None else "")
+    return text
+
+
+def table1(groups, profile) -> Table | None:
+    names = _paper_names()
+    recs = {k: v for k, v in groups.items() if k[0] == "camvid-decoder-variants"}
+    if not recs:
+        return None
+    t = Table("table1", f"Table 1: decoder variants on CamVid ({profile} profile). Cells: ours (mean ± std over "
+              "seeds) / paper (delta)", ["variant", "balancing", "n", "test G", "test C", "test mIoU", "test BF",
+                                          "train G", "train C", "train mIoU"],
+              notes=["Paper: Table 1 (S1, arXiv 1511.00561v3), median-frequency (authors' prototxt weights) and "
+                     "natural-frequency halves.", "Train scores are G, C, mIoU on the training set at the selected "
+                     "iteration (the paper reports no train BF)."])
+    order = [r["variant"] for r in read_rows("table1")]
+    keys = sorted(recs, key=lambda k: (order.index(names[k[1]]) if names[k[1]] in order else 99, k[2] or ""))
+    for key in keys:
+        _, member, variant = key
+        pre = VARIANT_PREFIX.get(variant or "", "")
+        row = row_by("table1", "variant", names[member]) or {}
+        cells = [names[member], variant or "-", len(recs[key])]
+        for split, metrics in (("test", METRICS), ("train", METRICS[:3])):
+            for m in metrics:
+                vals = [r[split][m] if r.get(split) else None for r in recs[key]]
+                paper = number(row.get(f"{pre}_{split}_{m}", "")) if pre else None
+                cells.append(_cell(vals, paper, t.long, "table1", f"{names[member]} [{variant}]", f"{split}_{m}", profile))
+        t.rows.append(cells)
+    return t
+
+
+def table3(groups, profile, suite) -> Table | None:
+    names = _paper_names()
+    recs = {k: v for k, v in groups.items() if k[0] == suite}
+    if not recs:
+        return None
+    cols = [("it40k", "40K"), ("it80k", "80K"), ("itmax", ">80K")]
+    header = ["network", "n"] + [f"{lab} {m}" for _, lab in cols for m in METRICS] + [f"best-val {m}" for m in METRICS]
+    t = Table(suite.replace("-", "_"), f"Table 3: controlled benchmark ({suite}, {profile} profile). Budget "
+              "columns are ours at the suite's budgets in order (50 / 100 / 150 epochs in the full profile) beside "
+              "the paper's 40K / 80K / >80K iterations", header, notes=[NOT_LIKE_FOR_LIKE_T3 + ".",
+                                                                         "Paper: Table 3 (S1)."])
+    if suite.endswith("-mfb"):
+        t.notes.append("This suite uses median-frequency balancing; Table 3's rows use none: paper numbers shown for "
+                       "orientation only.")
+    for key in sorted(recs):
+        member = key[1]
+        row = row_by("table3", "network", names[member]) or {}
+        cells = [names[member], len(recs[key])]
+        for i, (col, lab) in enumerate(cols):
+            for m in METRICS:
+                vals = [r["budgets"][i][m] if len(r.get("budgets", [])) > i else None for r in recs[key]]
+                cells.append(_cell(vals, number(row.get(f"{col}_{m}", "")), t.long, "table3", names[member],
+                                   f"{lab}_{m}", profile, like=False))
+        for m in METRICS:
+            cells.append(_cell([r["test"][m] for r in recs[key]], None, t.long, "table3", names[member],
+                               f"best-val_{m}", profile, like=False))
+        t.rows.append(cells)
+    return t
+
+
+def table2(groups, profile, suite) -> Table | None:
+    names = _paper_names()
+    recs = {k: v for k, v in groups.items() if k[0] == suite}
+    if not recs:
+        return None
+    paper = row_by("table2", "method", "SegNet (3.5K dataset training - 140K)")
+    t = Table(f"table2_{suite.replace('-', '_')}", f"Table 2: per-class accuracy on CamVid test ({suite}, {profile} "
+              "profile); last row: the paper's SegNet (3.5K training images)",
+              ["model", "n"] + list(TABLE2_COLUMNS.values()) + ["C", "G", "mIoU", "BF"],
+              notes=[NOT_LIKE_FOR_LIKE_T3 + "."])
+    for key in sorted(recs):
+        cells = [names[key[1]] + (f" [{key[2]}]" if key[2] else ""), len(recs[key])]
+        for col, cls in TABLE2_COLUMNS.items():
+            vals = [r["test"]["per_class"][cls]["accuracy"] for r in recs[key]]
+            cells.append(_cell(vals, None, t.long, "table2", names[key[1]], cls, profile, like=False))
+        for m in ("C", "G", "mIoU", "BF"):
+            cells.append(_cell([r["test"][m] for r in recs[key]], None, t.long, "table2", names[key[1]], m, profile,
+                               like=False))
+        t.rows.append(cells)
+    if paper:
+        t.rows.append(["paper: SegNet (3.5K, 140K iterations)", "-"] + [paper[c] for c in TABLE2_COLUMNS] +
+                      [paper["class_avg"], paper["global_avg"], paper["mIoU"], paper["BF"]])
+    return t
+
+
+def table6(profiles) -> Table | None:
+    rows = read_rows("table6")
+    if not profiles:
+        return None
+    prof = profiles[-1]
+    gpu = prof["settings"]["device"].startswith("cuda")
+    names = _paper_names()
+    by_model = {m["model"]: m for m in prof["models"]}
+    members = [n for n in ("segnet", "deeplab-largefov", "fcn-learnt-deconv", "deconvnet") if n in by_model]
+    if not members:
+        return None
+    mem_key = "device_used_MB" if gpu else "process_peak_rss_growth_MB"
+    t = Table("table6", f"Table 6: compute time and resources ({prof['settings']['device_name']}, "
+              f"{prof['settings']['dtype']}, {'x'.join(map(str, prof['input_size']))}). Cells: ours / paper; "
+              "ratios are to SegNet (ours / paper)",
+              ["network", "forward ms", "backward ms", "train memory MB", "inference memory MB", "model size MB",
+               "forward ratio", "train memory ratio", "inference memory ratio"],
+              notes=["Paper: Table 6 (S1): Caffe on an NVIDIA Titan, times over 10 iterations at batch 1, memory from "
+                     "nvidia-smi (training batch 4, inference batch 1), size of the caffemodel.",
+                     f"Memory here: {by_model[members[0]]['train_memory']['method']}.",
+                     "Absolute numbers depend on the hardware; the ratios between models are what compares."]
+              + ([] if gpu else ["CPU profile: times and memory of this CPU, not comparable with the paper's GPU."]))
+    ref = by_model.get("segnet")
+    p_ref = row_by("table6", "network", "SegNet")
+    for m in members:
+        r = by_model[m]
+        p = row_by("table6", "network", names[m]) or {}
+        ours = {"fwd": r["forward"]["median_ms"], "bwd": r["backward"]["median_ms"],
+                "train": r["train_memory"].get(mem_key), "infer": r["inference_memory"].get(mem_key),
+                "size": r["model_size_MB"]}
+        paper = {"fwd": number(p.get("forward_ms")), "bwd": number(p.get("backward_ms")),
+                 "train": number(p.get("gpu_train_mem_MB")), "infer": number(p.get("gpu_infer_mem_MB")),
+                 "size": number(p.get("model_size_MB"))}
+        cells = [names[m]]
+        for k in ("fwd", "bwd", "train", "infer", "size"):
+            cells.append(f"{fmt(ours[k], digits=1)} / {fmt(paper[k], digits=1)}")
+            t.long.append({"table": "table6", "row": names[m], "column": k, "ours_mean": ours[k], "n": 1,
+                           "paper": paper[k], "profile": prof["settings"]["device"], "like_for_like": gpu})
+        for k, rk, pk in (("fwd", ("forward", "median_ms"), "forward_ms"), ("train", ("train_memory", mem_key),
+                          "gpu_train_mem_MB"), ("infer", ("inference_memory", mem_key), "gpu_infer_mem_MB")):
+            ours_ratio = (ours[k] / ref[rk[0]][rk[1]]) if ref and ref[rk[0]].get(rk[1]) else None
+            paper_ratio = (paper[k] / number(p_ref[pk])) if paper[k] and p_ref else None
+            cells.append(f"{fmt(ours_ratio)} / {fmt(paper_ratio)}")
+        t.rows.append(cells)
+    return t
+
+
+# -- figures ---------------------------------------------------------------------------------------------------
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def figure_curves(recs_by_key) -> bytes:
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for key, recs in sorted(recs_by_key.items()):
+        label = key[1] + (f" [{key[2]}]" if key[2] else "")
+        rec = recs[0]
+        val = rec["curves"]["val"]
+        its = [p["iteration"] for p in val]
+        for ax, m in zip(axes, ("G", "mIoU")):
+            ax.plot(its, [p[m] for p in val], marker="o", ms=3, label=label)
+    for ax, m in zip(axes, ("G", "mIoU")):
+        ax.set_xlabel("iteration")
+        ax.set_ylabel(f"validation {m} (%)")
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7, loc="best")
+    fig.suptitle("Validation curves (first seed of each member)")
+    return _png(fig)
+
+
+def figure_per_class(recs_by_key, class_names) -> bytes:
+    import matplotlib.pyplot as plt
+    keys = sorted(recs_by_key)
+    fig, ax = plt.subplots(figsize=(12, 4))
+    width = 0.8 / max(1, len(keys))
+    x = np.arange(len(class_names))
+    for i, key in enumerate(keys):
+        vals = [np.mean([r["test"]["per_class"][c]["accuracy"] or 0 for r in recs_by_key[key]]) for c in class_names]
+        ax.bar(x + i * width, vals, width, label=key[1] + (f" [{key[2]}]" if key[2] else ""))
+    ax.set_xticks(x + 0.4 - width / 2)
+    ax.set_xticklabels(class_names, rotation=30)
+    ax.set_ylabel("test class accuracy (%)")
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(axis="y", alpha=0.3)
+    return _png(fig)
+
+
+def figure_tradeoff(recs_by_key, profile_rec) -> bytes | None:
+    if profile_rec is None:
+        return None
+    gpu = profile_rec["settings"]["device"].startswith("cuda")
+    key_mem = "device_used_MB" if gpu else "process_peak_rss_growth_MB"
+    mem = {m["model"]: m["inference_memory"].get(key_mem) for m in profile_rec["models"]}
+    pts = [(k, np.mean([r["test"]["mIoU"] for r in v]), mem.get(k[1])) for k, v in recs_by_key.items()
+           if mem.get(k[1]) is not None]
+    if not pts:
+        return None
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for k, miou, m in pts:
+        ax.scatter(m, miou)
+        ax.annotate(k[1] + (f" [{k[2]}]" if k[2] else ""), (m, miou), fontsize=7)
+    ax.set_xlabel(f"inference memory, MB ({'device' if gpu else 'CPU process RSS growth'})")
+    ax.set_ylabel("test mIoU (%)")
+    ax.grid(alpha=0.3)
+    ax.set_title("Accuracy against inference memory")
+    return _png(fig)
+
+
+def figure_qualitative(recs_by_key, records_paths, dataset, n_images=3) -> bytes | None:
+    """Test images, ground truth and each member's prediction in CamVid colours (like the paper's Fig. 4)."""
+    from datasets.camvid import resize_image, resize_label
+    import matplotlib.pyplot as plt
+    keys = sorted(recs_by_key)
+    first = records_paths[keys[0]][0]
+    names = sorted(p.name for p in (first.parent / "predictions").iterdir())[:n_images]
+    try:
+        samples = {s.name: s for s in dataset.samples("test")}
+    except Exception:
+        return None
+    palette = np.array(list(dataset.palette) + [(0, 0, 0)] * (256 - len(dataset.palette)), dtype=np.uint8)
+    from PIL import Image
+    cols = 2 + len(keys)
+    fig, axes = plt.subplots(len(names), cols, figsize=(2.2 * cols, 1.8 * len(names)), squeeze=False)
+    for i, name in enumerate(names):
+        pred0 = np.array(Image.open(first.parent / "predictions" / name))
+        size = pred0.shape
+        s = samples.get(name)
+        img = resize_image(dataset.read_image(s), size) if s else np.zeros((*size, 3), np.uint8)
+        gt = resize_label(dataset.read_label(s), size) if s else np.zeros(size, np.uint8)
+        panels = [("image", img), ("ground truth", palette[gt])]
+        for k in keys:
+            p = records_paths[k][0].parent / "predictions" / name
+            pred = np.array(Image.open(p)) if p.is_file() else np.zeros(size, np.uint8)
+            panels.append((k[1] + (f"\n[{k[2]}]" if k[2] else ""), palette[pred]))
+        for j, (title, im) in enumerate(panels):
+            ax = axes[i][j]
+            ax.imshow(im)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(title, fontsize=7)
+    return _png(fig)
+
+
+# -- assembly --------------------------------------------------------------------------------------------------
+HTML_TEMPLATE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>body{{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}}table{{border-collapse:collapse;
+font-size:12px;margin-bottom:1em}}td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}}th{{background:#eee}}
+img{{max-width:100%}}.note{{color:#a00}}</style></head>
+<body data-ok="0">
+{body}
+<script>
+window.addEventListener("error", function () {{ document.body.dataset.error = "1"; }});
+window.addEventListener("load", function () {{
+  var imgs = Array.prototype.slice.call(document.images);
+  document.body.dataset.images = imgs.length;
+  document.body.dataset.ok = imgs.every(function (i) {{ return i.complete && i.naturalWidth > 0; }}) ? "1" : "0";
+}});
+</script></body></html>
+"""
+
+
+def render_suite(suite, recs, paths, profiles, out_dir: Path, data_root=None) -> Path:
+    import datasets
+    out_dir.mkdir(parents=True, exist_ok=True)
+    by_profile = defaultdict(dict)
+    path_by = defaultdict(dict)
+    for (p, r) in zip(paths, recs):
+        key = (r["suite"], r["member"], r.get("variant"))
+        by_profile[r["profile"]].setdefault(key, []).append(r)
+        path_by[r["profile"]].setdefault(key, []).append(p)
+    profile = "full" if "full" in by_profile else sorted(by_profile)[0]
+    groups, gpaths = by_profile[profile], path_by[profile]
+    dataset_name = next(iter(groups.values()))[0]["dataset"]
+    try:
+        ds = datasets.get_dataset(dataset_name, data_root)
+    except Exception:
+        ds = None
+    tables = [t for t in (table1(groups, profile) if suite == "camvid-decoder-variants" else None,
+                          table3(groups, profile, suite) if suite.startswith("camvid-controlled") else None,
+                          table2(groups, profile, suite) if suite.startswith("camvid-controlled") else None,
+                          table6(profiles) if suite.startswith("camvid-controlled") else None) if t]
+    figures = [("curves.png", "Validation G and mIoU against iterations", figure_curves(groups))]
+    class_names = list(next(iter(groups.values()))[0]["test"]["per_class"])
+    figures.append(("per_class.png", "Per-class test accuracy", figure_per_class(groups, class_names)))
+    trade = figure_tradeoff(groups, profiles[-1] if profiles else None)
+    missing = []
+    if trade:
+        figures.append(("tradeoff.png", "Accuracy against inference memory (one point per model)", trade))
+    else:
+        missing.append("Accuracy against inference memory: no profile record (run `bench profile`).")
+    qual = figure_qualitative(groups, gpaths, ds) if ds else None
+    if qual:
+        figures.append(("qualitative.png", "Test images, ground truth and predictions (CamVid colours)", qual))
+    else:
+        missing.append("Qualitative grid: the dataset was not found under the data root.")
+    for name, _, png in figures:
+        (out_dir / name).write_bytes(png)
+    for t in tables:
+        t.write_csv(out_dir / f"{t.key}.csv")
+    seeds = sorted({r["seed"] for rs in groups.values() for r in rs})
+    commits = sorted({(r["provenance"]["git"]["commit"] or "unknown")[:10] for rs in groups.values() for r in rs})
+    header = [f"# {suite}: ours beside the paper", "",
+              f"Profile **{profile}**, seeds {', '.join(map(str, seeds))}, {sum(len(v) for v in groups.values())} "
+              f"records, commits {', '.join(commits)}. Rendered by `bench report` from `results/{suite}/`.", ""]
+    if profile == "smoke":
+        header += ["> **Smoke records**: a few iterations at reduced resolution on a CPU. They show that the harness "
+                   "runs end to end; their numbers say nothing about the paper.", ""]
+    other = [p for p in by_profile if p != profile]
+    if other:
+        header += [f"Records of other profiles not shown: {', '.join(other)}.", ""]
+    md = "\n".join(header) + "\n## Tables\n\n" + "\n".join(t.markdown() for t in tables)
+    md += "\n## Figures\n\n" + "\n".join(f"### {title}\n\n![{title}]({name})\n" for name, title, _ in figures)
+    if missing:
+        md += "\n" + "\n".join(f"- {m}" for m in missing) + "\n"
+    md += "\nCSV: " + ", ".join(f"[{t.key}.csv]({t.key}.csv)" for t in tables) + "\n"
+    (out_dir / "README.md").write_text(md)
+    body = "".join(f"<p>{html.escape(line)}</p>" for line in header if line and not line.startswith("#"))
+    body = f"<h1>{html.escape(suite)}: ours beside the paper</h1>" + body + "<h2>Tables</h2>" + "".join(
+        t.html() for t in tables) + "<h2>Figures</h2>" + "".join(
+        f"<h3>{html.escape(title)}</h3><img alt=\"{html.escape(title)}\" src=\"data:image/png;base64,"
+        f"{base64.b64encode(png).decode()}\">" for _, title, png in figures) + "".join(
+        f"<p class=note>{html.escape(m)}</p>" for m in missing)
+    (out_dir / "index.html").write_text(HTML_TEMPLATE.format(title=html.escape(suite), body=body))
+    return out_dir
+
+
+def render_reports(results="results", out="reports", data_root=None) -> list[Path]:
+    results, out = Path(results), Path(out)
+    records = [(p, load_record(p)) for p in find_records(results)]
+    training = [(p, r) for p, r in records if r.get("kind") == "training-run"]
+    profiles = []
+    for pf in sorted(results.glob("profile/*/profile.json")) if results.is_dir() else []:
+        profiles.append(json.loads(pf.read_text()))
+    profiles.sort(key=lambda r: (r["settings"]["device"].startswith("cuda"), r.get("finished_at", "")))
+    suites = defaultdict(list)
+    for p, r in training:
+        suites[r["suite"]].append((p, r))
+    written = []
+    for suite, items in sorted(suites.items()):
+        written.append(render_suite(suite, [r for _, r in items], [p for p, _ in items], profiles, out / suite,
+                                    data_root))
+    index = ["# Reports", "", "Rendered by `bench report` from the records under `results/`.", ""]
+    index += [f"- [{p.name}]({p.name}/README.md)" for p in written] or ["No training records yet."]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "README.md").write_text("\n".join(index) + "\n")
+    return written

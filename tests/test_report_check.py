@@ -1,0 +1,127 @@
+"""`bench report` and `bench check` on records made in the test (tiny runs on the synthetic CamVid, in tmp)."""
+import json
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from bench.check import check_bands, check_claims, load_rules, run_check
+from bench.cli import main
+from bench.runner import run_suite
+
+TINY = {"image_size": [64, 96], "max_iters": 2, "batch_size": 2, "eval_every_iters": 1}
+
+
+@pytest.fixture(scope="module")
+def made_records(tmp_path_factory):
+    """Synthetic records: tiny real runs of two suites on the synthetic CamVid (never written to results/)."""
+    from tests.conftest import make_fake_camvid
+    base = tmp_path_factory.mktemp("rc")
+    root = make_fake_camvid(base / "data")
+    results = base / "results"
+    quiet = dict(data_root=root, results=results, checkpoints=base / "ckpt", log=lambda m: None)
+    run_suite("camvid-decoder-variants", profile="smoke", members=["segnet-basic", "fcn-basic"],
+              overrides=dict(TINY), **quiet)
+    run_suite("camvid-controlled", profile="smoke", members=["segnet", "deeplab-largefov"],
+              overrides=dict(TINY, budgets_iters=[1, 2], encoder_weights="none"), **quiet)
+    return root, results
+
+
+def test_report_renders_every_table_and_figure(made_records, tmp_path):
+    root, results = made_records
+    out = tmp_path / "reports"
+    r = CliRunner().invoke(main, ["report", "--results", str(results), "--out", str(out), "--data-root", str(root)])
+    assert r.exit_code == 0, r.output
+    t1 = (out / "camvid-decoder-variants" / "README.md").read_text()
+    assert "Table 1" in t1 and "SegNet-Basic" in t1 and "FCN-Basic" in t1 and "Smoke records" in t1
+    for name in ("curves.png", "per_class.png", "qualitative.png", "index.html", "table1.csv"):
+        assert (out / "camvid-decoder-variants" / name).stat().st_size > 0, name
+    t3 = (out / "camvid-controlled" / "README.md").read_text()
+    assert "Table 3" in t3 and "Table 2" in t3 and "not like for like" in t3
+    rows = (out / "camvid-decoder-variants" / "table1.csv").read_text().splitlines()
+    assert rows[0].startswith("table,row,column,ours_mean") and len(rows) > 2
+    # published numbers sit beside ours: SegNet-Basic's median-frequency test G from Table 1
+    assert any("SegNet-Basic [median-frequency]" in line and ",test_G," in line and ",82.7," in line for line in rows)
+    assert (out / "README.md").is_file()
+
+
+def _chromium():
+    for c in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(c)
+        if path:
+            return path
+    return None
+
+
+def test_html_opens_in_headless_browser_without_errors(made_records, tmp_path):
+    browser = _chromium()
+    if browser is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI: chromium not installed (.ci/run installs Debian's chromium)")
+        pytest.skip("no chromium here: apt-get install chromium")
+    root, results = made_records
+    out = tmp_path / "reports"
+    CliRunner().invoke(main, ["report", "--results", str(results), "--out", str(out), "--data-root", str(root)])
+    page = out / "camvid-decoder-variants" / "index.html"
+    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=3000", "--dump-dom", page.as_uri()]
+    dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
+    assert 'data-ok="1"' in dom, dom[-500:]
+    assert 'data-error' not in dom
+    assert "<table>" in dom and 'data-images="' in dom
+
+
+def test_check_rescoring_passes_then_catches_altered_predictions(made_records, tmp_path):
+    root, results = made_records
+    copy = tmp_path / "results"
+    shutil.copytree(results, copy)
+    report = run_check(copy, root)
+    rescored = [o for o in report["outcomes"] if o["rule"].startswith("rescore:")]
+    assert rescored and all(o["status"] == "pass" for o in rescored)
+    assert report["failed"] == 0
+    # bands and claims have only smoke records: not run, never passed
+    assert all(o["status"] == "not run" for o in report["outcomes"] if not o["rule"].startswith("rescore:"))
+    victim = sorted(copy.rglob("predictions/*.png"))[0]
+    arr = np.array(Image.open(victim))
+    Image.fromarray(((arr.astype(int) + 1) % 11).astype(np.uint8)).save(victim)
+    r = CliRunner().invoke(main, ["check", "--results", str(copy), "--data-root", str(root)])
+    assert r.exit_code == 1
+    assert any(line.startswith("fail") and "rescore:" in line for line in r.output.splitlines())
+
+
+def test_check_with_nothing_recorded_says_so_and_passes(tmp_path):
+    r = CliRunner().invoke(main, ["check", "--results", str(tmp_path / "none")])
+    assert r.exit_code == 0 and "nothing to compare yet" in r.output and "0 failed" in r.output
+
+
+def _full(member, variant, **scores):
+    return {("camvid-decoder-variants", member, variant): [{"test": scores}]}
+
+
+def test_band_fails_outside_tolerance_and_passes_inside():
+    rules = load_rules()
+    inside = check_bands(rules, _full("segnet-basic", "median-frequency", G=82.0, C=60.0, mIoU=47.0, BF=34.0))
+    assert {o["status"] for o in inside if "median-frequency:segnet-basic" in o["rule"]} == {"pass"}
+    outside = check_bands(rules, _full("segnet-basic", "median-frequency", G=70.0, C=60.0, mIoU=47.0, BF=34.0))
+    status = {o["rule"].split(":")[-1]: o["status"] for o in outside if "segnet-basic" in o["rule"]}
+    assert status == {"G": "fail", "C": "pass", "mIoU": "pass", "BF": "pass"}
+    assert any(o["status"] == "not run" and "natural-frequency" in o["rule"] for o in outside)
+
+
+def test_claims_are_judged_or_not_run():
+    rules = load_rules()
+    full = {**_full("segnet-basic", "median-frequency", mIoU=47.0, BF=30.0),
+            **_full("fcn-basic", "median-frequency", mIoU=49.5, BF=31.0),
+            **_full("bilinear-interpolation", "median-frequency", mIoU=40.0, BF=20.0)}
+    out = {o["rule"]: o["status"] for o in check_claims(rules, full, profiles=[])}
+    assert out["segnet-basic-within-1-of-fcn-basic"] == "fail"  # 2.5 points apart
+    assert out["segnet-basic-bf-above-bilinear"] == "pass"
+    assert out["segnet-lowest-inference-memory"] == "not run"  # no GPU profile
+    cpu_profile = {"settings": {"device": "cpu"}, "models": []}
+    out = {o["rule"]: o["status"] for o in check_claims(rules, full, profiles=[cpu_profile])}
+    assert out["deeplab-fastest-forward"] == "not run"
