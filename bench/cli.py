@@ -235,15 +235,19 @@ def _size(text: str):
 @click.option("--size", default="360x480", show_default=True, help="input HxW")
 @click.option("--runs", default=10, show_default=True, type=click.IntRange(1, 10000))
 @click.option("--warmup", default=3, show_default=True, type=click.IntRange(0, 10000))
+@click.option("--train-batch", default=4, show_default=True, type=click.IntRange(1, 1024),
+              help="batch of the measured training step (the paper: 4)")
+@click.option("--infer-batch", default=1, show_default=True, type=click.IntRange(1, 1024),
+              help="batch of the measured inference (the paper: 1)")
 @click.option("--results", default="results", show_default=True, type=click.Path(file_okay=False))
 @clean_errors
-def profile_cmd(models, device, dtype, size, runs, warmup, results):
+def profile_cmd(models, device, dtype, size, runs, warmup, train_batch, infer_batch, results):
     """Time forward and backward passes and measure training/inference memory and model size per model."""
     import architectures
     from bench.profile import run_profile
     names = [m.strip() for m in models.split(",") if m.strip()] if models else architectures.list_models()
     path = run_profile(names, device=device, dtype=dtype, size=_size(size), runs=runs, warmup=warmup,
-                       results=results, log=lambda m: click.echo(m))
+                       results=results, log=lambda m: click.echo(m), train_batch=train_batch, infer_batch=infer_batch)
     click.echo(f"wrote {path}")
 
 

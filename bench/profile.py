@@ -227,7 +227,7 @@ def settings(device, dtype: str) -> dict:
 
 
 def run_profile(models, device: str | None = None, dtype: str = "fp32", size=(360, 480), runs: int = 10,
-                warmup: int = 3, results="results", log=print) -> Path:
+                warmup: int = 3, results="results", log=print, train_batch: int = 4, infer_batch: int = 1) -> Path:
     """Profiles each model and writes `<results>/profile/<run-id>/profile.json`; returns that file."""
     import architectures
     for m in models:
@@ -243,7 +243,7 @@ def run_profile(models, device: str | None = None, dtype: str = "fp32", size=(36
     rows = []
     for m in models:
         log(f"profiling {m} on {dev} ({dtype}, {size[0]}x{size[1]})")
-        rows.append(profile_model(m, dev, dtype, size, runs, warmup))
+        rows.append(profile_model(m, dev, dtype, size, runs, warmup, train_batch, infer_batch))
         r = rows[-1]
         log(f"  forward {r['forward']['median_ms']:.1f} ms, backward {r['backward']['median_ms']:.1f} ms, "
             f"size {r['model_size_MB']:.1f} MB")

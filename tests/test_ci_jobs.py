@@ -1,0 +1,58 @@
+"""The jobs CI must show working end to end: both smoke suites on the real CamVid, `bench profile` for every
+registered model on the CPU at a reduced size, the training-speed benchmark, and README's commands."""
+import json
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import architectures
+from bench.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_readme_test_command_is_what_ci_runs():
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", readme, flags=re.S)
+    test_cmd = next(b.strip() for b in blocks if "pytest" in b)
+    assert test_cmd in (ROOT / ".ci" / "run").read_text()
+    main_cmd = next(b.strip() for b in blocks if "bench run --suite camvid-controlled" in b)
+    assert main_cmd.startswith("python3 -m venv .venv")
+
+
+@pytest.mark.camvid
+@pytest.mark.slow
+def test_both_smoke_suites_run_every_member(camvid_root, tmp_path):
+    results = tmp_path / "results"
+    for suite in ("camvid-controlled", "camvid-decoder-variants"):
+        r = CliRunner().invoke(main, ["run", "--suite", suite, "--profile", "smoke", "--data-root", str(camvid_root),
+                                      "--results", str(results), "--checkpoints", str(tmp_path / "ckpt")])
+        assert r.exit_code == 0, r.output[-2000:]
+    r = CliRunner().invoke(main, ["runs", "--results", str(results), "--format", "json"])
+    rows = json.loads(r.output)
+    controlled = {x["member"] for x in rows if x["suite"] == "camvid-controlled"}
+    assert controlled == {"segnet", "fcn", "fcn-learnt-deconv", "deeplab-largefov", "deconvnet"}
+    variants = {(x["member"], x["variant"]) for x in rows if x["suite"] == "camvid-decoder-variants"}
+    assert len(variants) == 16
+
+
+@pytest.mark.slow
+def test_profile_every_registered_model_on_cpu(tmp_path):
+    r = CliRunner().invoke(main, ["profile", "--device", "cpu", "--size", "224x224", "--runs", "1", "--warmup", "0",
+                                  "--train-batch", "1", "--results", str(tmp_path)])
+    assert r.exit_code == 0, r.output[-2000:]
+    (path,) = (tmp_path / "profile").glob("*/profile.json")
+    rec = json.loads(path.read_text())
+    assert [m["model"] for m in rec["models"]] == architectures.list_models()
+    assert all(m["forward"]["median_ms"] > 0 and m["backward"]["median_ms"] >= 0 for m in rec["models"])
+
+
+def test_training_speed_benchmark_runs(capsys):
+    from bench.benchmarks import train_speed
+    train_speed.main(["--models", "segnet-basic", "--batch", "2", "--steps", "1", "--warmup", "1", "--size", "64x96",
+                      "--device", "cpu"])
+    out = json.loads(capsys.readouterr().out)
+    modes = [r["mode"] for r in out["results"]]
+    assert modes == ["plain", "fast"] and out["results"][1]["speedup_over_plain"] > 0
