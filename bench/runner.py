@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from bench import distributed as dist_utils
 from bench.config import Recipe, Suite, load_suite
 from datasets.camvid import resize_image, resize_label
 from bench.errors import BenchError
@@ -84,13 +85,19 @@ def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
 
 
 # -- pieces of the loop ----------------------------------------------------------------------------------------
-def seg_loss(logits, labels, class_weights, void_label: int):
-    """Weighted cross-entropy over non-void pixels, summed, divided by the number of non-void pixels."""
+def seg_loss_sum(logits, labels, class_weights, void_label: int):
+    """Weighted cross-entropy summed over the non-void pixels, and the number of those pixels."""
     if logits.shape[-2:] != labels.shape[-2:]:  # DeepLab: loss at 1/8 resolution on nearest-subsampled labels
         labels = F.interpolate(labels[:, None].float(), size=logits.shape[-2:], mode="nearest")[:, 0].long()
-    valid = (labels != void_label).sum().clamp(min=1)
+    valid = (labels != void_label).sum()
     loss = F.cross_entropy(logits.float(), labels, weight=class_weights, ignore_index=void_label, reduction="sum")
-    return loss / valid
+    return loss, valid
+
+
+def seg_loss(logits, labels, class_weights, void_label: int):
+    """Weighted cross-entropy over non-void pixels, summed, divided by the number of non-void pixels."""
+    loss, valid = seg_loss_sum(logits, labels, class_weights, void_label)
+    return loss / valid.clamp(min=1)
 
 
 def param_groups(model, recipe: Recipe):
@@ -216,7 +223,14 @@ def train_member(suite: Suite, member: str, recipe: Recipe, *, profile: str, see
     model.to(device)
     if recipe.channels_last == "on" or (recipe.channels_last == "auto" and device.type == "cuda"):
         model = model.to(memory_format=torch.channels_last)
-    train_model = torch.compile(model) if recipe.compile else model
+    rank, world = (dist_utils.world()[0], dist_utils.world()[1]) if dist_utils.active() else (0, 1)
+    train_model = dist_utils.CoarseLogits(model) if hasattr(model, "coarse_logits") else model
+    if world > 1:
+        dist_utils.convert_sync_batch_norm(model)
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            train_model, device_ids=[device.index] if device.type == "cuda" else None)
+    if recipe.compile:
+        train_model = torch.compile(train_model)
     optimizer = torch.optim.SGD(param_groups(model, recipe), lr=recipe.lr, momentum=recipe.momentum)
     class_weights = torch.tensor(dataset.class_weights(recipe.class_weighting, _train_labels(dataset, recipe, train)),
                                  dtype=torch.float32, device=device)
@@ -246,6 +260,8 @@ def train_member(suite: Suite, member: str, recipe: Recipe, *, profile: str, see
         log(f"  resumed {member} from iteration {state['iteration']} ({ckpt})")
 
     def save_checkpoint():
+        if rank != 0:
+            return
         ckpt.parent.mkdir(parents=True, exist_ok=True)
         tmp = ckpt.with_suffix(f".tmp-{os.getpid()}")
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": state,
@@ -254,8 +270,11 @@ def train_member(suite: Suite, member: str, recipe: Recipe, *, profile: str, see
         os.replace(tmp, ckpt)
 
     def evaluate_point(it):
+        if rank != 0:  # rank 0 evaluates; the others meet it again in the next step's gradient all-reduce
+            return
         if recipe.bn_statistics == "recompute":
-            recompute_bn_statistics(model, train, recipe, device)
+            with dist_utils.local_batch_norm():
+                recompute_bn_statistics(model, train, recipe, device)
         epoch = it / ipe
         line = f"  {member} it {it} ep {epoch:.1f}"
         if it in eval_points:
@@ -285,7 +304,8 @@ def train_member(suite: Suite, member: str, recipe: Recipe, *, profile: str, see
             it = state["iteration"]
             epoch, pos = divmod(it, ipe)
             order = epoch_order(seed, epoch, len(train))
-            idx = order[pos * recipe.batch_size:(pos + 1) * recipe.batch_size].to(device)
+            batch_idx = order[pos * recipe.batch_size:(pos + 1) * recipe.batch_size]
+            idx = batch_idx[rank::world].to(device)  # this rank's share of the global mini-batch
             t0 = time.perf_counter()
             x = train.images[idx]
             y = train.labels[idx].long()
@@ -296,16 +316,17 @@ def train_member(suite: Suite, member: str, recipe: Recipe, *, profile: str, see
                 y = torch.where(flip.view(-1, 1, 1), y.flip(-1), y)
             x = _layout(normalise(x, recipe.input_normalisation), recipe, device)
             with autocast:
-                logits = train_model.coarse_logits(x) if hasattr(model, "coarse_logits") else train_model(x)
-            loss = seg_loss(logits, y, class_weights, dataset.void_label)
+                logits = train_model(x)
+            loss_sum, valid = seg_loss_sum(logits, y, class_weights, dataset.void_label)
+            share = loss_sum / dist_utils.all_reduce_sum(valid).clamp(min=1)  # this rank's share of the global loss
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            (share * world).backward()  # DDP averages gradients over ranks
             optimizer.step()
-            loss_value = float(loss.detach())  # synchronises, so the timing below is the step's
+            loss_value = float(dist_utils.all_reduce_sum(share.detach()))  # synchronises: the timing is the step's
             if not math.isfinite(loss_value):
                 raise BenchError(f"{member}: training loss became {loss_value} at iteration {it + 1}")
             state["train_seconds"] += time.perf_counter() - t0
-            state["images_trained"] += len(idx)
+            state["images_trained"] += len(batch_idx)
             state["iteration"] = it + 1
             state["losses"].append([it + 1, loss_value])
             if bar:
@@ -324,6 +345,9 @@ def train_member(suite: Suite, member: str, recipe: Recipe, *, profile: str, see
     finally:
         if bar:
             bar.close()
+    if rank != 0:
+        dist_utils.barrier()
+        return None
 
     # the selected point: test predictions and scores
     best = state["best"]
@@ -351,7 +375,7 @@ def train_member(suite: Suite, member: str, recipe: Recipe, *, profile: str, see
                       "weights_source": model.weights_source, "weights_sha256": weights_sha,
                       "class_weights": class_weights.tolist()},
             "provenance": provenance(),
-            "device": str(device), "precision": precision,
+            "device": str(device), "precision": precision, "world_size": world,
             "iterations": state["iteration"], "iterations_per_epoch": ipe,
             "curves": {"loss": state["losses"], "val": state["val"]},
             "selected": {"iteration": best["iteration"], "epoch": best["epoch"], "rule": recipe.selection},
@@ -373,6 +397,7 @@ def train_member(suite: Suite, member: str, recipe: Recipe, *, profile: str, see
         raise
     if ckpt.exists():
         ckpt.unlink()
+    dist_utils.barrier()
     return out
 
 
@@ -406,6 +431,12 @@ def run_suite(suite_name: str, *, profile: str | None = None, seeds=(0,), member
     import datasets
     suite = load_suite(suite_name)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    rank, world = dist_utils.init(dev.type)
+    if world > 1 and dev.type == "cuda":
+        dev = torch.device("cuda", dist_utils.world()[2])
+        torch.cuda.set_device(dev)
+    if rank != 0:
+        log, progress = (lambda m: None), None
     if profile is None:
         profile = "full" if dev.type == "cuda" else "smoke"
         log(f"profile: {profile} (CUDA {'present' if dev.type == 'cuda' else 'absent'}; pass --profile to choose)")
@@ -433,9 +464,11 @@ def run_suite(suite_name: str, *, profile: str | None = None, seeds=(0,), member
         for v in variants:
             for m in members:
                 log(f"{suite.name} / {m}{' / ' + v if v else ''} / seed {seed} / {profile}")
-                out.append(train_member(suite, m, recipes[v], profile=profile, seed=seed, variant=v, dataset=dataset,
-                                        data_cache=cache, results=Path(results), checkpoints=Path(checkpoints),
-                                        resume=resume, device=dev, encoder_weights_override=encoder_weights, log=log,
-                                        progress=progress, stop_after=stop_after))
-                log(f"  recorded {out[-1]}")
+                folder = train_member(suite, m, recipes[v], profile=profile, seed=seed, variant=v, dataset=dataset,
+                                      data_cache=cache, results=Path(results), checkpoints=Path(checkpoints),
+                                      resume=resume, device=dev, encoder_weights_override=encoder_weights, log=log,
+                                      progress=progress, stop_after=stop_after)
+                if folder is not None:  # rank 0 writes the records
+                    out.append(folder)
+                    log(f"  recorded {folder}")
     return out
