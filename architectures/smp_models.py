@@ -68,7 +68,8 @@ class _DeepLabV3PlusVGG(nn.Module):
 
 
 @register_model("deeplabv3plus-vgg16bn", paper_name="DeepLabV3+ (VGG16-BN encoder, smp)", family="beyond-paper",
-                tables=(), params=None, macs=None, reference="segmentation-models-pytorch DeepLabV3+ decoder")
+                tables=(), params=None, macs=None, reference="segmentation-models-pytorch DeepLabV3+ decoder",
+                min_train_batch=2)  # the ASPP image-pooling branch batch-normalises a 1x1 map
 def deeplabv3plus_vgg16bn(num_classes=11, encoder_weights=None):
     net = _DeepLabV3PlusVGG(num_classes, "imagenet" if encoder_weights == "imagenet" else None)
     if encoder_weights is None:

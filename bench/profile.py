@@ -166,7 +166,9 @@ def profile_model(name: str, device, dtype: str = "fp32", size=(360, 480), runs:
         macs, out_shape = count_macs(architectures.create_model(name), size)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bf16")
     x1 = torch.randn(infer_batch, 3, *size, device=device)
-    xb = torch.randn(1, 3, *size, device=device)
+    timing_batch = architectures.model_meta(name).get("min_train_batch", 1)  # batch 1 unless the model needs more
+    train_batch = max(train_batch, timing_batch)
+    xb = torch.randn(timing_batch, 3, *size, device=device)
     xt = torch.randn(train_batch, 3, *size, device=device)
     yt = torch.randint(0, 11, (train_batch, *size), device=device)
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-6, momentum=0.9)
@@ -210,6 +212,7 @@ def profile_model(name: str, device, dtype: str = "fp32", size=(360, 480), runs:
         "model": name, "paper_name": architectures.model_meta(name).get("paper_name"),
         "params": params, "gmacs": macs / 1e9, "output_shape": list(out_shape),
         "model_size_MB": model_size_on_disk(model) / 1e6,
+        "timing_batch": timing_batch,
         "forward": summarise(fwd), "backward": summarise(bwd), "forward_backward": summarise(fb),
         "train_memory": {"batch": train_batch, **train_mem}, "inference_memory": {"batch": infer_batch, **infer_mem},
         "decoder_storage": kept,

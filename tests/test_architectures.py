@@ -194,3 +194,25 @@ def test_bench_models_cli_lists_fifteen():
     assert r.exit_code == 0 and len(rows) == 15
     seg = next(x for x in rows if x["name"] == "segnet-basic")
     assert seg["table1_storage_multiplier"] == "1" and seg["params"] == 1_416_075
+
+
+def test_imagenet_goes_through_torchvision_weights_api(monkeypatch):
+    """"imagenet" asks torchvision's weights API (stood in for here: no network), fc6/fc7 included for FCN."""
+    from torchvision.models import VGG16_Weights
+    sd = torch.load(weights_file(), weights_only=True)
+    sd["classifier.0.weight"] = torch.full((4096, 25088), 0.5)
+    sd["classifier.0.bias"] = torch.zeros(4096)
+    sd["classifier.3.weight"] = torch.full((4096, 4096), 0.25)
+    sd["classifier.3.bias"] = torch.zeros(4096)
+    calls = []
+
+    def fake_get_state_dict(self, progress=True, **kw):
+        calls.append(self.name)
+        return sd
+    monkeypatch.setattr(VGG16_Weights, "get_state_dict", fake_get_state_dict)
+    fcn = architectures.create_model("fcn", encoder_weights="imagenet")
+    assert calls and calls[0] == "IMAGENET1K_V1"
+    assert fcn.pretrained_layers[-2:] == ["fc6", "fc7"] and fcn.weights_source.startswith("torchvision")
+    assert (fcn.fc6[0].weight == 0.5).all() and fcn.fc6[0].weight.shape == (4096, 512, 7, 7)
+    assert (fcn.fc7[0].weight == 0.25).all()
+    torch.testing.assert_close(fcn.enc1[0][0].weight, sd["features.0.weight"])

@@ -5,7 +5,7 @@ Not a test: it prints figures. Target (issue 2): G, C, mIoU and exact one-to-one
 a few pixels, as a real model's boundaries wander), void filled with the nearest class (a model labels
 every pixel), and a few blobs of wrong classes (hallucinated objects).
 
-    python -m bench.benchmarks.eval_speed [--data-root DIR] [--workers N] [--repeat 3]
+    python -m bench.benchmarks.eval_speed [--data-root DIR] [--workers N] [--repeat 3] [--out FILE.json]
 """
 from __future__ import annotations
 
@@ -44,6 +44,7 @@ def main(argv=None):
     ap.add_argument("--data-root")
     ap.add_argument("--workers", type=int, default=None, help="processes for BF (default: all cores)")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--out", help="also write the figures as JSON here (with provenance; never overwritten)")
     args = ap.parse_args(argv)
 
     ds = datasets.get_dataset("camvid", args.data_root)
@@ -73,6 +74,15 @@ def main(argv=None):
         "machine": {k: v for k, v in machine_info().items() if k in ("processor", "cpu_count", "platform")},
     }
     print(json.dumps(out, indent=1))
+    if args.out:
+        from bench.records import provenance
+        from pathlib import Path
+        path = Path(args.out)
+        if path.exists():
+            raise SystemExit(f"error: {path}: already exists; nothing was written")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"kind": "benchmark", "benchmark": "eval_speed", **out,
+                                    "provenance": provenance()}, indent=1) + "\n")
 
 
 if __name__ == "__main__":
