@@ -85,7 +85,10 @@ def data_download(dataset, data_root, url, manifest):
     from datasets.download import download_dataset
     ds = datasets.get_dataset(dataset, data_root)
     summary = download_dataset(ds, url=url, manifest=manifest, progress=sys.stderr.isatty())
-    click.echo(f"{dataset}: downloaded to {summary['root']}; {summary['files_verified']} files verified")
+    if summary["already_present"]:
+        click.echo(f"{dataset}: already present at {summary['root']}; {summary['files_verified']} files verified")
+    else:
+        click.echo(f"{dataset}: downloaded to {summary['root']}; {summary['files_verified']} files verified")
 
 
 # -- eval ---------------------------------------------------------------------------------------------

@@ -162,6 +162,7 @@ def profile_model(name: str, device, dtype: str = "fp32", size=(360, 480), runs:
     import architectures
     model = architectures.create_model(name).to(device)
     params = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     with torch.device("meta"):
         macs, out_shape = count_macs(architectures.create_model(name), size)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bf16")
@@ -210,7 +211,7 @@ def profile_model(name: str, device, dtype: str = "fp32", size=(360, 480), runs:
     kept = decoder_kept_from_first_encoder(model, xb)
     return {
         "model": name, "paper_name": architectures.model_meta(name).get("paper_name"),
-        "params": params, "gmacs": macs / 1e9, "output_shape": list(out_shape),
+        "params": params, "trainable_params": trainable, "gmacs": macs / 1e9, "output_shape": list(out_shape),
         "model_size_MB": model_size_on_disk(model) / 1e6,
         "timing_batch": timing_batch,
         "forward": summarise(fwd), "backward": summarise(bwd), "forward_backward": summarise(fb),

@@ -171,32 +171,42 @@ def table2(groups, profile, suite) -> Table | None:
     return t
 
 
+def latest_profile_rows(profiles) -> dict:
+    """{model: (row, settings)} from profile records: GPU records over CPU ones, newer over older."""
+    out = {}
+    ordered = sorted(profiles, key=lambda r: (r["settings"]["device"].startswith("cuda"), r.get("finished_at", "")))
+    for rec in ordered:
+        for m in rec["models"]:
+            out[m["model"]] = (m, rec["settings"], rec["input_size"])
+    return out
+
+
+def _mem_key(settings) -> str:
+    return "device_used_MB" if settings["device"].startswith("cuda") else "process_peak_rss_growth_MB"
+
+
 def table6(profiles) -> Table | None:
-    rows = read_rows("table6")
-    if not profiles:
-        return None
-    prof = profiles[-1]
-    gpu = prof["settings"]["device"].startswith("cuda")
+    latest = latest_profile_rows(profiles)
     names = _paper_names()
-    by_model = {m["model"]: m for m in prof["models"]}
-    members = [n for n in ("segnet", "deeplab-largefov", "fcn-learnt-deconv", "deconvnet") if n in by_model]
+    members = [n for n in ("segnet", "deeplab-largefov", "fcn-learnt-deconv", "deconvnet") if n in latest]
     if not members:
         return None
-    mem_key = "device_used_MB" if gpu else "process_peak_rss_growth_MB"
-    t = Table("table6", f"Table 6: compute time and resources ({prof['settings']['device_name']}, "
-              f"{prof['settings']['dtype']}, {'x'.join(map(str, prof['input_size']))}). Cells: ours / paper; "
-              "ratios are to SegNet (ours / paper)",
+    settings = latest[members[0]][1]
+    gpu = settings["device"].startswith("cuda")
+    mem_key = _mem_key(settings)
+    t = Table("table6", f"Table 6: compute time and resources ({settings['device_name']}, {settings['dtype']}, "
+              f"{'x'.join(map(str, latest[members[0]][2]))}). Cells: ours / paper; ratios are to SegNet (ours / paper)",
               ["network", "forward ms", "backward ms", "train memory MB", "inference memory MB", "model size MB",
                "forward ratio", "train memory ratio", "inference memory ratio"],
               notes=["Paper: Table 6 (S1): Caffe on an NVIDIA Titan, times over 10 iterations at batch 1, memory from "
                      "nvidia-smi (training batch 4, inference batch 1), size of the caffemodel.",
-                     f"Memory here: {by_model[members[0]]['train_memory']['method']}.",
+                     f"Memory here: {latest[members[0]][0]['train_memory']['method']}.",
                      "Absolute numbers depend on the hardware; the ratios between models are what compares."]
               + ([] if gpu else ["CPU profile: times and memory of this CPU, not comparable with the paper's GPU."]))
-    ref = by_model.get("segnet")
+    ref = latest.get("segnet", (None,))[0]
     p_ref = row_by("table6", "network", "SegNet")
     for m in members:
-        r = by_model[m]
+        r = latest[m][0]
         p = row_by("table6", "network", names[m]) or {}
         ours = {"fwd": r["forward"]["median_ms"], "bwd": r["backward"]["median_ms"],
                 "train": r["train_memory"].get(mem_key), "infer": r["inference_memory"].get(mem_key),
@@ -208,13 +218,48 @@ def table6(profiles) -> Table | None:
         for k in ("fwd", "bwd", "train", "infer", "size"):
             cells.append(f"{fmt(ours[k], digits=1)} / {fmt(paper[k], digits=1)}")
             t.long.append({"table": "table6", "row": names[m], "column": k, "ours_mean": ours[k], "n": 1,
-                           "paper": paper[k], "profile": prof["settings"]["device"], "like_for_like": gpu})
+                           "paper": paper[k], "profile": settings["device"], "like_for_like": gpu})
         for k, rk, pk in (("fwd", ("forward", "median_ms"), "forward_ms"), ("train", ("train_memory", mem_key),
                           "gpu_train_mem_MB"), ("infer", ("inference_memory", mem_key), "gpu_infer_mem_MB")):
             ours_ratio = (ours[k] / ref[rk[0]][rk[1]]) if ref and ref[rk[0]].get(rk[1]) else None
             paper_ratio = (paper[k] / number(p_ref[pk])) if paper[k] and p_ref else None
             cells.append(f"{fmt(ours_ratio)} / {fmt(paper_ratio)}")
         t.rows.append(cells)
+    return t
+
+
+def table1_costs(profiles) -> Table | None:
+    """Table 1's cost columns: parameters, storage multiplier and inference time, ours beside the paper's."""
+    latest = latest_profile_rows(profiles)
+    names = _paper_names()
+    order = [r["variant"] for r in read_rows("table1")]
+    members = sorted((n for n in latest if names.get(n) in order), key=lambda n: order.index(names[n]))
+    if not members:
+        return None
+    settings = latest[members[0]][1]
+    t = Table("table1_costs", f"Table 1 cost columns ({settings['device_name']}, {settings['dtype']}, "
+              f"{'x'.join(map(str, latest[members[0]][2]))}). Cells: ours / paper",
+              ["variant", "trainable params (M)", "storage multiplier", "decoder keeps (first encoder)", "inference ms"],
+              notes=["Paper: Table 1 (S1); inference time on an NVIDIA Titan (cuDNN v3), 360x480.",
+                     "Storage multiplier: the paper's convention (pooling indices count as one map, feature maps as "
+                     "their channel count), computed from the tensors the decoder actually keeps; the bytes are as "
+                     "this implementation stores them (PyTorch keeps pool indices as int64)."]
+              + ([] if settings["device"].startswith("cuda") else
+                 ["CPU profile: times of this CPU, not comparable with the paper's GPU."]))
+    for m in members:
+        r = latest[m][0]
+        p = row_by("table1", "variant", names[m]) or {}
+        kept = r.get("decoder_storage") or {}
+        import architectures  # the registry's meta only; no model is built
+        trainable_m = (r.get("trainable_params") or architectures.model_meta(m).get("trainable_params")
+                       or r["params"]) / 1e6
+        t.rows.append([names[m], f"{trainable_m:.3f} / {p.get('params_M', '–')}",
+                       f"{kept.get('multiplier_paper_convention', '–')} / {p.get('storage_mult', '–')}",
+                       f"{kept.get('bytes', 0) / 1e6:.2f} MB: " + ("; ".join(kept.get("what", [])) or "nothing"),
+                       f"{r['forward']['median_ms']:.1f} / {p.get('infer_ms', '–')}"])
+        t.long.append({"table": "table1_costs", "row": names[m], "column": "inference_ms",
+                       "ours_mean": r["forward"]["median_ms"], "n": 1, "paper": number(p.get("infer_ms")),
+                       "profile": settings["device"], "like_for_like": settings["device"].startswith("cuda")})
     return t
 
 
@@ -263,12 +308,12 @@ def figure_per_class(recs_by_key, class_names) -> bytes:
     return _png(fig)
 
 
-def figure_tradeoff(recs_by_key, profile_rec) -> bytes | None:
-    if profile_rec is None:
+def figure_tradeoff(recs_by_key, profiles) -> bytes | None:
+    latest = latest_profile_rows(profiles)
+    if not latest:
         return None
-    gpu = profile_rec["settings"]["device"].startswith("cuda")
-    key_mem = "device_used_MB" if gpu else "process_peak_rss_growth_MB"
-    mem = {m["model"]: m["inference_memory"].get(key_mem) for m in profile_rec["models"]}
+    gpu = any(s["device"].startswith("cuda") for _, s, _ in latest.values())
+    mem = {m: row["inference_memory"].get(_mem_key(st)) for m, (row, st, _) in latest.items()}
     pts = [(k, np.mean([r["test"]["mIoU"] for r in v]), mem.get(k[1])) for k, v in recs_by_key.items()
            if mem.get(k[1]) is not None]
     if not pts:
@@ -359,11 +404,12 @@ def render_suite(suite, recs, paths, profiles, out_dir: Path, data_root=None) ->
     tables = [t for t in (table1(groups, profile) if suite == "camvid-decoder-variants" else None,
                           table3(groups, profile, suite) if suite.startswith("camvid-controlled") else None,
                           table2(groups, profile, suite) if suite.startswith("camvid-controlled") else None,
-                          table6(profiles) if suite.startswith("camvid-controlled") else None) if t]
+                          table6(profiles) if suite.startswith("camvid-controlled") else None,
+                          table1_costs(profiles) if suite == "camvid-decoder-variants" else None) if t]
     figures = [("curves.png", "Validation G and mIoU against iterations", figure_curves(groups))]
     class_names = list(next(iter(groups.values()))[0]["test"]["per_class"])
     figures.append(("per_class.png", "Per-class test accuracy", figure_per_class(groups, class_names)))
-    trade = figure_tradeoff(groups, profiles[-1] if profiles else None)
+    trade = figure_tradeoff(groups, profiles)
     missing = []
     if trade:
         figures.append(("tradeoff.png", "Accuracy against inference memory (one point per model)", trade))

@@ -45,8 +45,13 @@ def download_dataset(dataset, url: str | None = None, manifest: Path | None = No
     manifest = Path(manifest or dataset.checksums)
     expected = read_manifest(manifest)
     target = dataset.root
-    if target.exists():
-        raise BenchError(f"{target}: already exists; run `bench data verify` to check it, or remove it to download again")
+    if target.exists():  # already there: verify it instead of downloading again
+        try:
+            dataset.verify(checksums=True)
+        except BenchError as exc:
+            raise BenchError(f"{target}: already exists but fails verification ({exc}); remove it to download "
+                             "again") from None
+        return {"root": str(target), "files_verified": len(expected), "url": None, "already_present": True}
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".download-") as tmp:
         tmp = Path(tmp)
@@ -80,4 +85,4 @@ def download_dataset(dataset, url: str | None = None, manifest: Path | None = No
         manifest_copy = dataset.data_root / f"{dataset.folder}.sha256"
         if not manifest_copy.exists():
             (tmp / f"{dataset.folder}.sha256").rename(manifest_copy)
-    return {"root": str(target), "files_verified": len(expected), "url": url}
+    return {"root": str(target), "files_verified": len(expected), "url": url, "already_present": False}

@@ -131,7 +131,10 @@ def test_download_verifies_and_installs(served, fake_root, tmp_path):
     summary = download_dataset(ds, url=f"{base}/camvid.zip", manifest=fake_root / "CamVid.sha256", progress=False)
     assert summary["files_verified"] == len((fake_root / "CamVid.sha256").read_text().split("\n")) - 1
     assert "match" in ds.verify()["sha256"]
-    with pytest.raises(BenchError, match="already exists"):
+    again = download_dataset(ds, url=f"{base}/nothing-here.zip", manifest=fake_root / "CamVid.sha256", progress=False)
+    assert again["already_present"] and again["files_verified"] == summary["files_verified"]  # verified, not fetched
+    next(ds.root.rglob("*.png")).write_bytes(b"corrupt")
+    with pytest.raises(BenchError, match="already exists but fails verification"):
         download_dataset(ds, url=f"{base}/camvid.zip", manifest=fake_root / "CamVid.sha256", progress=False)
 
 
