@@ -4,6 +4,8 @@ Layer table: `../shared/reference/architectures.md` §5 (after `HyeonwooNoh/Deco
 The SegNet paper's changes: fc6 and fc7 are 1024 wide (so fc6-deconv takes 1024 inputs), and dropout 0.5 at
 SegNet's six positions (after pool3/4/5 and after decoder blocks 5/4/3; A5). Model size does not reconcile
 with Table 6's 877 MB (327.7 MB here); the text is followed and the mismatch reported (A7).
+fc6 is a valid 7x7 convolution on pool5, so an input needs at least 224 px on each side (pool5 >= 7x7), and
+more than 224 for batch norm to train at batch 1 (fc6 would be 1x1).
 """
 from __future__ import annotations
 

@@ -171,22 +171,33 @@ def models_cmd(fmt, pattern):
               help="local VGG16 weights (torchvision layout) instead of torchvision's download; also $BENCH_WEIGHTS")
 @click.option("--set", "sets", multiple=True, help="override a recipe value, e.g. --set max_iters=20 (repeatable)")
 @click.option("--device", default=None, help="cuda, cpu, cuda:1 ... (default: cuda where present)")
+@click.option("--max-minutes", type=float, default=None,
+              help="stop after this many minutes with a checkpoint (exit status 3); --resume continues")
 @clean_errors
 def run_cmd(suite, profile, members, variants, seeds, data_root, results, checkpoints, resume, encoder_weights, sets,
-            device):
+            device, max_minutes):
     """Train every member of a suite with its recipe and record the results."""
+    import signal
     from bench.config import parse_override
-    from bench.runner import run_suite
+    from bench.runner import TimeBudgetReached, run_suite
+
+    def _term(signum, frame):  # `timeout` and job schedulers send SIGTERM: checkpoint as for Ctrl-C
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, _term)
     try:
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     except ValueError:
         raise BenchError(f"--seeds {seeds!r}: expected comma-separated integers") from None
     overrides = dict(parse_override(s) for s in sets)
     split = lambda v: [x.strip() for x in v.split(",") if x.strip()] if v else None
-    folders = run_suite(suite, profile=profile, seeds=seed_list, members=split(members), variants=split(variants),
-                        data_root=data_root, results=results, checkpoints=checkpoints, resume=resume,
-                        encoder_weights=encoder_weights, overrides=overrides, device=device,
-                        log=lambda m: click.echo(m), progress=_progress)
+    try:
+        folders = run_suite(suite, profile=profile, seeds=seed_list, members=split(members),
+                            variants=split(variants), data_root=data_root, results=results, checkpoints=checkpoints,
+                            resume=resume, encoder_weights=encoder_weights, overrides=overrides, device=device,
+                            log=lambda m: click.echo(m), progress=_progress, max_minutes=max_minutes)
+    except TimeBudgetReached as exc:
+        click.echo(f"stopped: {exc}", err=True)
+        sys.exit(3)
     click.echo(f"{len(folders)} record(s) written under {results}")
 
 

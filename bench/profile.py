@@ -247,7 +247,10 @@ def run_profile(models, device: str | None = None, dtype: str = "fp32", size=(36
     rows = []
     for m in models:
         log(f"profiling {m} on {dev} ({dtype}, {size[0]}x{size[1]})")
-        rows.append(profile_model(m, dev, dtype, size, runs, warmup, train_batch, infer_batch))
+        try:
+            rows.append(profile_model(m, dev, dtype, size, runs, warmup, train_batch, infer_batch))
+        except (ValueError, RuntimeError) as exc:  # e.g. an input too small for the model
+            raise BenchError(f"{m} cannot be profiled at {size[0]}x{size[1]}: {exc}") from None
         r = rows[-1]
         log(f"  forward {r['forward']['median_ms']:.1f} ms, backward {r['backward']['median_ms']:.1f} ms, "
             f"size {r['model_size_MB']:.1f} MB")

@@ -192,9 +192,14 @@ def resolve_encoder_weights(recipe: Recipe, override: str | None):
     return recipe.encoder_weights, None
 
 
+class TimeBudgetReached(BenchError):
+    """Training stopped at the wall-clock budget (--max-minutes) after writing a checkpoint."""
+
+
 def train_member(suite: Suite, member: str, recipe: Recipe, *, profile: str, seed: int, variant: str | None,
                  dataset, data_cache: dict, results: Path, checkpoints: Path, resume: bool, device,
-                 encoder_weights_override: str | None = None, log=print, progress=None, stop_after: int | None = None) -> Path:
+                 encoder_weights_override: str | None = None, log=print, progress=None, stop_after: int | None = None,
+                 deadline: float | None = None) -> Path:
     """Trains one member for one seed; returns the published record folder."""
     import architectures
     from bench.models import count_macs
@@ -338,6 +343,10 @@ def train_member(suite: Suite, member: str, recipe: Recipe, *, profile: str, see
                 save_checkpoint()
             if stop_after is not None and state["iteration"] >= stop_after and state["iteration"] < total:
                 raise KeyboardInterrupt  # used by the tests to interrupt a run
+            if deadline is not None and time.time() > deadline and state["iteration"] < total:
+                save_checkpoint()
+                raise TimeBudgetReached(f"time budget reached at iteration {state['iteration']} of {total} of {member}; "
+                                        f"checkpoint saved to {ckpt}; run the same command with --resume to continue")
     except KeyboardInterrupt:
         save_checkpoint()
         raise BenchError(f"interrupted at iteration {state['iteration']} of {member}; checkpoint saved to {ckpt}; "
@@ -401,6 +410,26 @@ def train_member(suite: Suite, member: str, recipe: Recipe, *, profile: str, see
     return out
 
 
+def _recorded(results: Path, suite: str, member: str, profile: str, seed: int, variant, recipe: Recipe):
+    """The record folder of this exact run (same profile, seed, variant and recipe) if one exists."""
+    import json
+    folder = results / suite / member
+    if not folder.is_dir():
+        return None
+    for run in sorted(folder.iterdir()):
+        path = run / "run.json"
+        if run.name.startswith(".tmp-") or not path.is_file():
+            continue
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if (rec.get("profile"), rec.get("seed"), rec.get("variant")) == (profile, seed, variant) and \
+                rec.get("config") == json.loads(json.dumps(asdict(recipe))):
+            return run
+    return None
+
+
 def _train_labels(dataset, recipe, train: SplitData):
     if recipe.class_weighting.startswith("median-frequency"):
         return train.labels.cpu().numpy()
@@ -426,9 +455,14 @@ def _peak_flops(device, precision):
 def run_suite(suite_name: str, *, profile: str | None = None, seeds=(0,), members=None, variants=None,
               data_root=None, results="results", checkpoints="checkpoints", resume=False, encoder_weights=None,
               overrides: dict | None = None, device: str | None = None, log=print, progress=None,
-              stop_after: int | None = None) -> list[Path]:
-    """Trains every (member, variant, seed) of a suite; returns the record folders. Everything is checked first."""
+              stop_after: int | None = None, max_minutes: float | None = None) -> list[Path]:
+    """Trains every (member, variant, seed) of a suite; returns the record folders. Everything is checked first.
+
+    max_minutes: stop after this much wall-clock time, writing a checkpoint (TimeBudgetReached); with
+    resume=True the same call continues, and members already recorded are skipped.
+    """
     import datasets
+    deadline = time.time() + 60 * max_minutes if max_minutes else None
     suite = load_suite(suite_name)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     rank, world = dist_utils.init(dev.type)
@@ -463,11 +497,16 @@ def run_suite(suite_name: str, *, profile: str | None = None, seeds=(0,), member
     for seed in seeds:
         for v in variants:
             for m in members:
+                done = _recorded(Path(results), suite.name, m, profile, seed, v, recipes[v])
+                if resume and done is not None:
+                    log(f"{suite.name} / {m}{' / ' + v if v else ''} / seed {seed}: already recorded in {done}; skipped")
+                    out.append(done)
+                    continue
                 log(f"{suite.name} / {m}{' / ' + v if v else ''} / seed {seed} / {profile}")
                 folder = train_member(suite, m, recipes[v], profile=profile, seed=seed, variant=v, dataset=dataset,
                                       data_cache=cache, results=Path(results), checkpoints=Path(checkpoints),
                                       resume=resume, device=dev, encoder_weights_override=encoder_weights, log=log,
-                                      progress=progress, stop_after=stop_after)
+                                      progress=progress, stop_after=stop_after, deadline=deadline)
                 if folder is not None:  # rank 0 writes the records
                     out.append(folder)
                     log(f"  recorded {folder}")

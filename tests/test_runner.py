@@ -111,3 +111,20 @@ def test_every_shipped_suite_resolves_both_profiles():
     assert (full.lr, full.batch_size, full.encoder_weights, full.class_weighting) == (0.1, 12, "none", "authors-prototxt")
     c = load_suite("camvid-controlled").resolve("full")
     assert (c.lr, c.momentum, c.batch_size, c.class_weighting, c.dropout) == (1e-3, 0.9, 5, "natural", 0.5)
+
+
+def test_time_budget_stops_with_a_checkpoint_and_resume_skips_recorded(fake_root, tmp_path):
+    from bench.runner import TimeBudgetReached
+    with pytest.raises(TimeBudgetReached, match="time budget reached at iteration 1 of 4"):
+        tiny_run(fake_root, tmp_path, max_minutes=1e-9)
+    assert list((tmp_path / "ckpt").rglob("*.pt"))
+    (first,) = tiny_run(fake_root, tmp_path, resume=True)
+    (again,) = tiny_run(fake_root, tmp_path, resume=True)  # already recorded: skipped, nothing new written
+    assert again == first
+    assert len(list((tmp_path / "results").rglob("run.json"))) == 1
+    r = CliRunner().invoke(main, ["run", "--suite", "camvid-decoder-variants", "--profile", "smoke", "--members",
+                                  "segnet-basic", "--variants", "natural-frequency", "--data-root", str(fake_root),
+                                  "--results", str(tmp_path / "r2"), "--checkpoints", str(tmp_path / "c2"),
+                                  "--max-minutes", "0.000001", *sum((["--set", f"{k}={json.dumps(v)}"]
+                                                                      for k, v in TINY.items()), [])])
+    assert r.exit_code == 3 and "--resume" in r.output
