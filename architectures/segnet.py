@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from architectures.common import (BasicEncoder, ConvBNReLU, he_init_, load_vgg16_convs, max_pool_with_indices,
+from architectures.common import (BasicEncoder, he_init_, load_vgg16_convs, max_pool_with_indices,
                                   max_unpool, vgg_encoder_convs, vgg_stage)
 from architectures.registry import register_model
 

@@ -6,11 +6,10 @@ VGG16) with smp's ASPP decoder (rates 12/24/36) and its x4 head upsampling; the 
 """
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import nn
 
-from architectures.common import VGG16_CONV_INDICES, he_init_, load_vgg16_convs
+from architectures.common import he_init_, load_vgg16_convs
 from architectures.registry import register_model
 
 

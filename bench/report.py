@@ -13,7 +13,6 @@ import csv
 import html
 import io
 import json
-import re
 from collections import defaultdict
 from pathlib import Path
 

@@ -15,7 +15,6 @@ Order of a run, as in nanoGPT's train.py: config -> data -> model -> optimizer -
 """
 from __future__ import annotations
 
-import copy
 import hashlib
 import math
 import os

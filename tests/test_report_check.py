@@ -1,5 +1,4 @@
 """`bench report` and `bench check` on records made in the test (tiny runs on the synthetic CamVid, in tmp)."""
-import json
 import os
 import shutil
 import subprocess

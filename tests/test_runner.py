@@ -1,6 +1,5 @@
 """`bench run`: records, resume, seeds and bad input (tiny budgets on the CPU)."""
 import json
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner

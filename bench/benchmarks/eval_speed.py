@@ -57,7 +57,7 @@ def main(argv=None):
     times_all, times_cm = [], []
     for _ in range(args.repeat):
         t0 = time.perf_counter()
-        res_cm = score_label_maps(preds, gts, class_names=ds.class_names, with_bf=False)
+        score_label_maps(preds, gts, class_names=ds.class_names, with_bf=False)
         times_cm.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         res = score_label_maps(preds, gts, class_names=ds.class_names, workers=args.workers)
