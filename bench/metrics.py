@@ -38,11 +38,8 @@ def confusion_matrix(pred, target, num_classes: int = 11, ignore_index: int | No
     if tuple(pred.shape) != tuple(target.shape):
         raise ValueError(f"prediction shape {tuple(pred.shape)} differs from target shape {tuple(target.shape)}")
     k = num_classes
-    try:
+    if type(target).__module__.split(".")[0] == "torch":  # no torch import for NumPy input
         import torch
-    except ImportError:  # pragma: no cover - torch is a dependency
-        torch = None
-    if torch is not None and isinstance(target, torch.Tensor):
         target = target.reshape(-1).long()
         pred = torch.as_tensor(pred, device=target.device).reshape(-1).long()
         if ignore_index is not None:
