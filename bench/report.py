@@ -229,6 +229,7 @@ def table6(profiles) -> Table | None:
 
 def table1_costs(profiles) -> Table | None:
     """Table 1's cost columns: parameters, storage multiplier and inference time, ours beside the paper's."""
+    import architectures  # the registry's meta only; no model is built
     latest = latest_profile_rows(profiles)
     names = _paper_names()
     order = [r["variant"] for r in read_rows("table1")]
@@ -249,7 +250,6 @@ def table1_costs(profiles) -> Table | None:
         r = latest[m][0]
         p = row_by("table1", "variant", names[m]) or {}
         kept = r.get("decoder_storage") or {}
-        import architectures  # the registry's meta only; no model is built
         trainable_m = (r.get("trainable_params") or architectures.model_meta(m).get("trainable_params")
                        or r["params"]) / 1e6
         t.rows.append([names[m], f"{trainable_m:.3f} / {p.get('params_M', '–')}",

@@ -303,11 +303,13 @@ def train_member(suite: Suite, member: str, recipe: Recipe, *, profile: str, see
 
     model.train()
     bar = progress(total=total, initial=state["iteration"], desc=member) if progress else None
+    order, order_epoch = None, None
     try:
         while state["iteration"] < total:
             it = state["iteration"]
             epoch, pos = divmod(it, ipe)
-            order = epoch_order(seed, epoch, len(train))
+            if order_epoch != epoch:  # one shuffle per epoch, not per step
+                order, order_epoch = epoch_order(seed, epoch, len(train)), epoch
             batch_idx = order[pos * recipe.batch_size:(pos + 1) * recipe.batch_size]
             idx = batch_idx[rank::world].to(device)  # this rank's share of the global mini-batch
             t0 = time.perf_counter()
