@@ -126,12 +126,21 @@ class BasicEncoder(nn.Module):
 
 
 # -- ImageNet VGG16 weights -------------------------------------------------------------------------------
+HE_INIT = "He normal (msra, fan-in), zero bias"
+BN_INIT = "batch norm: scale 1, shift 0.001 (prototxts)"
+VGG16_FC_KEYS = {"classifier.0.weight": (4096, 25088), "classifier.0.bias": (4096,),
+                 "classifier.3.weight": (4096, 4096), "classifier.3.bias": (4096,)}
+
+
 def vgg16_state_dict(encoder_weights) -> tuple[dict, str]:
     """torchvision-layout VGG16 weights and a description of their source.
 
     "imagenet": torchvision's weights API (`VGG16_Weights.IMAGENET1K_V1`, downloaded and cached by
-    torchvision); a path: a local `torch.save`d dict in the same layout (conv layers at least).
+    torchvision; it holds the conv layers and the classifier fc6/fc7/fc8); a path: a local `torch.save`d dict
+    in the same layout (conv layers at least); a dict: such a state dict already in memory.
     """
+    if isinstance(encoder_weights, dict):
+        return encoder_weights, "state dict given in memory"
     if encoder_weights == "imagenet":
         from torchvision.models import VGG16_Weights
         try:
@@ -149,15 +158,18 @@ def vgg16_state_dict(encoder_weights) -> tuple[dict, str]:
         raise BenchError(f"{path}: cannot be read as a torch state dict ({exc.__class__.__name__})") from None
     if not isinstance(sd, dict):
         raise BenchError(f"{path}: expected a dict of tensors (torchvision VGG16 layout), found {type(sd).__name__}")
+    bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise BenchError(f"{path}: expected a dict of tensors (torchvision VGG16 layout); not tensors: "
+                         + ", ".join(map(str, bad[:5])) + (" ..." if len(bad) > 5 else ""))
     return sd, str(path)
 
 
-def load_vgg16_convs(convs: list[nn.Conv2d], encoder_weights, names: list[str]) -> tuple[list[str], str]:
-    """Copies VGG16's 13 conv layers into ``convs`` (in VGG order); returns the layer names loaded and the source.
+def load_vgg16_convs(convs: list[nn.Conv2d], sd: dict, source: str, names: list[str]) -> list[str]:
+    """Copies VGG16's 13 conv layers from the state dict ``sd`` into ``convs`` (in VGG order); returns the names.
 
     A missing or misshapen key is an error naming every such key.
     """
-    sd, source = vgg16_state_dict(encoder_weights)
     problems = []
     for (idx, (cout, cin)) in zip(VGG16_CONV_INDICES, VGG16_CONV_SHAPES):
         for key, shape in ((f"features.{idx}.weight", (cout, cin, 3, 3)), (f"features.{idx}.bias", (cout,))):
@@ -172,18 +184,101 @@ def load_vgg16_convs(convs: list[nn.Conv2d], encoder_weights, names: list[str]) 
             conv.weight.copy_(sd[f"features.{idx}.weight"])
             if conv.bias is not None:
                 conv.bias.copy_(sd[f"features.{idx}.bias"])
-    return list(names), source
+    return list(names)
 
 
-def vgg16_classifier(encoder_weights) -> dict | None:
-    """fc6/fc7 of VGG16 as conv weights (7x7 and 1x1) where the source has them (the torchvision download does)."""
-    sd, _ = vgg16_state_dict(encoder_weights)
-    if "classifier.0.weight" not in sd or "classifier.3.weight" not in sd:
-        return None
+def vgg16_has_classifier(sd: dict, source: str) -> bool:
+    """Whether ``sd`` holds VGG16's fc6/fc7 (torchvision's `classifier.0` / `classifier.3`); misshapen ones are an
+    error, absent ones (a conv-only file) are not."""
+    present = [k for k in VGG16_FC_KEYS if k in sd]
+    if not present:
+        return False
+    problems = [f"{k} missing" for k in VGG16_FC_KEYS if k not in sd]
+    problems += [f"{k} has shape {tuple(sd[k].shape)}, expected {shape}" for k, shape in VGG16_FC_KEYS.items()
+                 if k in sd and tuple(sd[k].shape) != shape]
+    if problems:
+        raise BenchError(f"{source}: VGG16 classifier weights in an unexpected layout: " + "; ".join(problems))
+    return True
+
+
+def vgg16_fc_as_conv(sd: dict) -> dict:
+    """fc6/fc7 of VGG16 as convolutions (FCN's "convolutionalisation"): fc6 a 7x7 conv on pool5 (torchvision
+    flattens 512x7x7 as channel, row, column), fc7 a 1x1 conv."""
     return {
         "fc6.weight": sd["classifier.0.weight"].reshape(4096, 512, 7, 7), "fc6.bias": sd["classifier.0.bias"],
         "fc7.weight": sd["classifier.3.weight"].reshape(4096, 4096, 1, 1), "fc7.bias": sd["classifier.3.bias"],
     }
+
+
+DEEPLAB_FC_TAPS = (0, 3, 6)  # 7x7 -> 3x3 by decimation: every third row and column of fc6's kernel
+
+
+def vgg16_fc_subsampled(sd: dict, width: int = 1024) -> dict:
+    """DeepLab-LargeFOV's initialisation of its 1024-wide fc6 (3x3, dilation 12) and fc7 from VGG16's fc6/fc7
+    (Chen et al. 2015, Sec. 4.1 and 4.3: "subsampled (by decimation)", 4096 -> 1024 filters, 7x7 -> 3x3).
+
+    Decimation: every (4096 / width)-th filter of fc6 and fc7 (filters 0, 4, 8, ...), fc7's inputs at the same
+    positions (the fc6 filters kept), and fc6's kernel taps at rows and columns 0, 3, 6. The released
+    init model's exact indices are not published; this is the regular decimation the paper describes.
+    """
+    step = 4096 // width
+    conv = vgg16_fc_as_conv(sd)
+    taps = list(DEEPLAB_FC_TAPS)
+    fc6 = conv["fc6.weight"][::step][:, :, taps][:, :, :, taps]
+    return {"fc6.weight": fc6.contiguous(), "fc6.bias": conv["fc6.bias"][::step].contiguous(),
+            "fc7.weight": conv["fc7.weight"][::step, ::step].contiguous(),
+            "fc7.bias": conv["fc7.bias"][::step].contiguous()}
+
+
+def copy_fc_(layers: dict, weights: dict) -> None:
+    """Copies ``weights`` ({"fc6.weight": ..., ...}) into the conv of each unit in ``layers`` ({"fc6": unit})."""
+    with torch.no_grad():
+        for name, unit in layers.items():
+            conv = unit[0] if isinstance(unit, nn.Sequential) else unit
+            conv.weight.copy_(weights[f"{name}.weight"])
+            conv.bias.copy_(weights[f"{name}.bias"])
+
+
+def set_initialisation(model: nn.Module, *, source: str, from_weights: list[str], initialised: dict,
+                       missing_from_weights: list[str] = (), converted: dict | None = None) -> nn.Module:
+    """Records how every layer group was initialised, for the run record and `bench runs`.
+
+    from_weights: layers copied from the VGG16 weights; initialised: {layer group: how}; missing_from_weights:
+    layers this model takes from complete VGG16 weights (torchvision's download) that ``source`` lacked, so they
+    were initialised instead and the run differs from one with the download; converted: {layer: how the VGG16
+    layer was converted} for the fc layers taken from VGG16's classifier.
+    """
+    model.pretrained_layers = list(from_weights)
+    model.weights_source = source
+    model.initialisation = {"weights_source": source, "from_weights": list(from_weights),
+                            "converted": dict(converted or {}), "initialised": dict(initialised),
+                            "missing_from_weights": list(missing_from_weights)}
+    return model
+
+
+def init_vgg_encoder(model: nn.Module, encoder_weights, initialised: dict, fc: dict | None = None,
+                     fc_rule: str = "", fc_convert=None) -> nn.Module:
+    """The benchmark models' common initialisation step after He init: VGG16's 13 convs into the encoder where
+    weights are given, and its fc6/fc7 into ``fc`` ({"fc6": unit, "fc7": unit}) through ``fc_convert`` when the
+    weights hold them. ``initialised`` describes every other layer group."""
+    convs, names = model.encoder_convs()
+    if encoder_weights is None:
+        initialised = {"encoder conv1_1 ... conv5_3": HE_INIT, **({n: HE_INIT for n in fc} if fc else {}),
+                       **initialised}
+        return set_initialisation(model, source="he-init", from_weights=[], initialised=initialised)
+    sd, source = vgg16_state_dict(encoder_weights)
+    loaded = load_vgg16_convs(convs, sd, source, names)
+    missing, converted = [], {}
+    if fc:
+        if vgg16_has_classifier(sd, source):
+            copy_fc_(fc, fc_convert(sd))
+            loaded += list(fc)
+            converted = {n: fc_rule for n in fc}
+        else:
+            missing = list(fc)
+            initialised = {**{n: f"{HE_INIT} (the weights have no VGG16 fc6/fc7)" for n in fc}, **initialised}
+    return set_initialisation(model, source=source, from_weights=loaded, initialised=initialised,
+                              missing_from_weights=missing, converted=converted)
 
 
 def vgg_encoder_convs(stages) -> tuple[list[nn.Conv2d], list[str]]:

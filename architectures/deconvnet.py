@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from architectures.common import (ConvBNReLU, he_init_, load_vgg16_convs, max_pool_with_indices, max_unpool,
-                                  vgg_encoder_convs, vgg_stage)
+from architectures.common import (BN_INIT, HE_INIT, ConvBNReLU, he_init_, init_vgg_encoder, max_pool_with_indices,
+                                  max_unpool, vgg_encoder_convs, vgg_stage)
 from architectures.registry import register_model
 
 
@@ -58,14 +58,14 @@ class DeconvNet(nn.Module):
 @register_model("deconvnet", paper_name="DeconvNet", family="benchmark", tables=(3, 4, 6), params=81_917_259,
                 macs=114_940_477_440, reference="architectures.md §5, A5, A7")
 def deconvnet(num_classes=11, encoder_weights=None, dropout=0.5, fc_width=1024):
-    """Encoder from VGG16 where given; fc6/fc7/fc6-deconv He-initialised (A7); decoder Gaussian std 0.01 (A16)."""
+    """Encoder from VGG16 where given; fc6/fc7/fc6-deconv He-initialised whatever the weights source (A7: the
+    SegNet paper's 1024-wide layers have no published initialisation, so the same run online and offline);
+    decoder Gaussian std 0.01 (A16)."""
     model = DeconvNet(num_classes, fc_width, dropout)
     he_init_(model)
     for stage in (model.dec5, model.dec4, model.dec3, model.dec2, model.dec1):
         for unit in stage:
             nn.init.normal_(unit[0].weight, 0.0, 0.01)
-    model.pretrained_layers, model.weights_source = [], "he-init"
-    if encoder_weights is not None:
-        convs, names = model.encoder_convs()
-        model.pretrained_layers, model.weights_source = load_vgg16_convs(convs, encoder_weights, names)
-    return model
+    return init_vgg_encoder(model, encoder_weights, {
+        "fc6, fc7, fc6-deconv": f"{HE_INIT} (architectures.md A7; never from VGG16)",
+        "deconvolution decoder": "Gaussian std 0.01, zero bias (A16)", "seg-score": HE_INIT, "bn": BN_INIT})

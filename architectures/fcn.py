@@ -7,11 +7,11 @@ Layer tables: `../shared/reference/architectures.md` §3 (FCN-8s, after `shelham
 """
 from __future__ import annotations
 
-import torch
 from torch import nn
 
-from architectures.common import (BasicEncoder, ConvBNReLU, bilinear_init_, crop_like, he_init_,
-                                  load_vgg16_convs, upsample_filt, vgg16_classifier, vgg_encoder_convs, vgg_stage)
+from architectures.common import (BN_INIT, HE_INIT, BasicEncoder, ConvBNReLU, bilinear_init_, crop_like, he_init_,
+                                  init_vgg_encoder, set_initialisation, upsample_filt, vgg16_fc_as_conv,
+                                  vgg_encoder_convs, vgg_stage)
 from architectures.registry import register_model
 from bench.errors import BenchError
 
@@ -66,18 +66,12 @@ class FCN8s(nn.Module):
         for up in (self.upscore2, self.upscore_pool4, self.upscore8):
             bilinear_init_(up)
             up.weight.requires_grad_(self.learnt_upsampling)
-        self.pretrained_layers, self.weights_source = [], "he-init"
-        if encoder_weights is not None:
-            convs, names = self.encoder_convs()
-            self.pretrained_layers, self.weights_source = load_vgg16_convs(convs, encoder_weights, names)
-            fc = vgg16_classifier(encoder_weights)
-            if fc is not None:  # torchvision's download has fc6/fc7; the conv-only local file does not
-                with torch.no_grad():
-                    for name in ("fc6", "fc7"):
-                        getattr(self, name)[0].weight.copy_(fc[f"{name}.weight"])
-                        getattr(self, name)[0].bias.copy_(fc[f"{name}.bias"])
-                self.pretrained_layers += ["fc6", "fc7"]
-        return self
+        upsampling = "bilinear (surgery.interp), " + ("learnt" if self.learnt_upsampling else "fixed")
+        # torchvision's download has fc6/fc7; a conv-only local file does not (then He, and said so)
+        return init_vgg_encoder(self, encoder_weights, {"score_fr, score_pool4, score_pool3": "zeros",
+                                                         "upscore2, upscore_pool4, upscore8": upsampling, "bn": BN_INIT},
+                                fc={"fc6": self.fc6, "fc7": self.fc7}, fc_convert=vgg16_fc_as_conv,
+                                fc_rule="VGG16 classifier reshaped into a 7x7 conv (fc6) and a 1x1 conv (fc7)")
 
 
 class FCNBasic(nn.Module):
@@ -125,8 +119,9 @@ class FCNBasic(nn.Module):
         for d in self.deconvs:
             bilinear_init_(d, x2)
             d.weight.requires_grad_(self.learnt_upsampling)
-        self.pretrained_layers, self.weights_source = [], "he-init"
-        return self
+        return set_initialisation(self, source="he-init", from_weights=[], initialised={
+            "encoder and 1x1 convs": HE_INIT, "deconvs": "bilinear x2 in the 8x8 kernel (A10), "
+            + ("learnt" if self.learnt_upsampling else "fixed"), "bn": BN_INIT})
 
 
 @register_model("fcn", paper_name="FCN", family="benchmark", tables=(3,), params=134_373_761,

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from architectures.common import (BasicEncoder, he_init_, load_vgg16_convs, max_pool_with_indices,
-                                  max_unpool, vgg_encoder_convs, vgg_stage)
+from architectures.common import (BN_INIT, HE_INIT, BasicEncoder, he_init_, init_vgg_encoder,
+                                  max_pool_with_indices, max_unpool, set_initialisation, vgg_encoder_convs, vgg_stage)
 from architectures.registry import register_model
 
 
@@ -82,11 +82,7 @@ class SegNetBasic(nn.Module):
 
 def _init_segnet(model: SegNet, encoder_weights):
     he_init_(model)
-    model.pretrained_layers, model.weights_source = [], "he-init"
-    if encoder_weights is not None:
-        convs, names = model.encoder_convs()
-        model.pretrained_layers, model.weights_source = load_vgg16_convs(convs, encoder_weights, names)
-    return model
+    return init_vgg_encoder(model, encoder_weights, {"decoder convs and classifier": HE_INIT, "bn": BN_INIT})
 
 
 @register_model("segnet", paper_name="SegNet", family="benchmark", tables=(2, 3, 4, 6),
@@ -101,8 +97,8 @@ def _basic(num_classes, encoder_weights, **kw):
         raise BenchError("the Table 1 decoder variants are trained from He initialisation; encoder_weights must be None")
     model = SegNetBasic(num_classes, **kw)
     he_init_(model)
-    model.pretrained_layers, model.weights_source = [], "he-init"
-    return model
+    return set_initialisation(model, source="he-init", from_weights=[],
+                              initialised={"every conv": HE_INIT, "bn": BN_INIT})
 
 
 @register_model("segnet-basic", paper_name="SegNet-Basic", family="decoder-variant", tables=(1,),

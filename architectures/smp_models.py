@@ -9,19 +9,24 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import nn
 
-from architectures.common import he_init_, load_vgg16_convs
+from architectures.common import HE_INIT, he_init_, load_vgg16_convs, set_initialisation, vgg16_state_dict
 from architectures.registry import register_model
 
 
-def _smp_encoder_weights(model, encoder_weights):
+def _smp_encoder_weights(wrapper, net, encoder_weights):
     """None: He; "imagenet": smp's own vgg16_bn ImageNet weights; a path: VGG16 conv weights (BN untouched)."""
+    decoder = {"decoder and head": "smp's own initialisation"}
     if encoder_weights is None:
-        return [], "he-init"
+        return set_initialisation(wrapper, source="he-init", from_weights=[],
+                                  initialised={"encoder": HE_INIT, **decoder})
     if encoder_weights == "imagenet":
-        return [f"encoder.{k}" for k in model.encoder.state_dict()], "smp vgg16_bn imagenet"
-    convs = [m for m in model.encoder.modules() if isinstance(m, nn.Conv2d)]
-    n = len(convs)
-    return load_vgg16_convs(convs, encoder_weights, [f"encoder.conv{i}" for i in range(n)])[0][:n], str(encoder_weights)
+        return set_initialisation(wrapper, source="smp vgg16_bn imagenet", initialised=decoder,
+                                  from_weights=[f"encoder.{k}" for k in net.encoder.state_dict()])
+    convs = [m for m in net.encoder.modules() if isinstance(m, nn.Conv2d)]
+    sd, source = vgg16_state_dict(encoder_weights)
+    names = load_vgg16_convs(convs, sd, source, [f"encoder.conv{i}" for i in range(len(convs))])
+    return set_initialisation(wrapper, source=source, from_weights=names,
+                              initialised={"encoder batch norm": "smp's own (VGG16 conv weights without BN)", **decoder})
 
 
 class _SMPWrapper(nn.Module):
@@ -45,9 +50,7 @@ def unet_vgg16bn(num_classes=11, encoder_weights=None):
                    classes=num_classes)
     if encoder_weights is None:
         he_init_(net)
-    model = _SMPWrapper(net)
-    model.pretrained_layers, model.weights_source = _smp_encoder_weights(net, encoder_weights)
-    return model
+    return _smp_encoder_weights(_SMPWrapper(net), net, encoder_weights)
 
 
 class _DeepLabV3PlusVGG(nn.Module):
@@ -73,6 +76,4 @@ def deeplabv3plus_vgg16bn(num_classes=11, encoder_weights=None):
     net = _DeepLabV3PlusVGG(num_classes, "imagenet" if encoder_weights == "imagenet" else None)
     if encoder_weights is None:
         he_init_(net)
-    model = _SMPWrapper(net)
-    model.pretrained_layers, model.weights_source = _smp_encoder_weights(net, encoder_weights)
-    return model
+    return _smp_encoder_weights(_SMPWrapper(net), net, encoder_weights)

@@ -16,7 +16,7 @@ import numpy as np
 
 from bench.errors import BenchError
 from bench.published import FOLDER, number, row_by
-from bench.records import find_records, load_record
+from bench.records import load_profiles, load_records
 
 RULES = FOLDER / "check_rules.json"
 RESCORE_TOLERANCE = 1e-6  # percent points; re-scoring is exact
@@ -156,19 +156,16 @@ def rescore(path: Path, rec: dict, data_root, results_root: Path) -> dict:
 
 
 def run_check(results="results", data_root=None, rules_path: Path = RULES) -> dict:
+    """Every rule judged on the records under ``results``. A missing results folder is an error (a gate that
+    finds nothing because of a typo must not pass); an unusable record or profile is a failed outcome."""
+    if not Path(results).is_dir():
+        raise BenchError(f"{results}: results folder not found")
     rules = load_rules(rules_path)
-    paths = find_records(Path(results))
-    records = [(p, load_record(p)) for p in paths]
-    profiles = []
-    profile_files = sorted(Path(results).glob("profile/*/profile.json")) if Path(results).is_dir() else []
-    for pf in profile_files:
-        try:
-            profiles.append(json.loads(pf.read_text()))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise BenchError(f"{pf}: unreadable profile record ({exc})") from None
-    training = [(p, r) for p, r in records if r.get("kind") == "training-run"]
+    training, problems = load_records(Path(results))
+    profiles, profile_problems = load_profiles(Path(results))
     full = group_training(training, "full")
-    outcomes = check_bands(rules, full) + check_claims(rules, full, profiles)
+    outcomes = [{"rule": "record", "status": "fail", "detail": line} for line in problems + profile_problems]
+    outcomes += check_bands(rules, full) + check_claims(rules, full, profiles)
     outcomes += [rescore(p, r, data_root, Path(results)) for p, r in training]
     n_fail = sum(o["status"] == "fail" for o in outcomes)
     return {"records": len(training), "profiles": len(profiles), "outcomes": outcomes, "failed": n_fail,

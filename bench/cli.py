@@ -20,7 +20,8 @@ def _progress(it=None, **kw):
 
 
 def clean_errors(fn):
-    """Bad input ends in one line on stderr and exit status 2, never a traceback."""
+    """Bad input ends in one line on stderr and exit status 2, never a traceback; Ctrl-C or SIGTERM outside a
+    training step (which checkpoints and says so itself) ends in one line and exit status 130."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
@@ -28,23 +29,19 @@ def clean_errors(fn):
         except BenchError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("error: interrupted; nothing half-written was left (run again to continue)", err=True)
+            sys.exit(130)
     return wrapper
 
 
 def write_json_new(path: Path, obj) -> None:
     """Writes JSON atomically; refuses to replace an existing file."""
+    from bench.safety import write_text_atomic
     path = Path(path)
     if path.exists():
         raise BenchError(f"{path}: already exists; nothing was written (choose another --out)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n")
-    try:
-        os.link(tmp, path)  # fails if `path` appeared meanwhile: never overwrite
-    except FileExistsError:
-        raise BenchError(f"{path}: already exists; nothing was written") from None
-    finally:
-        tmp.unlink()
+    write_text_atomic(path, json.dumps(obj, indent=1) + "\n", what="the scores", overwrite=False)
 
 
 @click.group()
@@ -155,10 +152,14 @@ def models_cmd(fmt, pattern):
 
 # -- run / runs ---------------------------------------------------------------------------------------
 @main.command("run")
-@click.option("--suite", required=True, help="suite name (bench/suites/<name>.toml) or path to a suite TOML")
-@click.option("--profile", type=click.Choice(["full", "smoke"]), default=None,
-              help="full: the recipe as published; smoke: every member, a few iterations at reduced size "
-                   "(default: full where CUDA is present, else smoke)")
+@click.option("--suite", default=None, help="suite name (bench/suites/<name>.toml) or path to a suite TOML")
+@click.option("--plan", default=None,
+              help="a plan (bench/plans/<name>.toml or a path): runs and profiles in priority order, in one process "
+                   "under one deadline (--max-minutes), recorded ones skipped, the one in progress resumed")
+@click.option("--profile", type=click.Choice(["full", "paper", "smoke"]), default=None,
+              help="full: the suite's recipe (for Table 3: 50/100/150 epochs of CamVid); paper: the paper's "
+                   "iteration counts (Table 3: 40K/80K/Max iter); smoke: every member, a few iterations at reduced "
+                   "size (default: full where CUDA is present, else smoke)")
 @click.option("--members", default=None, help="comma-separated subset of the suite's members")
 @click.option("--variants", default=None, help="comma-separated subset of the suite's variants")
 @click.option("--seeds", default="0", show_default=True, help="comma-separated seeds; each member runs once per seed")
@@ -173,13 +174,17 @@ def models_cmd(fmt, pattern):
 @click.option("--device", default=None, help="cuda, cpu, cuda:1 ... (default: cuda where present)")
 @click.option("--max-minutes", type=float, default=None,
               help="stop after this many minutes with a checkpoint (exit status 3); --resume continues")
+@click.option("--checkpoint-minutes", type=float, default=10.0, show_default=True,
+              help="write a checkpoint at least this often (also on Ctrl-C/SIGTERM and at --max-minutes); "
+                   "not part of the recipe")
 @clean_errors
-def run_cmd(suite, profile, members, variants, seeds, data_root, results, checkpoints, resume, encoder_weights, sets,
-            device, max_minutes):
-    """Train every member of a suite with its recipe and record the results."""
+def run_cmd(suite, plan, profile, members, variants, seeds, data_root, results, checkpoints, resume, encoder_weights,
+            sets, device, max_minutes, checkpoint_minutes):
+    """Train every member of a suite with its recipe (or work through a plan) and record the results."""
+    import math
     import signal
     from bench.config import parse_override
-    from bench.runner import TimeBudgetReached, run_suite
+    from bench.runner import RunOptions, TimeBudgetReached, run_suite
 
     def _term(signum, frame):  # `timeout` and job schedulers send SIGTERM: checkpoint as for Ctrl-C
         raise KeyboardInterrupt
@@ -188,17 +193,51 @@ def run_cmd(suite, profile, members, variants, seeds, data_root, results, checkp
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     except ValueError:
         raise BenchError(f"--seeds {seeds!r}: expected comma-separated integers") from None
+    if not (math.isfinite(checkpoint_minutes) and checkpoint_minutes >= 0):
+        raise BenchError(f"--checkpoint-minutes {checkpoint_minutes}: must be a number >= 0")
+    if (suite is None) == (plan is None):
+        raise BenchError("give either --suite or --plan")
+    if plan is not None:
+        if members or variants or sets or seeds != "0":
+            raise BenchError("--plan takes its members, variants and seeds from the plan file; "
+                             "--members, --variants, --seeds and --set apply to --suite only")
+        from bench.plan import run_plan
+        try:
+            out = run_plan(plan, profile=profile, max_minutes=max_minutes, data_root=data_root, results=results,
+                           checkpoints=checkpoints, encoder_weights=encoder_weights, device=device,
+                           log=lambda m: click.echo(m), progress=_progress,
+                           options=RunOptions(checkpoint_minutes=checkpoint_minutes))
+        except TimeBudgetReached as exc:
+            click.echo(f"stopped: {exc}", err=True)
+            sys.exit(3)
+        click.echo(f"plan done: {len(out['recorded'])} record(s) under {results}")
+        return
     overrides = dict(parse_override(s) for s in sets)
     split = lambda v: [x.strip() for x in v.split(",") if x.strip()] if v else None
     try:
         folders = run_suite(suite, profile=profile, seeds=seed_list, members=split(members),
                             variants=split(variants), data_root=data_root, results=results, checkpoints=checkpoints,
                             resume=resume, encoder_weights=encoder_weights, overrides=overrides, device=device,
-                            log=lambda m: click.echo(m), progress=_progress, max_minutes=max_minutes)
+                            log=lambda m: click.echo(m), progress=_progress, max_minutes=max_minutes,
+                            options=RunOptions(checkpoint_minutes=checkpoint_minutes))
     except TimeBudgetReached as exc:
         click.echo(f"stopped: {exc}", err=True)
         sys.exit(3)
     click.echo(f"{len(folders)} record(s) written under {results}")
+
+
+def describe_initialisation(init: dict | None) -> str:
+    """One cell of `bench runs`: which layers came from ImageNet, which were initialised though pretrained online."""
+    if not init:
+        return "not recorded"
+    taken = init.get("from_weights", [])
+    if not taken:
+        return "none pretrained"
+    fcs = [n for n in taken if n.startswith("fc")]
+    text = f"{len(taken) - len(fcs)} encoder layers" + (f" + {','.join(fcs)}" if fcs else "") + " from weights"
+    if init.get("missing_from_weights"):
+        text += f"; {','.join(init['missing_from_weights'])} NOT pretrained (He; weights lack them)"
+    return text
 
 
 @main.command("runs")
@@ -207,17 +246,22 @@ def run_cmd(suite, profile, members, variants, seeds, data_root, results, checkp
 @clean_errors
 def runs_cmd(results, fmt):
     """List the recorded training runs."""
-    from bench.records import find_records, load_record
+    from bench.records import load_records
+    if not Path(results).is_dir():
+        raise BenchError(f"{results}: results folder not found")
     rows = []
-    for path in find_records(Path(results)):
-        rec = load_record(path)
-        if rec.get("kind") != "training-run":
-            continue
-        t = rec.get("test", {})
+    records, problems = load_records(Path(results))
+    for line in problems:
+        click.echo(f"skipped {line}", err=True)
+    for path, rec in records:
+        t = rec["test"]
+        init = (rec.get("model") or {}).get("initialisation")
         rows.append({"suite": rec["suite"], "member": rec["member"], "variant": rec.get("variant"),
                      "profile": rec["profile"], "seed": rec["seed"], "run_id": rec["run_id"],
                      "iteration": rec["selected"]["iteration"], "G": t.get("G"), "C": t.get("C"),
-                     "mIoU": t.get("mIoU"), "BF": t.get("BF"), "path": str(path.parent)})
+                     "mIoU": t.get("mIoU"), "BF": t.get("BF"), "path": str(path.parent),
+                     "weights_source": (rec.get("model") or {}).get("weights_source"),
+                     "not_pretrained": init["missing_from_weights"] if init else None, "initialisation": init})
     if fmt == "json":
         click.echo(json.dumps(rows, indent=1))
         return
@@ -225,10 +269,11 @@ def runs_cmd(results, fmt):
         click.echo(f"no training records under {results}")
         return
     click.echo(f"{'suite':<26} {'member':<40} {'variant':<18} {'profile':<7} {'seed':>4} {'iter':>6} "
-               f"{'G':>6} {'C':>6} {'mIoU':>6} {'BF':>6}")
+               f"{'G':>6} {'C':>6} {'mIoU':>6} {'BF':>6}  init")
     for r in rows:
+        init = describe_initialisation(r["initialisation"])
         click.echo(f"{r['suite']:<26} {r['member']:<40} {r['variant'] or '-':<18} {r['profile']:<7} {r['seed']:>4} "
-                   f"{r['iteration']:>6} {r['G']:6.2f} {r['C']:6.2f} {r['mIoU']:6.2f} {r['BF']:6.2f}")
+                   f"{r['iteration']:>6} {r['G']:6.2f} {r['C']:6.2f} {r['mIoU']:6.2f} {r['BF']:6.2f}  {init}")
 
 
 # -- profile ------------------------------------------------------------------------------------------
@@ -274,7 +319,10 @@ def profile_cmd(models, device, dtype, size, runs, warmup, train_batch, infer_ba
 def report_cmd(results, out, data_root):
     """Render the paper's tables and figures from recorded runs, ours beside the published numbers."""
     from bench.report import render_reports
-    written = render_reports(results, out, data_root)
+    problems: list = []
+    written = render_reports(results, out, data_root, problems=problems)
+    for line in problems:
+        click.echo(f"skipped {line}", err=True)
     for p in written:
         click.echo(f"wrote {p}/README.md, {p}/index.html")
     if not written:

@@ -1,12 +1,19 @@
 """Suites: one flat TOML file each (`bench/suites/*.toml`), loaded into a frozen `Recipe` whose defaults sit here.
 
 A suite names its dataset, its members (registered model names), an optional list of variants (e.g. Table 1's
-median-frequency and natural-frequency halves), one `[recipe]`, and `[profiles.full]` / `[profiles.smoke]`
-overrides. The resolved recipe is written into every run record, so a record alone reproduces its run.
+median-frequency and natural-frequency halves), one `[recipe]`, and `[profiles.full]` / `[profiles.paper]` /
+`[profiles.smoke]` overrides, a profile optionally with per-member overrides (`[profiles.paper.member.fcn]`, for
+the paper's per-network iteration counts). The resolved recipe is written into every run record, so a record
+alone reproduces its run.
+
+Length settings: where both are set, the iteration form wins over the epoch form (`max_iters` over
+`max_epochs`, `eval_every_iters` over `eval_every_epochs`, `budgets_iters` over `budgets_epochs`), so a profile
+can restate a schedule in iterations.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +21,10 @@ from pathlib import Path
 from bench.errors import BenchError
 
 SUITES_DIR = Path(__file__).with_name("suites")
-PROFILES = ("full", "smoke")
+PROFILES = ("full", "paper", "smoke")
+MAX_ITERATIONS = 10_000_000  # a run's length, checked before anything is allocated (the paper's longest: 380K)
+MAX_EPOCHS = 100_000
+MAX_EVALUATIONS = 100_000
 
 
 @dataclass(frozen=True)
@@ -23,6 +33,9 @@ class Recipe:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     bias_lr_mult: float = 2.0
+    # which batch-norm parameters weight decay applies to: "scale" (segnet_train.prototxt: scale decay_mult 1,
+    # shift decay_mult 0), "scale-and-shift" (Caffe's default, segnet_basic_train.prototxt), "none"
+    bn_weight_decay: str = "scale"
     batch_size: int = 5
     encoder_weights: str = "imagenet"  # "imagenet", "none", or a path to torchvision-layout VGG16 weights
     dropout: float = 0.5
@@ -39,7 +52,6 @@ class Recipe:
     selection: str = "best-val-G"  # or "last"
     bf_on_val: bool = False
     evaluate_train: bool = False
-    checkpoint_every: int = 500
     image_size: tuple = (360, 480)
     train_subset: int | None = None
     val_subset: int | None = None
@@ -52,6 +64,18 @@ class Recipe:
     def iterations_per_epoch(self, n_train: int) -> int:
         return -(-n_train // self.batch_size)
 
+    def total_iterations(self, n_train: int) -> int:
+        return self.max_iters or self.max_epochs * self.iterations_per_epoch(n_train)
+
+    def eval_every(self, n_train: int) -> int:
+        return self.eval_every_iters or self.eval_every_epochs * self.iterations_per_epoch(n_train)
+
+    def budget_iterations(self, n_train: int) -> list[int]:
+        """The test-at-budget iterations (Table 3's columns) within the run's length."""
+        ipe = self.iterations_per_epoch(n_train)
+        its = self.budgets_iters or [e * ipe for e in self.budgets_epochs]
+        return sorted({b for b in its if b <= self.total_iterations(n_train)})
+
 
 CHOICES = {
     "input_normalisation": ("imagenet", "raw-0-255"),
@@ -59,9 +83,11 @@ CHOICES = {
     "selection": ("best-val-G", "last"),
     "precision": ("auto", "bf16", "fp32"),
     "channels_last": ("auto", "on", "off"),
+    "bn_weight_decay": ("scale", "scale-and-shift", "none"),
 }
 POSITIVE = {"lr", "bias_lr_mult", "batch_size", "max_epochs", "max_iters", "eval_every_epochs", "eval_every_iters",
-            "checkpoint_every", "train_subset", "val_subset", "test_subset"}
+            "train_subset", "val_subset", "test_subset"}
+UPPER = {"max_iters": MAX_ITERATIONS, "max_epochs": MAX_EPOCHS, "batch_size": 4096}
 UNIT_INTERVAL = {"momentum", "dropout"}
 
 
@@ -82,6 +108,8 @@ def _check_value(key: str, value, where: str):
             raise BenchError(f"{where}: image_size must be [height, width], each >= 32, got {value!r}")
         if any(v <= 0 for v in value):
             raise BenchError(f"{where}: {key} values must be positive, got {value!r}")
+        if key.startswith("budgets_") and max(value, default=0) > MAX_ITERATIONS:
+            raise BenchError(f"{where}: {key} holds values beyond any run (at most {MAX_ITERATIONS:,})")
         return tuple(value)
     if "bool" in str(t):
         if not isinstance(value, bool):
@@ -94,10 +122,14 @@ def _check_value(key: str, value, where: str):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise BenchError(f"{where}: {key} must be a number, got {value!r}")
         value = float(value)
+        if not math.isfinite(value):
+            raise BenchError(f"{where}: {key} must be a finite number, got {value!r}")
     elif "str" in str(t) and not isinstance(value, str):
         raise BenchError(f"{where}: {key} must be a string, got {value!r}")
     if key in POSITIVE and value is not None and value <= 0:
         raise BenchError(f"{where}: {key} must be positive, got {value!r}")
+    if key in UPPER and value is not None and value > UPPER[key]:
+        raise BenchError(f"{where}: {key} = {value:,} is beyond any run this harness makes (at most {UPPER[key]:,})")
     if key in UNIT_INTERVAL and not 0 <= value < 1:
         raise BenchError(f"{where}: {key} must be in [0, 1), got {value!r}")
     if key == "weight_decay" and value < 0:
@@ -119,14 +151,19 @@ class Suite:
     variant_overrides: dict = field(default_factory=dict)
     path: str = ""
 
-    def resolve(self, profile: str, variant: str | None = None, overrides: dict | None = None) -> Recipe:
-        """The recipe of one run: suite recipe <- variant <- profile <- command-line overrides."""
+    def resolve(self, profile: str, variant: str | None = None, overrides: dict | None = None,
+                member: str | None = None) -> Recipe:
+        """The recipe of one run: suite recipe <- variant <- profile <- profile's member overrides <- command line."""
         if profile not in self.profiles:
             raise BenchError(f"{self.path}: unknown profile {profile!r}; this suite has: {', '.join(self.profiles)}")
         values = dict(self.recipe)
         if variant is not None:
             values.update(self.variant_overrides.get(variant, {}))
-        values.update(self.profiles[profile])
+        prof = dict(self.profiles[profile])
+        per_member = prof.pop("member", {})
+        values.update(prof)
+        if member is not None:
+            values.update(per_member.get(member, {}))
         values.update(overrides or {})
         checked = {k: _check_value(k, v, self.path or self.name) for k, v in values.items()}
         recipe = Recipe(**checked)
@@ -177,13 +214,30 @@ def load_suite(name_or_path: str) -> Suite:
         if v not in variant_overrides:
             raise BenchError(f"{where}: variant {v!r} has no [variant.{v}] table")
     profiles = data.get("profiles", {})
+    if not isinstance(profiles, dict):
+        raise BenchError(f"{where}: profiles must be a table of [profiles.<name>] tables")
+    unknown = set(profiles) - set(PROFILES)
+    if unknown:
+        raise BenchError(f"{where}: unknown profile(s) {', '.join(sorted(unknown))}; known: {', '.join(PROFILES)}")
+    for p, values in profiles.items():
+        if not isinstance(values, dict):
+            raise BenchError(f"{where}: [profiles.{p}] must be a table of recipe values")
+        per_member = values.get("member", {})
+        if not isinstance(per_member, dict) or not all(isinstance(v, dict) for v in per_member.values()):
+            raise BenchError(f"{where}: [profiles.{p}.member.<name>] must be tables of recipe values")
+        for m in per_member:
+            if m not in members:
+                raise BenchError(f"{where}: [profiles.{p}.member.{m}]: {m!r} is not a member of this suite")
+    if not isinstance(data["recipe"], dict):
+        raise BenchError(f"{where}: [recipe] must be a table of recipe values")
     profiles = {p: profiles.get(p, {}) for p in PROFILES}
     suite = Suite(name=data["name"], description=data.get("description", ""), dataset=data["dataset"],
                   members=tuple(members), variants=variants, recipe=data["recipe"], profiles=profiles,
                   variant_overrides=variant_overrides, path=where)
-    for p in PROFILES:  # every profile and variant must resolve: bad values fail before any training
+    for p in PROFILES:  # every profile, variant and member must resolve: bad values fail before any training
         for v in variants or (None,):
-            suite.resolve(p, v)
+            for m in members:
+                suite.resolve(p, v, member=m)
     return suite
 
 

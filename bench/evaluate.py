@@ -163,6 +163,9 @@ def evaluate_predictions(dataset, split: str, folder, progress=None, **options) 
     """Scores a folder of 8-bit PNG label maps named like `split`'s images (see `score_label_maps`)."""
     samples, preds = read_prediction_folder(dataset, split, folder)
     gts = [dataset.read_label(s) for s in samples]
+    if all((g == dataset.void_label).all() for g in gts):
+        raise BenchError(f"{dataset.root}: every ground-truth pixel of split {split!r} is void; G, C, mIoU and BF "
+                         "are undefined (no pixel to score), so none is reported")
     result = score_label_maps(preds, gts, class_names=dataset.class_names, void_label=dataset.void_label,
                               progress=progress, **options)
     result.update(dataset=dataset.name, split=split, predictions=str(folder))

@@ -237,9 +237,10 @@ def run_profile(models, device: str | None = None, dtype: str = "fp32", size=(36
     for m in models:
         if m not in architectures.list_models():
             raise BenchError(f"unknown model {m!r}; known models: {', '.join(architectures.list_models())}")
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise BenchError("--device cuda: no CUDA device here")
+    from bench.runner import resolve_device
+    from bench.safety import check_writable
+    dev = resolve_device(device)
+    check_writable(Path(results) / "profile", "results")  # found now, not after minutes of profiling
     if dtype not in ("fp32", "bf16"):
         raise BenchError(f"--dtype {dtype!r}: choose fp32 or bf16")
     if dev.type == "cuda":
@@ -262,10 +263,17 @@ def run_profile(models, device: str | None = None, dtype: str = "fp32", size=(36
               "labels": {"cpu": "CPU figures: wall-clock time and process memory, not comparable with GPU tables"}
               if dev.type == "cpu" else {}}
     run_id = new_run_id(dev.type, 0, dtype).replace("-seed0", "")
-    folder = Path(results) / "profile" / run_id
-    folder.mkdir(parents=True, exist_ok=False)
     import json
-    tmp = folder / ".profile.json.tmp"
-    tmp.write_text(json.dumps(record, indent=1) + "\n")
-    os.replace(tmp, folder / "profile.json")
+    import shutil
+    from bench.safety import write_text_atomic
+    folder = Path(results) / "profile" / run_id
+    try:
+        folder.mkdir(parents=True, exist_ok=False)
+        write_text_atomic(folder / "profile.json", json.dumps(record, indent=1) + "\n", what="the profile record",
+                          overwrite=False)
+    except (OSError, BenchError) as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        if isinstance(exc, BenchError):
+            raise
+        raise BenchError(f"{folder}: cannot write the profile record ({exc.strerror or exc})") from None
     return folder / "profile.json"

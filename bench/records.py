@@ -134,8 +134,66 @@ def find_records(results: Path) -> list[Path]:
 def load_record(path: Path) -> dict:
     try:
         rec = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BenchError(f"{path}: not a readable run record ({exc})") from None
     if not isinstance(rec, dict) or "schema_version" not in rec:
         raise BenchError(f"{path}: not a run record (no schema_version)")
     return rec
+
+
+# The fields every consumer of a training record (bench runs, report, check) reads, with their types.
+TRAINING_FIELDS = {
+    "suite": str, "member": str, "profile": str, "seed": int, "run_id": str, "dataset": str, "config": dict,
+    "selected.iteration": int, "test.G": (int, float), "test.C": (int, float), "test.mIoU": (int, float),
+    "test.BF": (int, float), "test.per_class": dict, "test.confusion_matrix": list, "test.conventions": dict,
+    "predictions.folder": str, "predictions.count": int, "predictions.resolution": list, "curves.val": list,
+    "budgets": list, "provenance": dict,
+}
+
+
+def check_training_record(path: Path, rec: dict) -> dict:
+    """A training record with every field the tools read; BenchError naming the file and the first field that
+    is missing or of the wrong type."""
+    for dotted, kind in TRAINING_FIELDS.items():
+        value = rec
+        for part in dotted.split("."):
+            if not isinstance(value, dict) or part not in value:
+                raise BenchError(f"{path}: run record lacks {dotted}")
+            value = value[part]
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise BenchError(f"{path}: run record field {dotted} is {type(value).__name__}, not "
+                             f"{getattr(kind, '__name__', 'a number')}")
+    return rec
+
+
+def load_records(results: Path) -> tuple[list[tuple[Path, dict]], list[str]]:
+    """Every usable training record under ``results`` and one line for each record that is not usable."""
+    good, problems = [], []
+    for path in find_records(results):
+        try:
+            rec = load_record(path)
+            if rec.get("kind") != "training-run":
+                continue
+            good.append((path, check_training_record(path, rec)))
+        except BenchError as exc:
+            problems.append(str(exc))
+    return good, problems
+
+
+def load_profiles(results: Path) -> tuple[list[dict], list[str]]:
+    """Every usable profile record under ``<results>/profile/`` and one line for each unusable one."""
+    good, problems = [], []
+    results = Path(results)
+    for pf in sorted(results.glob("profile/*/profile.json")) if results.is_dir() else []:
+        try:
+            rec = json.loads(pf.read_text())
+            if not isinstance(rec, dict) or not isinstance(rec.get("models"), list) \
+                    or not isinstance(rec.get("settings"), dict) or "device" not in rec["settings"]:
+                raise ValueError("no models or settings")
+            for m in rec["models"]:
+                if not isinstance(m, dict) or "model" not in m or "forward" not in m:
+                    raise ValueError("a model entry lacks model or forward")
+            good.append(rec)
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            problems.append(f"{pf}: unusable profile record ({exc})")
+    return good, problems

@@ -12,14 +12,14 @@ import base64
 import csv
 import html
 import io
-import json
+import os
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
+from bench.errors import BenchError
 from bench.published import number, read_rows, row_by
-from bench.records import find_records, load_record
 
 METRICS = ("G", "C", "mIoU", "BF")
 TABLE2_COLUMNS = {"building": "Building", "tree": "Tree", "sky": "Sky", "car": "Car", "sign_symbol": "SignSymbol",
@@ -115,24 +115,66 @@ def table1(groups, profile) -> Table | None:
     return t
 
 
+FC_NOT_PRETRAINED = "†"
+
+
+def fc_not_pretrained(recs) -> list[str]:
+    """Layers that records took from complete VGG16 weights in the online recipe but initialised instead."""
+    out = []
+    for r in recs:
+        for layer in ((r.get("model") or {}).get("initialisation") or {}).get("missing_from_weights", []):
+            if layer not in out:
+                out.append(layer)
+    return out
+
+
+def row_name(names, member, recs, notes) -> str:
+    """The paper's name of a member, marked where its fc layers were not pretrained (and the note added once)."""
+    missing = fc_not_pretrained(recs)
+    if not missing:
+        return names[member]
+    note = (f"{FC_NOT_PRETRAINED} {', '.join(missing)} not pretrained: the weights file held VGG16's conv layers "
+            "only, so these layers were He-initialised; torchvision's download would have given them ImageNet "
+            "weights (run.json: model.initialisation).")
+    if note not in notes:
+        notes.append(note)
+    return f"{names[member]} {FC_NOT_PRETRAINED}"
+
+
+def _updates(recs) -> str:
+    """The iterations (updates) at which the records' budget columns were scored, e.g. "3,700 / 7,400 / 11,100"."""
+    seen = sorted({tuple(b["iteration"] for b in r.get("budgets", [])) for r in recs})
+    return "; ".join(" / ".join(f"{i:,}" for i in its) for its in seen) or "–"
+
+
 def table3(groups, profile, suite) -> Table | None:
     names = _paper_names()
     recs = {k: v for k, v in groups.items() if k[0] == suite}
     if not recs:
         return None
     cols = [("it40k", "40K"), ("it80k", "80K"), ("itmax", ">80K")]
-    header = ["network", "n"] + [f"{lab} {m}" for _, lab in cols for m in METRICS] + [f"best-val {m}" for m in METRICS]
+    header = (["network", "n", "updates at the budgets (ours)", "paper iterations"]
+              + [f"{lab} {m}" for _, lab in cols for m in METRICS] + [f"best-val {m}" for m in METRICS])
+    first = next(iter(recs.values()))[0]
+    cfg = first.get("config", {})
+    schedule = (f"{', '.join(map(str, cfg['budgets_epochs']))} epochs" if cfg.get("budgets_epochs")
+                and not cfg.get("budgets_iters") else "the iterations shown")
     t = Table(suite.replace("-", "_"), f"Table 3: controlled benchmark ({suite}, {profile} profile). Budget "
-              "columns are ours at the suite's budgets in order (50 / 100 / 150 epochs in the full profile) beside "
-              "the paper's 40K / 80K / >80K iterations", header, notes=[NOT_LIKE_FOR_LIKE_T3 + ".",
-                                                                         "Paper: Table 3 (S1)."])
+              "columns are ours at the profile's budgets in order beside the paper's 40K / 80K / >80K iterations",
+              header, notes=[NOT_LIKE_FOR_LIKE_T3 + ".",
+                             f"Profile {profile}: test scores at {schedule} of mini-batch "
+                             f"{cfg.get('batch_size', '?')} on {first.get('train_images', 'CamVid')} training images "
+                             "(column \"updates\"); the paper's columns are 40K / 80K / \"Max iter\" updates of "
+                             "mini-batch 5 on 3,433 images. The `paper` profile uses the paper's iteration counts.",
+                             "Paper: Table 3 (S1)."])
     if suite.endswith("-mfb"):
         t.notes.append("This suite uses median-frequency balancing; Table 3's rows use none: paper numbers shown for "
                        "orientation only.")
     for key in sorted(recs):
         member = key[1]
         row = row_by("table3", "network", names[member]) or {}
-        cells = [names[member], len(recs[key])]
+        cells = [row_name(names, member, recs[key], t.notes), len(recs[key]), _updates(recs[key]),
+                 f"40K / 80K / {row['max_iter']}" if row.get("max_iter") else "–"]
         for i, (col, lab) in enumerate(cols):
             for m in METRICS:
                 vals = [r["budgets"][i][m] if len(r.get("budgets", [])) > i else None for r in recs[key]]
@@ -156,7 +198,7 @@ def table2(groups, profile, suite) -> Table | None:
               ["model", "n"] + list(TABLE2_COLUMNS.values()) + ["C", "G", "mIoU", "BF"],
               notes=[NOT_LIKE_FOR_LIKE_T3 + "."])
     for key in sorted(recs):
-        cells = [names[key[1]] + (f" [{key[2]}]" if key[2] else ""), len(recs[key])]
+        cells = [row_name(names, key[1], recs[key], t.notes) + (f" [{key[2]}]" if key[2] else ""), len(recs[key])]
         for col, cls in TABLE2_COLUMNS.items():
             vals = [r["test"]["per_class"][cls]["accuracy"] for r in recs[key]]
             cells.append(_cell(vals, None, t.long, "table2", names[key[1]], cls, profile, like=False))
@@ -329,31 +371,41 @@ def figure_tradeoff(recs_by_key, profiles) -> bytes | None:
     return _png(fig)
 
 
-def figure_qualitative(recs_by_key, records_paths, dataset, n_images=3) -> bytes | None:
-    """Test images, ground truth and each member's prediction in CamVid colours (like the paper's Fig. 4)."""
-    from datasets.camvid import resize_image, resize_label
+def figure_qualitative(recs_by_key, records_paths, dataset, n_images=3, problems: list | None = None) -> bytes | None:
+    """Test images, ground truth and each member's prediction in CamVid colours (like the paper's Fig. 4).
+    An unreadable prediction PNG is drawn blank and named in ``problems``."""
+    from datasets.camvid import read_label_png, resize_image, resize_label
     import matplotlib.pyplot as plt
     keys = sorted(recs_by_key)
     first = records_paths[keys[0]][0]
-    names = sorted(p.name for p in (first.parent / "predictions").iterdir())[:n_images]
+    folder = first.parent / "predictions"
+    names = sorted(p.name for p in folder.iterdir())[:n_images] if folder.is_dir() else []
+    if not names:
+        return None
+    size = tuple(recs_by_key[keys[0]][0]["predictions"]["resolution"])
+
+    def read_pred(path):
+        try:
+            return read_label_png(path, size, dataset.void_label, what="prediction")
+        except BenchError as exc:
+            if problems is not None:
+                problems.append(f"{exc} (drawn blank in the qualitative figure)")
+            return np.zeros(size, np.uint8)
     try:
         samples = {s.name: s for s in dataset.samples("test")}
     except Exception:
         return None
     palette = np.array(list(dataset.palette) + [(0, 0, 0)] * (256 - len(dataset.palette)), dtype=np.uint8)
-    from PIL import Image
     cols = 2 + len(keys)
     fig, axes = plt.subplots(len(names), cols, figsize=(2.2 * cols, 1.8 * len(names)), squeeze=False)
     for i, name in enumerate(names):
-        pred0 = np.array(Image.open(first.parent / "predictions" / name))
-        size = pred0.shape
         s = samples.get(name)
         img = resize_image(dataset.read_image(s), size) if s else np.zeros((*size, 3), np.uint8)
         gt = resize_label(dataset.read_label(s), size) if s else np.zeros(size, np.uint8)
         panels = [("image", img), ("ground truth", palette[gt])]
         for k in keys:
             p = records_paths[k][0].parent / "predictions" / name
-            pred = np.array(Image.open(p)) if p.is_file() else np.zeros(size, np.uint8)
+            pred = read_pred(p) if p.is_file() else np.zeros(size, np.uint8)
             panels.append((k[1] + (f"\n[{k[2]}]" if k[2] else ""), palette[pred]))
         for j, (title, im) in enumerate(panels):
             ax = axes[i][j]
@@ -384,7 +436,7 @@ window.addEventListener("load", function () {{
 """
 
 
-def render_suite(suite, recs, paths, profiles, out_dir: Path, data_root=None) -> Path:
+def render_suite(suite, recs, paths, profiles, out_dir: Path, data_root=None, skipped: list | None = None) -> Path:
     import datasets
     out_dir.mkdir(parents=True, exist_ok=True)
     by_profile = defaultdict(dict)
@@ -414,7 +466,10 @@ def render_suite(suite, recs, paths, profiles, out_dir: Path, data_root=None) ->
         figures.append(("tradeoff.png", "Accuracy against inference memory (one point per model)", trade))
     else:
         missing.append("Accuracy against inference memory: no profile record (run `bench profile`).")
-    qual = figure_qualitative(groups, gpaths, ds) if ds else None
+    bad_predictions: list = []
+    qual = figure_qualitative(groups, gpaths, ds, problems=bad_predictions) if ds else None
+    skipped = skipped if skipped is not None else []
+    skipped.extend(bad_predictions)
     if qual:
         figures.append(("qualitative.png", "Test images, ground truth and predictions (CamVid colours)", qual))
     else:
@@ -436,6 +491,9 @@ def render_suite(suite, recs, paths, profiles, out_dir: Path, data_root=None) ->
         header += [f"Records of other profiles not shown: {', '.join(other)}.", ""]
     md = "\n".join(header) + "\n## Tables\n\n" + "\n".join(t.markdown() for t in tables)
     md += "\n## Figures\n\n" + "\n".join(f"### {title}\n\n![{title}]({name})\n" for name, title, _ in figures)
+    suite_skipped = [line for line in skipped if f"/{suite}/" in line or "/profile/" in line]
+    if suite_skipped:
+        missing += [f"Skipped: {line}" for line in suite_skipped]
     if missing:
         md += "\n" + "\n".join(f"- {m}" for m in missing) + "\n"
     md += "\nCSV: " + ", ".join(f"[{t.key}.csv]({t.key}.csv)" for t in tables) + "\n"
@@ -450,23 +508,52 @@ def render_suite(suite, recs, paths, profiles, out_dir: Path, data_root=None) ->
     return out_dir
 
 
-def render_reports(results="results", out="reports", data_root=None) -> list[Path]:
+def render_reports(results="results", out="reports", data_root=None, problems: list | None = None) -> list[Path]:
+    """Renders every suite's report into a temporary folder beside ``out`` and swaps it in at the end, so a
+    failure never leaves an output that mixes old and new. Unusable records or profiles are skipped, each with
+    one line naming the file, appended to ``problems`` and listed in the report."""
+    import shutil
+    from bench.records import load_profiles, load_records
+    from bench.safety import write_error
     results, out = Path(results), Path(out)
-    records = [(p, load_record(p)) for p in find_records(results)]
-    training = [(p, r) for p, r in records if r.get("kind") == "training-run"]
-    profiles = []
-    for pf in sorted(results.glob("profile/*/profile.json")) if results.is_dir() else []:
-        profiles.append(json.loads(pf.read_text()))
+    if not results.is_dir():
+        raise BenchError(f"{results}: results folder not found")
+    training, skipped = load_records(results)
+    profiles, bad_profiles = load_profiles(results)
+    skipped += bad_profiles
     profiles.sort(key=lambda r: (r["settings"]["device"].startswith("cuda"), r.get("finished_at", "")))
     suites = defaultdict(list)
     for p, r in training:
         suites[r["suite"]].append((p, r))
-    written = []
-    for suite, items in sorted(suites.items()):
-        written.append(render_suite(suite, [r for _, r in items], [p for p, _ in items], profiles, out / suite,
-                                    data_root))
-    index = ["# Reports", "", "Rendered by `bench report` from the records under `results/`.", ""]
-    index += [f"- [{p.name}]({p.name}/README.md)" for p in written] or ["No training records yet."]
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "README.md").write_text("\n".join(index) + "\n")
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        written = []
+        for suite, items in sorted(suites.items()):
+            render_suite(suite, [r for _, r in items], [p for p, _ in items], profiles, tmp / suite, data_root,
+                         skipped=skipped)
+            written.append(out / suite)
+        index = ["# Reports", "", "Rendered by `bench report` from the records under `results/`.", ""]
+        index += [f"- [{p.name}]({p.name}/README.md)" for p in written] or ["No training records yet."]
+        if skipped:
+            index += ["", "Skipped (unusable files):", ""] + [f"- {line}" for line in skipped]
+        (tmp / "README.md").write_text("\n".join(index) + "\n")
+        if out.exists():
+            os.rename(out, old)
+        os.rename(tmp, out)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old.exists() and not out.exists():
+            os.rename(old, out)
+        raise write_error(out / "README.md", exc, "the report") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old.exists() and not out.exists():
+            os.rename(old, out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    if problems is not None:
+        problems.extend(skipped)
     return written

@@ -1,26 +1,36 @@
 """`bench run`: train every member of a suite with its one recipe, evaluate, and record.
 
 Order of a run, as in nanoGPT's train.py: config -> data -> model -> optimizer -> loop -> record.
-- Data are decoded once and held as uint8 tensors on the training device; each epoch is a fresh shuffle
-  (a generator seeded by the run seed and the epoch) taken in mini-batches in order.
+- Data are decoded once (on all cores) and held as uint8 tensors on the training device; each epoch is a fresh
+  shuffle (a generator seeded by the run seed and the epoch) read in order as Caffe's data layer does: every
+  mini-batch is full, an epoch's remainder continuing into the next epoch's shuffle.
 - Loss: class-weighted cross-entropy ignoring void, summed over the mini-batch's pixels and divided by
   the number of non-void pixels (caffe-segnet SoftmaxWithLoss with normalize: true).
-- SGD with momentum; conv biases at `bias_lr_mult` times the learning rate and no weight decay on biases or
-  BN parameters (the prototxts' lr_mult 2 / decay_mult 0).
+- SGD with momentum (fused on CUDA); conv biases at `bias_lr_mult` times the learning rate without weight decay
+  (the prototxts' lr_mult 2 / decay_mult 0); BN scale and shift decayed per `bn_weight_decay`
+  (segnet_train.prototxt: the scale only; segnet_basic_train.prototxt: both, Caffe's default).
+- DeepLab-LargeFOV: loss on its 45x60 logits against the labels where its upsampling places each cell.
 - Before each evaluation, BN population statistics are recomputed over the training set (the authors'
   compute_bn_statistics.py), or the running averages are kept (`bn_statistics = "running"`).
 - Validation at the recipe's cadence; selection of the best validation G (or the last point); test scores
   at fixed budgets; test predictions of the selected point saved as 8-bit PNGs beside run.json.
-- Checkpoints every `checkpoint_every` iterations and on Ctrl-C, outside results/; `resume=True` continues.
+- No host synchronisation per step: the loss of every step is kept on the device and read (and checked
+  finite) every `sync_every` steps and at evaluation points.
+- Checkpoints outside results/ every `checkpoint_minutes`, on Ctrl-C / SIGTERM and at the deadline; a stop
+  request never cuts a step in half, and an interrupted evaluation is redone on resume, so a resumed run ends
+  with exactly the record of an uninterrupted one (`bench/safety.py`).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import math
 import os
 import random
 import time
-from dataclasses import asdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,18 +39,33 @@ import torch.nn.functional as F
 from PIL import Image
 
 from bench import distributed as dist_utils
-from bench.config import Recipe, Suite, load_suite
-from datasets.camvid import resize_image, resize_label
+from bench.config import MAX_EVALUATIONS, Recipe, Suite, load_suite
 from bench.errors import BenchError
 from bench.evaluate import score_label_maps
 from bench.metrics import confusion_matrix, segmentation_scores
 from bench.records import SCHEMA_VERSION, RunFolder, new_run_id, now_iso, provenance
+from bench.safety import RunLock, StopRequests, check_writable, no_space, save_atomic, write_text_atomic
+from datasets.camvid import resize_image, resize_label
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # Dense peak throughput (FLOP/s) for MFU, by GPU name fragment: bf16 tensor cores, fp32 (no TF32).
 PEAK_FLOPS = {"H200": {"bf16": 989e12, "fp32": 67e12}, "H100 PCIe": {"bf16": 756e12, "fp32": 51e12},
               "H100": {"bf16": 989e12, "fp32": 67e12}, "A100": {"bf16": 312e12, "fp32": 19.5e12}}
+CHECKPOINT_FORMAT = 2
+LOSS_CURVE_POINTS = 5000  # run.json keeps at most this many points of the loss curve; loss.npy keeps every step
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run is carried out, not what it computes: none of these changes a number of the record."""
+    checkpoint_minutes: float = 10.0  # a checkpoint at least this often (and on signal and at the deadline)
+    sync_every: int = 50  # steps between reads of the loss from the device (finite check, progress bar)
+
+
+def _probe(moment: str, iteration: int) -> None:
+    """A named moment of a run (the tests send signals here): step, bn-recompute, validation, test-at-budget,
+    final-test, record, recorded."""
 
 
 # -- data ----------------------------------------------------------------------------------------------------
@@ -55,26 +80,51 @@ class SplitData:
 
 
 def load_split(dataset, split: str, size, subset: int | None, device, progress=None) -> SplitData:
+    """Decodes a split's PNGs on all cores (PIL releases the GIL while decoding) and resizes them to ``size``."""
     samples = dataset.samples(split)
     if subset:
         samples = samples[:subset]
-    images, labels = [], []
-    it = progress(samples, desc=f"load {split}") if progress else samples
-    for s in it:
+
+    def decode(s):
         img = resize_image(dataset.read_image(s), size)
         lab = resize_label(dataset.read_label(s), size)
-        images.append(torch.from_numpy(np.array(img, copy=True)).permute(2, 0, 1))
-        labels.append(torch.from_numpy(np.array(lab, copy=True)))
-    return SplitData([s.name for s in samples], torch.stack(images).to(device), torch.stack(labels).to(device))
+        return (torch.from_numpy(np.array(img, copy=True)).permute(2, 0, 1),
+                torch.from_numpy(np.array(lab, copy=True)))
+    with ThreadPoolExecutor(max_workers=min(32, os.cpu_count() or 1)) as pool:
+        it = pool.map(decode, samples)
+        if progress:
+            it = progress(it, total=len(samples), desc=f"load {split}")
+        pairs = list(it)
+    return SplitData([s.name for s in samples], torch.stack([p[0] for p in pairs]).to(device),
+                     torch.stack([p[1] for p in pairs]).to(device))
+
+
+def data_for(recipe: Recipe, dataset, device, cache: dict, progress=None) -> dict:
+    """The three splits at the recipe's size, decoded once per (dataset, size, subsets, device) and kept in
+    ``cache``, so the runs of a suite or a plan share them."""
+    key = (dataset.name, str(dataset.root), tuple(recipe.image_size), recipe.train_subset, recipe.val_subset,
+           recipe.test_subset, str(device))
+    if key not in cache:
+        cache[key] = {split: load_split(dataset, split, tuple(recipe.image_size), getattr(recipe, f"{split}_subset"),
+                                        device, progress) for split in ("train", "val", "test")}
+    return cache[key]
+
+
+class Normaliser:
+    """uint8 images to the network's input: ImageNet mean/std (built once, on the device) or raw 0-255."""
+
+    def __init__(self, how: str, device):
+        self.how = how
+        self.mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1) * 255
+        self.std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1) * 255
+
+    def __call__(self, x_uint8: torch.Tensor) -> torch.Tensor:
+        x = x_uint8.float()
+        return x if self.how == "raw-0-255" else (x - self.mean) / self.std
 
 
 def normalise(x_uint8: torch.Tensor, how: str) -> torch.Tensor:
-    x = x_uint8.float()
-    if how == "raw-0-255":
-        return x
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1) * 255
-    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1) * 255
-    return (x - mean) / std
+    return Normaliser(how, x_uint8.device)(x_uint8)
 
 
 def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
@@ -83,11 +133,72 @@ def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
     return torch.randperm(n, generator=g)
 
 
+class ShuffledStream:
+    """The training images as Caffe's data layer feeds them: each epoch a fresh shuffle, read in order, and a
+    mini-batch that reaches the end of an epoch continues into the next epoch's shuffle, so every mini-batch is
+    full (367 images at batch 5 would otherwise end each epoch with a batch of 2 at full step weight).
+
+    Mini-batch ``it`` holds stream positions it*B ... it*B + B - 1; position p is image
+    ``epoch_order(seed, p // n)[p % n]``: a function of (seed, it) only, so a resumed run sees the same batches.
+    Each epoch's order is moved to ``device`` once, so taking a batch copies nothing from the host.
+    """
+
+    def __init__(self, seed: int, n: int, device="cpu"):
+        self.seed, self.n, self.device, self._orders = seed, n, device, {}
+
+    def _order(self, epoch: int) -> torch.Tensor:
+        if epoch not in self._orders:
+            if len(self._orders) > 2:
+                self._orders.pop(min(self._orders))
+            self._orders[epoch] = epoch_order(self.seed, epoch, self.n).to(self.device)
+        return self._orders[epoch]
+
+    def batch(self, it: int, batch_size: int) -> torch.Tensor:
+        start = it * batch_size
+        parts, p = [], start
+        while p < start + batch_size:
+            epoch, pos = divmod(p, self.n)
+            take = min(self.n - pos, start + batch_size - p)
+            parts.append(self._order(epoch)[pos:pos + take])
+            p += take
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+class FlipTable:
+    """Random left-right flips of mini-batch ``it`` (a function of (seed, it)), drawn for a block of iterations
+    at a time and moved to the device once per block."""
+
+    def __init__(self, seed: int, batch_size: int, device, block: int = 256):
+        self.seed, self.batch_size, self.device, self.block = seed, batch_size, device, block
+        self._start, self._table = None, None
+
+    def __call__(self, it: int) -> torch.Tensor:
+        start = it - it % self.block
+        if start != self._start:
+            rows = [torch.rand(self.batch_size, generator=torch.Generator().manual_seed(self.seed * 7919 + i)) < 0.5
+                    for i in range(start, start + self.block)]
+            self._start, self._table = start, torch.stack(rows).to(self.device)
+        return self._table[it - start]
+
+
 # -- pieces of the loop ----------------------------------------------------------------------------------------
+def labels_for_logits(model, labels, logits):
+    """The labels the loss compares with ``logits``: the labels themselves, or for a model trained on coarse
+    logits (DeepLab-LargeFOV, loss at stride 8) the labels at the pixels where the model's own upsampling places
+    each coarse cell (`model.coarse_labels`), so it learns each label where it later draws it."""
+    if logits.shape[-2:] == labels.shape[-2:]:
+        return labels
+    if not hasattr(model, "coarse_labels"):
+        raise BenchError(f"{type(model).__name__}: logits of size {tuple(logits.shape[-2:])} for labels of size "
+                         f"{tuple(labels.shape[-2:])}, and the model defines no coarse_labels rule")
+    return model.coarse_labels(labels, logits.shape[-2:])
+
+
 def seg_loss_sum(logits, labels, class_weights, void_label: int):
     """Weighted cross-entropy summed over the non-void pixels, and the number of those pixels."""
-    if logits.shape[-2:] != labels.shape[-2:]:  # DeepLab: loss at 1/8 resolution on nearest-subsampled labels
-        labels = F.interpolate(labels[:, None].float(), size=logits.shape[-2:], mode="nearest")[:, 0].long()
+    if logits.shape[-2:] != labels.shape[-2:]:
+        raise ValueError(f"logits {tuple(logits.shape)} and labels {tuple(labels.shape)} differ in size; "
+                         "take the labels through labels_for_logits first")
     valid = (labels != void_label).sum()
     loss = F.cross_entropy(logits.float(), labels, weight=class_weights, ignore_index=void_label, reduction="sum")
     return loss, valid
@@ -99,26 +210,68 @@ def seg_loss(logits, labels, class_weights, void_label: int):
     return loss / valid.clamp(min=1)
 
 
-def param_groups(model, recipe: Recipe):
-    decay, biases, no_decay = [], [], []
+def param_groups(model, recipe: Recipe) -> list[dict]:
+    """SGD parameter groups as the authors' prototxts: conv/deconv weights at lr with weight decay; their biases
+    at `bias_lr_mult` x lr without decay (lr_mult 2, decay_mult 0); batch-norm scale and shift at lr, decayed as
+    `recipe.bn_weight_decay` says ("scale": segnet_train.prototxt's decay_mult 1 / 0; "scale-and-shift": Caffe's
+    default, segnet_basic_train.prototxt; "none"). Frozen parameters are left out; empty groups too."""
+    decayed_bn = {"scale": ("weight",), "scale-and-shift": ("weight", "bias"), "none": ()}[recipe.bn_weight_decay]
+    groups = {"weights": [], "biases": [], "bn-decayed": [], "bn-not-decayed": []}
     for module in model.modules():
         for name, p in module.named_parameters(recurse=False):
             if not p.requires_grad:
                 continue
             if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-                no_decay.append(p)
+                groups["bn-decayed" if name in decayed_bn else "bn-not-decayed"].append(p)
             elif name == "bias":
-                biases.append(p)
+                groups["biases"].append(p)
             else:
-                decay.append(p)
-    return [{"params": decay, "lr": recipe.lr, "weight_decay": recipe.weight_decay},
-            {"params": biases, "lr": recipe.lr * recipe.bias_lr_mult, "weight_decay": 0.0},
-            {"params": no_decay, "lr": recipe.lr, "weight_decay": 0.0}]
+                groups["weights"].append(p)
+    settings = {"weights": (recipe.lr, recipe.weight_decay), "biases": (recipe.lr * recipe.bias_lr_mult, 0.0),
+                "bn-decayed": (recipe.lr, recipe.weight_decay), "bn-not-decayed": (recipe.lr, 0.0)}
+    return [{"name": k, "params": v, "lr": settings[k][0], "weight_decay": settings[k][1]}
+            for k, v in groups.items() if v]
+
+
+def make_optimizer(model, recipe: Recipe, device) -> torch.optim.SGD:
+    """SGD with momentum over `param_groups`; fused into one kernel where the device supports it (CUDA)."""
+    fused = device.type == "cuda"
+    return torch.optim.SGD(param_groups(model, recipe), lr=recipe.lr, momentum=recipe.momentum,
+                           **({"fused": True} if fused else {}))
 
 
 def _autocast(device, recipe: Recipe):
     use_bf16 = recipe.precision == "bf16" or (recipe.precision == "auto" and device.type == "cuda")
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16), ("bf16" if use_bf16 else "fp32")
+
+
+def _channels_last(recipe: Recipe, device) -> bool:
+    return recipe.channels_last == "on" or (recipe.channels_last == "auto" and device.type == "cuda")
+
+
+def _layout(x, recipe, device):
+    return x.contiguous(memory_format=torch.channels_last) if _channels_last(recipe, device) else x
+
+
+def make_train_step(model, train_model, optimizer, class_weights, recipe: Recipe, device, void_label: int,
+                    world: int = 1):
+    """The step `bench run` takes (and `bench.benchmarks.train_speed` times): uint8 batch in, the global
+    mini-batch loss out as a device tensor (not read: no host synchronisation)."""
+    norm = Normaliser(recipe.input_normalisation, device)
+    autocast, _ = _autocast(device, recipe)
+
+    def step(x_uint8, y, it: int = -1):
+        x = _layout(norm(x_uint8), recipe, device)
+        with autocast:
+            logits = train_model(x)
+        loss_sum, valid = seg_loss_sum(logits, labels_for_logits(model, y, logits), class_weights, void_label)
+        share = loss_sum / dist_utils.all_reduce_sum(valid).clamp(min=1)  # this rank's share of the global loss
+        optimizer.zero_grad(set_to_none=True)
+        (share * world).backward()  # DDP averages gradients over ranks
+        _probe("step", it)
+        optimizer.step()
+        return dist_utils.all_reduce_sum(share.detach())
+    return step
 
 
 @torch.no_grad()
@@ -133,29 +286,27 @@ def recompute_bn_statistics(model, data: SplitData, recipe: Recipe, device):
         m.momentum = None
         m.train()
     autocast, _ = _autocast(device, recipe)
-    for i in range(0, len(data), recipe.batch_size):
-        x = normalise(data.images[i:i + recipe.batch_size], recipe.input_normalisation)
-        with autocast:
-            model(_layout(x, recipe, device))
-    for m, mom in zip(bns, saved):
-        m.momentum = mom
-    model.eval()
-
-
-def _layout(x, recipe, device):
-    on = recipe.channels_last == "on" or (recipe.channels_last == "auto" and device.type == "cuda")
-    return x.contiguous(memory_format=torch.channels_last) if on else x
+    norm = Normaliser(recipe.input_normalisation, device)
+    try:
+        for i in range(0, len(data), recipe.batch_size):
+            with autocast:
+                model(_layout(norm(data.images[i:i + recipe.batch_size]), recipe, device))
+            _probe("bn-recompute", i)
+    finally:
+        for m, mom in zip(bns, saved):
+            m.momentum = mom
+        model.eval()
 
 
 @torch.no_grad()
 def predict(model, data: SplitData, recipe: Recipe, device) -> np.ndarray:
     model.eval()
     autocast, _ = _autocast(device, recipe)
+    norm = Normaliser(recipe.input_normalisation, device)
     out = []
     for i in range(0, len(data), recipe.batch_size):
-        x = normalise(data.images[i:i + recipe.batch_size], recipe.input_normalisation)
         with autocast:
-            logits = model(_layout(x, recipe, device))
+            logits = model(_layout(norm(data.images[i:i + recipe.batch_size]), recipe, device))
         out.append(logits.argmax(1).to(torch.uint8).cpu())
     return torch.cat(out).numpy()
 
@@ -173,9 +324,12 @@ def full_scores(pred: np.ndarray, data: SplitData, dataset) -> dict:
 
 
 # -- one run ---------------------------------------------------------------------------------------------------
+def run_tag(profile: str, variant: str | None, seed: int) -> str:
+    return "-".join([profile] + ([variant] if variant else []) + [f"seed{seed}"])
+
+
 def checkpoint_path(checkpoints: Path, suite: str, member: str, profile: str, variant: str | None, seed: int) -> Path:
-    tag = "-".join([profile] + ([variant] if variant else []) + [f"seed{seed}"])
-    return Path(checkpoints) / suite / member / f"{tag}.pt"
+    return Path(checkpoints) / suite / member / f"{run_tag(profile, variant, seed)}.pt"
 
 
 def resolve_encoder_weights(recipe: Recipe, override: str | None):
@@ -195,13 +349,91 @@ class TimeBudgetReached(BenchError):
     """Training stopped at the wall-clock budget (--max-minutes) after writing a checkpoint."""
 
 
+@dataclass
+class Schedule:
+    """When a run steps, evaluates and scores at its budgets, in iterations."""
+    total: int
+    iterations_per_epoch: int
+    eval_points: list
+    budgets: list
+
+    @classmethod
+    def of(cls, recipe: Recipe, n_train: int, where: str) -> "Schedule":
+        total = recipe.total_iterations(n_train)
+        every = recipe.eval_every(n_train)
+        if total // every > MAX_EVALUATIONS:
+            raise BenchError(f"{where}: {total:,} iterations with an evaluation every {every:,} make "
+                             f"{total // every:,} evaluations (at most {MAX_EVALUATIONS:,}); "
+                             "raise eval_every_iters or eval_every_epochs")
+        return cls(total, recipe.iterations_per_epoch(n_train),
+                   sorted(set(range(every, total + 1, every)) | {total}), recipe.budget_iterations(n_train))
+
+    def evaluates_at(self, it: int) -> bool:
+        return it in self._points
+
+    def __post_init__(self):
+        self._points = set(self.eval_points) | set(self.budgets)
+
+
+def build_model(member: str, recipe: Recipe, dataset, device, encoder_weights_override, log):
+    """The registered model with the recipe's initialisation, on the device; warns where its fc layers were
+    initialised although the online recipe would take them from ImageNet."""
+    import architectures
+    weights, weights_sha = resolve_encoder_weights(recipe, encoder_weights_override)
+    model_kwargs = {"dropout": recipe.dropout} if "dropout" in _builder_args(member) else {}
+    model = architectures.create_model(member, num_classes=dataset.num_classes, encoder_weights=weights, **model_kwargs)
+    missing = model.initialisation["missing_from_weights"]
+    if missing:
+        log(f"warning: {member}: {', '.join(missing)} not in {model.weights_source} (VGG16 conv layers only): "
+            f"initialised instead ({model.initialisation['initialised'][missing[0]]}); torchvision's download "
+            "would give them ImageNet weights, so this run differs from the online recipe (recorded in run.json)")
+    model.to(device)
+    if _channels_last(recipe, device):
+        model = model.to(memory_format=torch.channels_last)
+    return model, weights_sha
+
+
+def _new_state(total: int, device) -> dict:
+    return {"iteration": 0, "evaluated": 0, "val": [], "budgets": [], "best": None, "train_seconds": 0.0,
+            "images_trained": 0, "losses": torch.full((total,), float("nan"), device=device)}
+
+
+def load_checkpoint(ckpt: Path, recipe: Recipe, model, optimizer, device, total: int) -> dict:
+    """The state of an interrupted run, its model and optimizer restored; one line for any unusable file."""
+    try:
+        saved = torch.load(ckpt, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise BenchError(f"{ckpt}: checkpoint cannot be read ({exc.__class__.__name__}; truncated or not a "
+                         "checkpoint); delete it to start the run again") from None
+    if not isinstance(saved, dict) or saved.get("format") != CHECKPOINT_FORMAT or "state" not in saved:
+        raise BenchError(f"{ckpt}: not a checkpoint of this version of the harness; delete it to start again")
+    if saved["recipe"] != asdict(recipe):
+        raise BenchError(f"{ckpt}: checkpoint was made with a different recipe; delete it to start again")
+    try:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise BenchError(f"{ckpt}: checkpoint does not fit this model ({str(exc).splitlines()[0]}); "
+                         "delete it to start again") from None
+    torch.set_rng_state(saved["rng_cpu"])
+    if device.type == "cuda" and saved.get("rng_cuda") is not None:
+        torch.cuda.set_rng_state(saved["rng_cuda"])
+    state = saved["state"]
+    losses = torch.full((total,), float("nan"), device=device)
+    losses[:len(state["losses"])] = state["losses"].to(device)
+    state["losses"] = losses
+    if state["best"] is not None:
+        state["best"]["model"] = {k: v.to(device) for k, v in state["best"]["model"].items()}
+    return state
+
+
 def train_member(suite: Suite, member: str, recipe: Recipe, *, profile: str, seed: int, variant: str | None,
                  dataset, data_cache: dict, results: Path, checkpoints: Path, resume: bool, device,
                  encoder_weights_override: str | None = None, log=print, progress=None, stop_after: int | None = None,
-                 deadline: float | None = None) -> Path:
-    """Trains one member for one seed; returns the published record folder."""
-    import architectures
+                 deadline: float | None = None, options: RunOptions = RunOptions()) -> Path | None:
+    """Trains one member for one seed; returns the published record folder (None on ranks other than 0)."""
     from bench.models import count_macs
+    import architectures
 
     started = time.time()
     random.seed(seed)
@@ -211,22 +443,16 @@ def train_member(suite: Suite, member: str, recipe: Recipe, *, profile: str, see
         torch.use_deterministic_algorithms(True, warn_only=True)
     torch.backends.cudnn.benchmark = not recipe.deterministic
     size = tuple(recipe.image_size)
-    key = (size, recipe.train_subset, recipe.val_subset, recipe.test_subset)
-    if key not in data_cache:
-        data_cache.clear()
-        data_cache[key] = {split: load_split(dataset, split, size, getattr(recipe, f"{split}_subset"), device, progress)
-                           for split in ("train", "val", "test")}
-    data = data_cache[key]
-    train, val, test = data["train"], data["val"], data["test"]
+    n_train = len(dataset.samples("train")[:recipe.train_subset or None])
+    sched = Schedule.of(recipe, n_train, f"{suite.path}, {member}")  # absurd schedules refused before allocating
 
-    weights, weights_sha = resolve_encoder_weights(recipe, encoder_weights_override)
-    model_kwargs = {"dropout": recipe.dropout} if "dropout" in _builder_args(member) else {}
-    model = architectures.create_model(member, num_classes=dataset.num_classes, encoder_weights=weights, **model_kwargs)
+    # data
+    data = data_for(recipe, dataset, device, data_cache, progress)
+    train, val, test = data["train"], data["val"], data["test"]
+    # model
+    model, weights_sha = build_model(member, recipe, dataset, device, encoder_weights_override, log)
     with torch.device("meta"):
         macs_per_image, _ = count_macs(architectures.create_model(member, num_classes=dataset.num_classes), size)
-    model.to(device)
-    if recipe.channels_last == "on" or (recipe.channels_last == "auto" and device.type == "cuda"):
-        model = model.to(memory_format=torch.channels_last)
     rank, world = (dist_utils.world()[0], dist_utils.world()[1]) if dist_utils.active() else (0, 1)
     train_model = dist_utils.CoarseLogits(model) if hasattr(model, "coarse_logits") else model
     if world > 1:
@@ -235,145 +461,199 @@ def train_member(suite: Suite, member: str, recipe: Recipe, *, profile: str, see
             train_model, device_ids=[device.index] if device.type == "cuda" else None)
     if recipe.compile:
         train_model = torch.compile(train_model)
-    optimizer = torch.optim.SGD(param_groups(model, recipe), lr=recipe.lr, momentum=recipe.momentum)
+    # optimizer and loss
+    optimizer = make_optimizer(model, recipe, device)
     class_weights = torch.tensor(dataset.class_weights(recipe.class_weighting, _train_labels(dataset, recipe, train)),
                                  dtype=torch.float32, device=device)
-    ipe = recipe.iterations_per_epoch(len(train))
-    total = min(x for x in (recipe.max_iters, recipe.max_epochs and recipe.max_epochs * ipe) if x)
-    eval_every = recipe.eval_every_iters or recipe.eval_every_epochs * ipe
-    eval_points = sorted({i for i in range(eval_every, total + 1, eval_every)} | {total})
-    budgets = sorted({b for b in (recipe.budgets_iters or [e * ipe for e in recipe.budgets_epochs]) if b <= total})
-    autocast, precision = _autocast(device, recipe)
+    step = make_train_step(model, train_model, optimizer, class_weights, recipe, device, dataset.void_label, world)
+    _, precision = _autocast(device, recipe)
 
-    state = {"iteration": 0, "losses": [], "val": [], "budgets": [], "best": None, "train_seconds": 0.0,
-             "images_trained": 0}
     ckpt = checkpoint_path(checkpoints, suite.name, member, profile, variant, seed)
+    state = _new_state(sched.total, device)
     if ckpt.exists():
         if not resume:
             raise BenchError(f"{ckpt}: a checkpoint of this run exists; pass --resume to continue it "
                              "(or delete the file to start again)")
-        saved = torch.load(ckpt, map_location="cpu", weights_only=False)
-        if saved["recipe"] != asdict(recipe):
-            raise BenchError(f"{ckpt}: checkpoint was made with a different recipe; delete it to start again")
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        torch.set_rng_state(saved["rng_cpu"])
-        if device.type == "cuda" and saved.get("rng_cuda") is not None:
-            torch.cuda.set_rng_state(saved["rng_cuda"])
-        state = saved["state"]
+        state = load_checkpoint(ckpt, recipe, model, optimizer, device, sched.total)
         log(f"  resumed {member} from iteration {state['iteration']} ({ckpt})")
 
     def save_checkpoint():
         if rank != 0:
             return
-        ckpt.parent.mkdir(parents=True, exist_ok=True)
-        tmp = ckpt.with_suffix(f".tmp-{os.getpid()}")
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": state,
-                    "recipe": asdict(recipe), "rng_cpu": torch.get_rng_state(),
-                    "rng_cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None}, tmp)
-        os.replace(tmp, ckpt)
+        saved = {**state, "losses": state["losses"][:state["iteration"]].cpu()}
+        save_atomic({"format": CHECKPOINT_FORMAT, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "state": saved, "recipe": asdict(recipe), "rng_cpu": torch.get_rng_state(),
+                     "rng_cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None}, ckpt)
+        # a small note beside it, so a plan can tell how far the run got without loading the checkpoint
+        write_text_atomic(ckpt.with_suffix(".json"), json.dumps({"iteration": state["iteration"],
+                                                                 "total": sched.total}), "the checkpoint note")
 
     def evaluate_point(it):
+        """Every evaluation due at iteration ``it``, committed to the state only when all of it is done, so an
+        interrupted evaluation leaves the state as before it and is redone on resume."""
         if rank != 0:  # rank 0 evaluates; the others meet it again in the next step's gradient all-reduce
             return
         if recipe.bn_statistics == "recompute":
             with dist_utils.local_batch_norm():
                 recompute_bn_statistics(model, train, recipe, device)
-        epoch = it / ipe
-        line = f"  {member} it {it} ep {epoch:.1f}"
-        if it in eval_points:
+        epoch = it / sched.iterations_per_epoch
+        line, point, budget = f"  {member} it {it} ep {epoch:.1f}", None, None
+        if it in sched.eval_points:
             pred = predict(model, val, recipe, device)
+            _probe("validation", it)
             scores = quick_scores(pred, val, dataset.num_classes, dataset.void_label)
             if recipe.bf_on_val:
                 scores["BF"] = full_scores(pred, val, dataset)["BF"]
             point = {"iteration": it, "epoch": epoch, **scores}
-            state["val"].append(point)
-            better = state["best"] is None or recipe.selection == "last" or scores["G"] > state["best"]["G"]
-            if better:
-                state["best"] = {"iteration": it, "epoch": epoch, "G": scores["G"],
-                                 "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
             line += " | val " + " ".join(f"{k} {v:.2f}" for k, v in scores.items())
-        if it in budgets:
-            res = full_scores(predict(model, test, recipe, device), test, dataset)
-            state["budgets"].append({"iteration": it, "epoch": epoch,
-                                     **{k: res[k] for k in ("G", "C", "mIoU", "BF")}})
+        if it in sched.budgets:
+            pred = predict(model, test, recipe, device)
+            _probe("test-at-budget", it)
+            res = full_scores(pred, test, dataset)
+            budget = {"iteration": it, "epoch": epoch, **{k: res[k] for k in ("G", "C", "mIoU", "BF")}}
             line += f" | test@budget G {res['G']:.2f} mIoU {res['mIoU']:.2f} BF {res['BF']:.2f}"
+        if point is not None:
+            state["val"].append(point)
+            if state["best"] is None or recipe.selection == "last" or point["G"] > state["best"]["G"]:
+                state["best"] = {"iteration": it, "epoch": epoch, "G": point["G"],
+                                 "model": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+        if budget is not None:
+            state["budgets"].append(budget)
+        state["evaluated"] = it
         log(line)
         model.train()
 
-    model.train()
-    bar = progress(total=total, initial=state["iteration"], desc=member) if progress else None
-    order, order_epoch = None, None
-    try:
-        while state["iteration"] < total:
-            it = state["iteration"]
-            epoch, pos = divmod(it, ipe)
-            if order_epoch != epoch:  # one shuffle per epoch, not per step
-                order, order_epoch = epoch_order(seed, epoch, len(train)), epoch
-            batch_idx = order[pos * recipe.batch_size:(pos + 1) * recipe.batch_size]
-            idx = batch_idx[rank::world].to(device)  # this rank's share of the global mini-batch
-            t0 = time.perf_counter()
-            x = train.images[idx]
-            y = train.labels[idx].long()
-            if recipe.hflip:
-                g = torch.Generator().manual_seed(seed * 7919 + it)
-                flip = (torch.rand(len(idx), generator=g) < 0.5).to(device)
-                x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
-                y = torch.where(flip.view(-1, 1, 1), y.flip(-1), y)
-            x = _layout(normalise(x, recipe.input_normalisation), recipe, device)
-            with autocast:
-                logits = train_model(x)
-            loss_sum, valid = seg_loss_sum(logits, y, class_weights, dataset.void_label)
-            share = loss_sum / dist_utils.all_reduce_sum(valid).clamp(min=1)  # this rank's share of the global loss
-            optimizer.zero_grad(set_to_none=True)
-            (share * world).backward()  # DDP averages gradients over ranks
-            optimizer.step()
-            loss_value = float(dist_utils.all_reduce_sum(share.detach()))  # synchronises: the timing is the step's
-            if not math.isfinite(loss_value):
-                raise BenchError(f"{member}: training loss became {loss_value} at iteration {it + 1}")
-            state["train_seconds"] += time.perf_counter() - t0
-            state["images_trained"] += len(batch_idx)
-            state["iteration"] = it + 1
-            state["losses"].append([it + 1, loss_value])
+    stream = ShuffledStream(seed, len(train), device)
+    flips = FlipTable(seed, recipe.batch_size, device) if recipe.hflip else None
+    bar = progress(total=sched.total, initial=state["iteration"], desc=member) if progress else None
+    lock = RunLock(Path(results) / suite.name / member, run_tag(profile, variant, seed)) if rank == 0 \
+        else contextlib.nullcontext()  # rank 0 records: it holds the run's lock
+    with lock, StopRequests() as stop:
+        try:
+            if sched.evaluates_at(state["iteration"]) and state["evaluated"] < state["iteration"]:
+                evaluate_point(state["iteration"])  # interrupted last time: redone before training on
+            model.train()
+            last_sync = state["iteration"]
+            t_segment = time.perf_counter()
+            last_checkpoint = time.time()
+            while state["iteration"] < sched.total:
+                it = state["iteration"]
+                with stop.step():  # a stop request waits for the step to complete
+                    batch_idx = stream.batch(it, recipe.batch_size)  # always a full mini-batch, on the device
+                    idx = batch_idx[rank::world]  # this rank's share of the global mini-batch
+                    x, y = train.images[idx], train.labels[idx].long()
+                    if flips is not None:
+                        flip = flips(it)[rank::world]
+                        x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+                        y = torch.where(flip.view(-1, 1, 1), y.flip(-1), y)
+                    state["losses"][it] = step(x, y, it)
+                    state["images_trained"] += recipe.batch_size
+                    state["iteration"] = it + 1
+                    if stop_after is not None and it + 1 >= stop_after and it + 1 < sched.total:
+                        stop.request("stop_after")  # the tests' interruption
+                done = state["iteration"]
+                evaluating = sched.evaluates_at(done)
+                if evaluating or done - last_sync >= options.sync_every or done == sched.total:
+                    # read the losses since the last read: the one host synchronisation of these steps
+                    seg = state["losses"][last_sync:done]
+                    bad = (~torch.isfinite(seg)).nonzero()
+                    if len(bad):
+                        _diverged(ckpt, member, last_sync + int(bad[0]) + 1, float(seg[int(bad[0])]))
+                    if device.type == "cuda":
+                        torch.cuda.synchronize(device)
+                    state["train_seconds"] += time.perf_counter() - t_segment
+                    if bar:
+                        bar.update(done - last_sync)
+                        bar.set_postfix(loss=f"{float(seg[-1]):.3f}", ep=done // sched.iterations_per_epoch)
+                    last_sync = done
+                    if evaluating:
+                        evaluate_point(done)
+                    if time.time() - last_checkpoint >= 60 * options.checkpoint_minutes and done < sched.total:
+                        save_checkpoint()
+                        last_checkpoint = time.time()
+                    t_segment = time.perf_counter()
+                if deadline is not None and time.time() > deadline and done < sched.total:
+                    save_checkpoint()
+                    raise TimeBudgetReached(f"time budget reached at iteration {done} of {sched.total} of {member}; "
+                                            f"checkpoint saved to {ckpt}; run the same command (with --resume for "
+                                            "a suite) to continue")
+            if rank != 0:
+                dist_utils.barrier()
+                return None
+            out = _select_score_and_record(suite, member, recipe, profile=profile, seed=seed, variant=variant,
+                                           dataset=dataset, data=data, model=model, optimizer=optimizer, state=state,
+                                           sched=sched, results=results, class_weights=class_weights,
+                                           weights_sha=weights_sha, macs_per_image=macs_per_image,
+                                           precision=precision, device=device, world=world, started=started)
+            _probe("recorded", state["iteration"])
+            remove_checkpoint(ckpt)
+        except KeyboardInterrupt:
+            if stop.abandoned:
+                raise BenchError(f"stopped at once by a second signal during a step of {member}; no checkpoint was "
+                                 f"written for this moment (the last one, if any, is {ckpt}; --resume continues "
+                                 "from it)") from None
+            save_checkpoint()
+            raise BenchError(f"interrupted at iteration {state['iteration']} of {member}; checkpoint saved to {ckpt}; "
+                             "run the same command with --resume to continue") from None
+        except BenchError as exc:
+            if "no space left" in str(exc) and "checkpoint" not in str(exc):
+                try:
+                    save_checkpoint()
+                    exc = BenchError(f"{exc}; nothing was recorded; the training is kept in {ckpt} "
+                                     "(free some space and run the same command with --resume)")
+                except BenchError as again:
+                    exc = BenchError(f"{exc}; nothing was recorded, and the checkpoint could not be written "
+                                     f"either ({again})")
+            raise exc from None
+        finally:
             if bar:
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss_value:.3f}", ep=epoch)
-            if state["iteration"] in eval_points or state["iteration"] in budgets:
-                evaluate_point(state["iteration"])
-            if state["iteration"] % recipe.checkpoint_every == 0 and state["iteration"] < total:
-                save_checkpoint()
-            if stop_after is not None and state["iteration"] >= stop_after and state["iteration"] < total:
-                raise KeyboardInterrupt  # used by the tests to interrupt a run
-            if deadline is not None and time.time() > deadline and state["iteration"] < total:
-                save_checkpoint()
-                raise TimeBudgetReached(f"time budget reached at iteration {state['iteration']} of {total} of {member}; "
-                                        f"checkpoint saved to {ckpt}; run the same command with --resume to continue")
-    except KeyboardInterrupt:
-        save_checkpoint()
-        raise BenchError(f"interrupted at iteration {state['iteration']} of {member}; checkpoint saved to {ckpt}; "
-                         "run the same command with --resume to continue") from None
-    finally:
-        if bar:
-            bar.close()
-    if rank != 0:
-        dist_utils.barrier()
-        return None
+                bar.close()
+    dist_utils.barrier()
+    return out
 
-    # the selected point: test predictions and scores
+
+def _diverged(ckpt: Path, member: str, iteration: int, value: float):
+    """A non-finite loss: the run is not recorded, and its checkpoint is moved aside so the next run starts
+    afresh instead of resuming into the same divergence (said in the message)."""
+    msg = f"{member}: training loss became {value} at iteration {iteration}; not recorded"
+    if ckpt.exists():
+        aside = ckpt.with_name(f"{ckpt.stem}.diverged-it{iteration}.pt")
+        os.replace(ckpt, aside)
+        remove_checkpoint(ckpt)
+        msg += f"; its checkpoint was moved to {aside} so the next run starts afresh"
+    raise BenchError(msg)
+
+
+def remove_checkpoint(ckpt: Path) -> None:
+    """A run's checkpoint and its note, where they exist."""
+    for p in (ckpt, ckpt.with_suffix(".json")):
+        if p.exists():
+            p.unlink()
+
+
+def _select_score_and_record(suite, member, recipe, *, profile, seed, variant, dataset, data, model, optimizer,
+                             state, sched, results, class_weights, weights_sha, macs_per_image, precision, device,
+                             world, started) -> Path:
+    """The selected point's test predictions and scores, written as one record folder (renamed into place)."""
+    train, test = data["train"], data["test"]
     best = state["best"]
     model.load_state_dict(best["model"])
     test_pred = predict(model, test, recipe, device)
+    _probe("final-test", state["iteration"])
     test_scores = full_scores(test_pred, test, dataset)
     train_scores = quick_scores(predict(model, train, recipe, device), train, dataset.num_classes,
                                 dataset.void_label) if recipe.evaluate_train else None
-
+    losses = state["losses"][:state["iteration"]].cpu().numpy().astype(np.float32)
     run_id = new_run_id(profile, seed, variant)
     folder = RunFolder(Path(results) / suite.name / member, run_id)
     try:
         for name, p in zip(test.names, test_pred):
             Image.fromarray(p).save(folder.predictions / name)
+        np.save(folder.tmp / "loss.npy", losses)
+        _probe("record", state["iteration"])
         tps = state["images_trained"] / state["train_seconds"] if state["train_seconds"] else None
         peak = _peak_flops(device, precision)
+        window = max(1, math.ceil(len(losses) / LOSS_CURVE_POINTS))
         record = {
             "schema_version": SCHEMA_VERSION,
             "kind": "training-run",
@@ -383,37 +663,47 @@ def train_member(suite: Suite, member: str, recipe: Recipe, *, profile: str, see
             "model": {"name": member, "params": sum(p.numel() for p in model.parameters()),
                       "gmacs_per_image": macs_per_image / 1e9, "pretrained_layers": model.pretrained_layers,
                       "weights_source": model.weights_source, "weights_sha256": weights_sha,
-                      "class_weights": class_weights.tolist()},
+                      "initialisation": model.initialisation, "class_weights": class_weights.tolist()},
+            "optimiser": {"type": "SGD", "momentum": recipe.momentum,
+                          "fused": bool(optimizer.defaults.get("fused")),
+                          "param_groups": [{"name": g["name"], "lr": g["lr"], "weight_decay": g["weight_decay"],
+                                            "tensors": len(g["params"]),
+                                            "parameters": sum(p.numel() for p in g["params"])}
+                                           for g in optimizer.param_groups]},
             "provenance": provenance(),
             "device": str(device), "precision": precision, "world_size": world,
-            "iterations": state["iteration"], "iterations_per_epoch": ipe,
-            "curves": {"loss": state["losses"], "val": state["val"]},
+            "iterations": state["iteration"], "iterations_per_epoch": sched.iterations_per_epoch,
+            "train_images": len(train),
+            "curves": {"loss": [[min(i + window, len(losses)), float(losses[i:i + window].mean())]
+                                for i in range(0, len(losses), window)],
+                       "loss_window": window, "loss_per_step": "loss.npy", "val": state["val"]},
             "selected": {"iteration": best["iteration"], "epoch": best["epoch"], "rule": recipe.selection},
             "budgets": state["budgets"],
             "test": test_scores,
             "train": train_scores,
             "predictions": {"folder": "predictions", "split": "test", "count": len(test.names),
-                            "resolution": list(size)},
+                            "resolution": list(recipe.image_size)},
             "timing": {"wall_seconds": time.time() - started, "train_seconds": state["train_seconds"],
+                       "images_trained": state["images_trained"],
                        "train_images_per_second": tps,
                        "model_flops_per_train_image": 6 * macs_per_image,
                        "mfu": (6 * macs_per_image * tps / peak) if (tps and peak) else None,
                        "peak_flops": peak},
             "finished_at": now_iso(),
         }
-        out = folder.publish(record)
+        return folder.publish(record)
+    except OSError as exc:
+        folder.discard()
+        if no_space(exc):
+            raise BenchError(f"no space left on {folder.tmp.parent} while writing the record of {member}") from None
+        raise BenchError(f"{folder.tmp}: cannot write the record ({exc.strerror or exc})") from None
     except BaseException:
         folder.discard()
         raise
-    if ckpt.exists():
-        ckpt.unlink()
-    dist_utils.barrier()
-    return out
 
 
 def _recorded(results: Path, suite: str, member: str, profile: str, seed: int, variant, recipe: Recipe):
     """The record folder of this exact run (same profile, seed, variant and recipe) if one exists."""
-    import json
     folder = results / suite / member
     if not folder.is_dir():
         return None
@@ -453,19 +743,39 @@ def _peak_flops(device, precision):
     return None
 
 
+def resolve_device(device: str | None) -> torch.device:
+    """--device as a torch device; one line for an unknown or absent one."""
+    try:
+        dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    except (RuntimeError, TypeError):
+        raise BenchError(f"--device {device!r}: not a device (use cpu, cuda or cuda:N)") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise BenchError(f"--device {device!r}: only cpu and cuda are supported")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise BenchError(f"--device {device!r}: CUDA is not available on this machine")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise BenchError(f"--device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return dev
+
+
 def run_suite(suite_name: str, *, profile: str | None = None, seeds=(0,), members=None, variants=None,
               data_root=None, results="results", checkpoints="checkpoints", resume=False, encoder_weights=None,
               overrides: dict | None = None, device: str | None = None, log=print, progress=None,
-              stop_after: int | None = None, max_minutes: float | None = None) -> list[Path]:
+              stop_after: int | None = None, max_minutes: float | None = None, deadline: float | None = None,
+              options: RunOptions = RunOptions(), data_cache: dict | None = None) -> list[Path]:
     """Trains every (member, variant, seed) of a suite; returns the record folders. Everything is checked first.
 
-    max_minutes: stop after this much wall-clock time, writing a checkpoint (TimeBudgetReached); with
-    resume=True the same call continues, and members already recorded are skipped.
+    max_minutes (or an absolute ``deadline``, time.time() seconds): stop after this much wall-clock time,
+    writing a checkpoint (TimeBudgetReached); with resume=True the same call continues, and members already
+    recorded are skipped.
     """
     import datasets
-    deadline = time.time() + 60 * max_minutes if max_minutes else None
+    if max_minutes is not None and not (math.isfinite(max_minutes) and max_minutes > 0):
+        raise BenchError(f"--max-minutes {max_minutes}: must be a positive number")
+    if max_minutes:
+        deadline = time.time() + 60 * max_minutes
     suite = load_suite(suite_name)
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = resolve_device(device)
     rank, world = dist_utils.init(dev.type)
     if world > 1 and dev.type == "cuda":
         dev = torch.device("cuda", dist_utils.world()[2])
@@ -483,7 +793,7 @@ def run_suite(suite_name: str, *, profile: str | None = None, seeds=(0,), member
     for v in variants:
         if v is not None and v not in suite.variants:
             raise BenchError(f"unknown variant {v!r} of suite {suite.name}; its variants: {', '.join(suite.variants)}")
-    recipes = {v: suite.resolve(profile, v, overrides) for v in variants}
+    recipes = {(v, m): suite.resolve(profile, v, overrides, member=m) for v in variants for m in members}
     dataset = datasets.get_dataset(suite.dataset, data_root)
     for split in ("train", "val", "test"):
         dataset.samples(split)  # a data root without the dataset fails here, before any training
@@ -493,21 +803,28 @@ def run_suite(suite_name: str, *, profile: str | None = None, seeds=(0,), member
         if r.class_weighting not in dataset.class_weightings:
             raise BenchError(f"{suite.path}: unknown class_weighting {r.class_weighting!r}; "
                              f"known: {', '.join(dataset.class_weightings)}")
+    if encoder_weights is not None and not Path(encoder_weights).expanduser().is_file():
+        raise BenchError(f"{encoder_weights}: encoder weights file not found")
+    if rank == 0:  # unwritable output folders are found now, not after hours of training
+        check_writable(Path(results), "results")
+        check_writable(Path(checkpoints), "checkpoints")
     out = []
-    cache: dict = {}
+    cache: dict = {} if data_cache is None else data_cache
     for seed in seeds:
         for v in variants:
             for m in members:
-                done = _recorded(Path(results), suite.name, m, profile, seed, v, recipes[v])
+                done = _recorded(Path(results), suite.name, m, profile, seed, v, recipes[v, m])
                 if resume and done is not None:
                     log(f"{suite.name} / {m}{' / ' + v if v else ''} / seed {seed}: already recorded in {done}; skipped")
+                    # a checkpoint left by an interruption after the record was written
+                    remove_checkpoint(checkpoint_path(Path(checkpoints), suite.name, m, profile, v, seed))
                     out.append(done)
                     continue
                 log(f"{suite.name} / {m}{' / ' + v if v else ''} / seed {seed} / {profile}")
-                folder = train_member(suite, m, recipes[v], profile=profile, seed=seed, variant=v, dataset=dataset,
+                folder = train_member(suite, m, recipes[v, m], profile=profile, seed=seed, variant=v, dataset=dataset,
                                       data_cache=cache, results=Path(results), checkpoints=Path(checkpoints),
                                       resume=resume, device=dev, encoder_weights_override=encoder_weights, log=log,
-                                      progress=progress, stop_after=stop_after, deadline=deadline)
+                                      progress=progress, stop_after=stop_after, deadline=deadline, options=options)
                 if folder is not None:  # rank 0 writes the records
                     out.append(folder)
                     log(f"  recorded {folder}")

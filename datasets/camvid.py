@@ -246,6 +246,17 @@ class CamVid:
             if not manifest_path.is_file():
                 manifest_path = self.checksums
             manifest = read_manifest(manifest_path)
+            if not manifest:
+                raise BenchError(f"{manifest_path}: the checksum list holds no checksums; nothing can be verified")
+            needed = set()
+            for split in self.splits:
+                needed.add(self.list_file(split).relative_to(self.root).as_posix())
+            for smp in all_samples:
+                needed |= {smp.image.relative_to(self.root).as_posix(), smp.label.relative_to(self.root).as_posix()}
+            uncovered = sorted(needed - set(manifest))
+            if uncovered:
+                raise BenchError(f"{manifest_path}: the checksum list does not cover {len(uncovered)} of the dataset's "
+                                 f"{len(needed)} files (e.g. {uncovered[0]}); a shortened list cannot verify them")
             items = list(manifest.items())
             it = progress(items, desc="sha256") if progress else items
             for rel, digest in it:

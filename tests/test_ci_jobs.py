@@ -50,10 +50,22 @@ def test_profile_every_registered_model_on_cpu(tmp_path):
     assert all(m["forward"]["median_ms"] > 0 and m["backward"]["median_ms"] >= 0 for m in rec["models"])
 
 
-def test_training_speed_benchmark_runs(capsys):
+def test_training_speed_benchmark_runs(tmp_path, capsys):
     from bench.benchmarks import train_speed
-    train_speed.main(["--models", "segnet-basic", "--batch", "2", "--steps", "1", "--warmup", "1", "--size", "64x96",
-                      "--device", "cpu"])
-    out = json.loads(capsys.readouterr().out)
-    modes = [r["mode"] for r in out["results"]]
-    assert modes == ["plain", "fast"] and out["results"][1]["speedup_over_plain"] > 0
+    train_speed.main(["--models", "segnet-basic,deeplab-largefov", "--batch", "2", "--steps", "1", "--warmup", "1",
+                      "--size", "64x96", "--device", "cpu", "--out", str(tmp_path / "speed.json")])
+    out = json.loads((tmp_path / "speed.json").read_text())
+    assert [r["mode"] for r in out["results"]] == ["plain", "runner"] * 2
+    runner = out["results"][1]
+    assert runner["speedup_over_plain"] > 0 and 0 < runner["mfu_of_measured_peak"]
+    assert runner["forward_backward_ms"] > 0 and runner["optimiser_ms"] > 0 and out["measured_peak_flops"]["fp32"] > 0
+    assert "img/s" in capsys.readouterr().out  # the figures are printed
+
+
+def test_loop_overhead_benchmark_runs(tmp_path, capsys):
+    from bench.benchmarks import loop_overhead
+    loop_overhead.main(["--steps", "3", "--out", str(tmp_path / "loop.json")])
+    out = json.loads((tmp_path / "loop.json").read_text())
+    assert out["runner_steps_per_second"] > 0 and out["bare_steps_per_second"] > 0
+    printed = capsys.readouterr().out
+    assert "runner loop" in printed and "bare loop" in printed

@@ -9,7 +9,7 @@ import torch.multiprocessing as mp
 
 from bench.runner import run_suite
 
-TINY = {"image_size": [64, 96], "max_iters": 3, "batch_size": 2, "eval_every_iters": 3, "checkpoint_every": 100,
+TINY = {"image_size": [64, 96], "max_iters": 3, "batch_size": 2, "eval_every_iters": 3,
         "deterministic": True}
 
 

@@ -94,6 +94,7 @@ def test_check_rescoring_passes_then_catches_altered_predictions(made_records, t
 
 
 def test_check_with_nothing_recorded_says_so_and_passes(tmp_path):
+    (tmp_path / "none").mkdir()
     r = CliRunner().invoke(main, ["check", "--results", str(tmp_path / "none")])
     assert r.exit_code == 0 and "nothing to compare yet" in r.output and "0 failed" in r.output
 

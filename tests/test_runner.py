@@ -8,7 +8,7 @@ from bench.cli import main
 from bench.errors import BenchError
 from bench.runner import run_suite
 
-TINY = {"image_size": [64, 96], "max_iters": 4, "batch_size": 2, "eval_every_iters": 2, "checkpoint_every": 1,
+TINY = {"image_size": [64, 96], "max_iters": 4, "batch_size": 2, "eval_every_iters": 2,
         "deterministic": True}
 
 

@@ -1,13 +1,16 @@
-"""Benchmark: training throughput of the runner's fast path against a plain fp32 loop on the same device.
+"""Benchmark: the training step `bench run` takes, against a plain fp32 loop, on the same device. Not a test.
 
-Prints images/s and model FLOP utilisation (6 x forward MACs per image; dense bf16 / fp32 peak of known GPUs)
-for each model and both loops. Not a test. Targets (issue 4): SegNet training >= 3x the plain loop and >= 40 %
-bf16 MFU on an H100.
+For each model it prints (and with --out records) images/s, the step time split into forward+backward,
+optimiser and host overhead, model FLOP utilisation against the device's *measured* peak (a large matmul timed
+here, not the datasheet), and the peak memory:
+- plain: fp32, NCHW, batches normalised on the host and copied to the device each step, the loss read every
+  step (a DataLoader-style loop);
+- runner: the runner's own step (`bench.runner.make_train_step`): uint8 data resident on the device, bf16
+  autocast and channels_last on CUDA, fused SGD, the loss left on the device; optionally torch.compile'd
+  (--compile), to measure whether its warm-up pays.
+Targets (issue 13), read off a GPU run: SegNet >= 40 % of the measured bf16 peak and >= 3x the plain loop.
 
-- plain: fp32, NCHW, batches normalised on the host and copied to the device each step (a DataLoader-style loop);
-- fast:  uint8 data resident on the device, bf16 autocast, channels_last, optional torch.compile (--compile).
-
-    python -m bench.benchmarks.train_speed --models segnet --batch 5 --steps 20 [--compile] [--size 360x480]
+    python -m bench.benchmarks.train_speed --models segnet,segnet-basic --batch 5 --steps 20 [--compile]
 """
 from __future__ import annotations
 
@@ -18,75 +21,137 @@ import time
 import torch
 
 
-def _step_fn(model, optimizer, autocast, class_weights, coarse):
-    from bench.runner import seg_loss
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
-    def step(x, y):
-        with autocast:
-            logits = model.coarse_logits(x) if coarse else model(x)
-        loss = seg_loss(logits, y, class_weights, 11)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return loss
-    return step
+
+def measured_peak_flops(device, dtype=torch.bfloat16, n: int = 8192, reps: int = 20) -> float:
+    """FLOP/s of an n x n x n matmul on ``device`` (CUDA: bf16 tensor cores; CPU: fp32, smaller n)."""
+    if device.type != "cuda":
+        dtype, n, reps = torch.float32, 1024, 5
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    _sync(device)
+    return 2 * n ** 3 * reps / (time.perf_counter() - t0)
+
+
+class _Timer:
+    """Wall time of phases of a step; on CUDA, device events (the time the GPU spent)."""
+
+    def __init__(self, device):
+        self.device, self.marks = device, []
+
+    def mark(self):
+        if self.device.type == "cuda":
+            e = torch.cuda.Event(enable_timing=True)
+            e.record()
+            self.marks.append(e)
+        else:
+            self.marks.append(time.perf_counter())
+
+    def spans_ms(self):
+        _sync(self.device)
+        if self.device.type == "cuda":
+            return [a.elapsed_time(b) for a, b in zip(self.marks[:-1], self.marks[1:])]
+        return [(b - a) * 1e3 for a, b in zip(self.marks[:-1], self.marks[1:])]
 
 
 def measure(name, device, mode, batch, steps, warmup, size, compile_model=False):
     import architectures
     from bench.config import Recipe
     from bench.models import count_macs
-    from bench.runner import _peak_flops, normalise, param_groups
+    from bench.runner import make_optimizer, make_train_step, normalise, param_groups, seg_loss, labels_for_logits
 
     torch.manual_seed(0)
-    recipe = Recipe(batch_size=batch)
+    fast = mode == "runner"
+    recipe = Recipe(batch_size=batch, encoder_weights="none", compile=compile_model,
+                    precision="auto" if fast else "fp32", channels_last="auto" if fast else "off")
     model = architectures.create_model(name).to(device)
-    coarse = hasattr(model, "coarse_logits")
     with torch.device("meta"):
         macs, _ = count_macs(architectures.create_model(name), size)
-    fast = mode == "fast"
     if fast and device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    train_model = torch.compile(model) if (fast and compile_model) else model
-    optimizer = torch.optim.SGD(param_groups(model, recipe), lr=1e-3, momentum=0.9)
-    use_bf16 = fast and device.type == "cuda"
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
+    coarse = hasattr(model, "coarse_logits")
+    from bench.distributed import CoarseLogits
+    train_model = CoarseLogits(model) if coarse else model
+    if fast and compile_model:
+        train_model = torch.compile(train_model)
     class_weights = torch.ones(11, device=device)
     n_data = batch * 4
     images = torch.randint(0, 256, (n_data, 3, *size), dtype=torch.uint8)
     labels = torch.randint(0, 12, (n_data, *size), dtype=torch.uint8)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     if fast:
+        optimizer = make_optimizer(model, recipe, device)
         images, labels = images.to(device), labels.to(device)
-    step = _step_fn(train_model, optimizer, autocast, class_weights, coarse)
+        step = make_train_step(model, train_model, optimizer, class_weights, recipe, device, 11)
 
-    def batch_at(i):
-        sl = slice((i % 4) * batch, (i % 4 + 1) * batch)
-        if fast:
-            x = normalise(images[sl], "imagenet")
-            if device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
-            return x, labels[sl].long()
-        return normalise(images[sl], "imagenet").to(device), labels[sl].long().to(device)
+        def run(i):
+            sl = slice((i % 4) * batch, (i % 4 + 1) * batch)
+            return step(images[sl], labels[sl].long())
+    else:
+        optimizer = torch.optim.SGD(param_groups(model, recipe), lr=1e-3, momentum=0.9)
+
+        def run(i):
+            sl = slice((i % 4) * batch, (i % 4 + 1) * batch)
+            x, y = normalise(images[sl], "imagenet").to(device), labels[sl].long().to(device)
+            logits = train_model(x)
+            loss = seg_loss(logits, labels_for_logits(model, y, logits), class_weights, 11)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            return float(loss)  # a DataLoader-style loop reads its loss every step
 
     for i in range(warmup):
-        step(*batch_at(i))
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+        run(i)
+    _sync(device)
     t0 = time.perf_counter()
     for i in range(steps):
-        loss = step(*batch_at(i))
-    float(loss.detach())
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+        loss = run(i)
+    if torch.is_tensor(loss):
+        float(loss)
+    _sync(device)
     seconds = time.perf_counter() - t0
+    # the split: events around the optimiser step inside the same step function, a few more steps
+    timer = _Timer(device)
+    real_step = optimizer.step
+
+    def timed_step(*a, **k):
+        timer.mark()
+        out = real_step(*a, **k)
+        timer.mark()
+        return out
+    optimizer.step = timed_step
+    splits = []
+    for i in range(min(steps, 5)):
+        timer.marks = []
+        timer.mark()
+        run(i)
+        fwd_bwd, opt = timer.spans_ms()
+        splits.append((fwd_bwd, opt))
+    optimizer.step = real_step
+    step_ms = seconds / steps * 1e3
+    fb = sorted(s[0] for s in splits)[len(splits) // 2]
+    op = sorted(s[1] for s in splits)[len(splits) // 2]
     ips = steps * batch / seconds
-    peak = _peak_flops(device, "bf16" if use_bf16 else "fp32")
-    return {"model": name, "mode": mode, "precision": "bf16" if use_bf16 else "fp32", "batch": batch, "steps": steps,
-            "images_per_second": ips, "mfu": 6 * macs * ips / peak if peak else None, "compile": bool(fast and compile_model)}
+    return {"model": name, "mode": mode, "precision": "bf16" if (fast and device.type == "cuda") else "fp32",
+            "batch": batch, "steps": steps, "images_per_second": ips, "step_ms": step_ms,
+            "forward_backward_ms": fb, "optimiser_ms": op, "host_overhead_ms": max(0.0, step_ms - fb - op),
+            "model_flops_per_second": 6 * macs * ips,
+            "peak_memory_MB": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
+            "compile": bool(fast and compile_model)}
 
 
 def main(argv=None):
-    from bench.records import machine_info
+    from bench.records import machine_info, provenance
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="segnet")
     ap.add_argument("--device", default=None)
@@ -94,19 +159,41 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--size", default="360x480")
-    ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--compile", action="store_true", help="also time the runner's step under torch.compile")
+    ap.add_argument("--out", default=None, help="write the figures as JSON here (must not exist)")
     args = ap.parse_args(argv)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     size = tuple(int(v) for v in args.size.split("x"))
+    peak = {"bf16" if device.type == "cuda" else "fp32": measured_peak_flops(device)}
+    if device.type == "cuda":
+        peak["fp32"] = measured_peak_flops(device, torch.float32, reps=5)
     rows = []
     for name in args.models.split(","):
         plain = measure(name, device, "plain", args.batch, args.steps, args.warmup, size)
-        fast = measure(name, device, "fast", args.batch, args.steps, args.warmup, size, args.compile)
-        fast["speedup_over_plain"] = fast["images_per_second"] / plain["images_per_second"]
-        rows += [plain, fast]
-    print(json.dumps({"device": str(device), "size": list(size), "machine": machine_info(), "results": rows}, indent=1))
+        modes = [measure(name, device, "runner", args.batch, args.steps, args.warmup, size)]
+        if args.compile:
+            modes.append(measure(name, device, "runner", args.batch, args.steps, args.warmup, size, True))
+        for r in [plain] + modes:
+            r["mfu_of_measured_peak"] = r["model_flops_per_second"] / peak.get(r["precision"], peak.get("fp32"))
+        for r in modes:
+            r["speedup_over_plain"] = r["images_per_second"] / plain["images_per_second"]
+        rows += [plain] + modes
+        for r in [plain] + modes:
+            print(f"{r['model']:<22} {r['mode']:<7}{' compiled' if r['compile'] else '':<9} {r['precision']:<5} "
+                  f"{r['images_per_second']:8.2f} img/s  step {r['step_ms']:8.1f} ms = fwd+bwd {r['forward_backward_ms']:.1f}"
+                  f" + opt {r['optimiser_ms']:.1f} + host {r['host_overhead_ms']:.1f}  MFU {100 * r['mfu_of_measured_peak']:.1f} %"
+                  + (f"  x{r['speedup_over_plain']:.2f} plain" if "speedup_over_plain" in r else ""))
+    out = {"benchmark": "train_speed", "device": str(device), "size": list(size),
+           "measured_peak_flops": peak, "machine": machine_info(), "provenance": provenance(), "results": rows}
+    if args.out:
+        from pathlib import Path
+        from bench.safety import write_text_atomic
+        write_text_atomic(Path(args.out), json.dumps(out, indent=1) + "\n", "the benchmark record", overwrite=False)
+        print(f"wrote {args.out}")
+    else:
+        print(json.dumps(out, indent=1))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,376 @@
+"""Nothing lost, nothing silently wrong (issue 12): a run interrupted at any moment and resumed ends with exactly
+the record of an uninterrupted one; unwritable folders, full disks, concurrent runs, corrupt inputs and
+impossible settings each end in one line, a non-zero exit and nothing half-written."""
+import errno
+import json
+import os
+import signal
+import socket
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+import bench.runner as runner
+from bench.cli import main
+from bench.errors import BenchError
+from bench.runner import run_suite
+
+TINY = {"image_size": [64, 96], "max_iters": 4, "batch_size": 2, "eval_every_iters": 2, "budgets_iters": [2, 4],
+        "deterministic": True}
+
+
+def tiny(fake_root, base, **kw):
+    args = dict(profile="smoke", members=["segnet-basic"], variants=["natural-frequency"], data_root=fake_root,
+                results=base / "results", checkpoints=base / "ckpt", overrides=dict(TINY), log=lambda m: None)
+    overrides = kw.pop("overrides", None)
+    if overrides:
+        args["overrides"] = {**TINY, **overrides}
+    args.update(kw)
+    return run_suite("camvid-decoder-variants", **args)
+
+
+def same_record(a, b):
+    ra, rb = (json.loads((f / "run.json").read_text()) for f in (a, b))
+    assert ra["curves"]["loss"] == rb["curves"]["loss"]
+    assert ra["curves"]["val"] == rb["curves"]["val"]
+    assert ra["budgets"] == rb["budgets"]
+    assert ra["selected"] == rb["selected"]
+    assert ra["timing"]["images_trained"] == rb["timing"]["images_trained"]
+    for k in ("G", "C", "mIoU", "BF", "confusion_matrix", "per_class"):
+        assert ra["test"][k] == rb["test"][k], k
+    assert ra["train"] == rb["train"]
+    assert (a / "loss.npy").read_bytes() == (b / "loss.npy").read_bytes()
+    for f in (a / "predictions").iterdir():
+        assert f.read_bytes() == (b / "predictions" / f.name).read_bytes()
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    from tests.conftest import make_fake_camvid
+    base = tmp_path_factory.mktemp("uninterrupted")
+    root = make_fake_camvid(base / "data")
+    out = {}
+    for name, extra in (("two-evals", {}), ("one-eval", {"eval_every_iters": 4})):
+        (out[name],) = tiny(root, base / name, overrides=extra)
+    return root, out
+
+
+def send_sigterm_at(monkeypatch, moment, iteration=None, times=1):
+    sent = []
+
+    def probe(m, it):
+        if m == moment and (iteration is None or it == iteration) and len(sent) < times:
+            sent.append((m, it))
+            os.kill(os.getpid(), signal.SIGTERM)
+    monkeypatch.setattr(runner, "_probe", probe)
+    return sent
+
+
+@pytest.mark.parametrize("moment,iteration,schedule", [
+    ("step", 1, "two-evals"),            # in the middle of a step: it completes first
+    ("bn-recompute", 0, "two-evals"),    # during the BN recomputation before the evaluation at iteration 2
+    ("validation", 2, "two-evals"),      # during the validation scoring
+    ("test-at-budget", 2, "two-evals"),  # during a test-at-budget scoring
+    ("validation", 4, "one-eval"),       # the only evaluation of the run (smoke: eval_every = max_iters)
+    ("final-test", None, "two-evals"),   # while scoring the selected point on test
+    ("record", None, "two-evals"),       # while writing the record
+])
+def test_resumed_after_a_signal_at_any_moment_equals_uninterrupted(uninterrupted, tmp_path, monkeypatch, moment,
+                                                                   iteration, schedule):
+    root, baseline = uninterrupted
+    extra = {"eval_every_iters": 4} if schedule == "one-eval" else {}
+    sent = send_sigterm_at(monkeypatch, moment, iteration)
+    with pytest.raises(BenchError, match=r"interrupted at iteration \d .*--resume"):
+        tiny(root, tmp_path, overrides=extra)
+    assert sent, f"the moment {moment} was never reached"
+    assert list((tmp_path / "ckpt").rglob("*.pt"))
+    assert not list((tmp_path / "results").rglob("run.json"))
+    assert not [p for p in (tmp_path / "results").rglob("*") if p.name.startswith(".tmp-")]  # nothing half-written
+    assert not list((tmp_path / "results").rglob(".lock-*"))
+    monkeypatch.setattr(runner, "_probe", lambda m, it: None)
+    (resumed,) = tiny(root, tmp_path, overrides=extra, resume=True)
+    same_record(baseline[schedule], resumed)
+    assert not list((tmp_path / "ckpt").rglob("*.pt"))
+
+
+def test_a_signal_mid_step_is_deferred_until_the_step_is_complete(uninterrupted, tmp_path, monkeypatch):
+    root, _ = uninterrupted
+    send_sigterm_at(monkeypatch, "step", 0)
+    with pytest.raises(BenchError, match="interrupted at iteration 1 "):
+        tiny(root, tmp_path)
+    (ckpt,) = (tmp_path / "ckpt").rglob("*.pt")
+    saved = torch.load(ckpt, weights_only=False)
+    assert saved["state"]["iteration"] == 1 and len(saved["state"]["losses"]) == 1
+    assert saved["optimizer"]["state"]  # the step's optimizer update is in the checkpoint with its iteration
+
+
+def test_a_signal_after_the_record_leaves_nothing_that_blocks(uninterrupted, tmp_path, monkeypatch):
+    root, baseline = uninterrupted
+    send_sigterm_at(monkeypatch, "recorded")
+    with pytest.raises(BenchError, match="interrupted"):
+        tiny(root, tmp_path)
+    (rec,) = (tmp_path / "results").rglob("run.json")  # the record was complete: it stays
+    monkeypatch.setattr(runner, "_probe", lambda m, it: None)
+    (again,) = tiny(root, tmp_path, resume=True)  # recorded: skipped, and the stale checkpoint removed
+    assert again == rec.parent and not list((tmp_path / "ckpt").rglob("*.pt"))
+
+
+def test_unwritable_output_folders_are_found_before_training(fake_root, tmp_path):
+    if os.geteuid() == 0:
+        blocker = tmp_path / "file"
+        blocker.write_text("x")
+        bad_results, bad_ckpt = blocker / "results", blocker / "ckpt"  # a path through a file: never writable
+    else:
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        bad_results, bad_ckpt = ro / "results", ro / "ckpt"
+    for args, name in ((["--results", str(bad_results)], "results"), (["--checkpoints", str(bad_ckpt)], "checkpoints")):
+        r = CliRunner().invoke(main, ["run", "--suite", "camvid-decoder-variants", "--profile", "smoke", "--members",
+                                      "segnet-basic", "--data-root", str(fake_root), *args])
+        assert r.exit_code == 2 and f"{name} folder is not writable" in r.output, r.output
+        assert "Traceback" not in r.output
+
+
+def test_a_full_disk_while_checkpointing_leaves_no_temporary_file(fake_root, tmp_path, monkeypatch):
+    real_save = torch.save
+
+    def full_disk(obj, f, *a, **k):
+        with open(f, "wb") as fh:
+            fh.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(BenchError, match="no space left on .*ckpt"):
+        tiny(fake_root, tmp_path, stop_after=2)
+    monkeypatch.setattr(torch, "save", real_save)
+    assert not [p for p in tmp_path.rglob("*") if ".tmp-" in p.name]
+
+
+def test_a_full_disk_while_recording_keeps_the_training(fake_root, tmp_path, monkeypatch):
+    real = np.save
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(np, "save", full)
+    with pytest.raises(BenchError, match="no space left on .*nothing was recorded; the training is kept in"):
+        tiny(fake_root, tmp_path)
+    monkeypatch.setattr(np, "save", real)
+    assert not list((tmp_path / "results").rglob("run.json"))
+    assert not [p for p in (tmp_path / "results").rglob("*") if p.name.startswith(".tmp-")]
+    (folder,) = tiny(fake_root, tmp_path, resume=True)
+    assert (folder / "run.json").is_file()
+
+
+def test_the_same_run_twice_at_once_refuses_naming_the_first(fake_root, tmp_path):
+    lock_dir = tmp_path / "results" / "camvid-decoder-variants" / "segnet-basic"
+    lock_dir.mkdir(parents=True)
+    lock = lock_dir / ".lock-smoke-natural-frequency-seed0"
+    lock.write_text(json.dumps({"pid": os.getppid(), "host": socket.gethostname(), "started": "earlier"}))
+    r = CliRunner().invoke(main, ["run", "--suite", "camvid-decoder-variants", "--profile", "smoke", "--members",
+                                  "segnet-basic", "--variants", "natural-frequency", "--data-root", str(fake_root),
+                                  "--results", str(tmp_path / "results"), "--checkpoints", str(tmp_path / "ck")])
+    assert r.exit_code == 2 and f"being trained by pid {os.getppid()}" in r.output, r.output
+    assert not list((tmp_path / "results").rglob("run.json"))
+    # a lock whose process is gone is stale: taken over
+    dead = 2 ** 22 + 12345
+    lock.write_text(json.dumps({"pid": dead, "host": socket.gethostname(), "started": "long ago"}))
+    (folder,) = tiny(fake_root, tmp_path)
+    assert (folder / "run.json").is_file() and not lock.exists()
+
+
+@pytest.mark.parametrize("setting,message", [
+    ("lr=nan", "lr must be a finite number"),
+    ("lr=inf", "lr must be a finite number"),
+    ("momentum=nan", "momentum must be a finite number"),
+    ("max_iters=1000000000000", "beyond any run"),
+    ("budgets_iters=[99999999999]", "beyond any run"),
+])
+def test_impossible_settings_are_refused(fake_root, tmp_path, setting, message):
+    r = CliRunner().invoke(main, ["run", "--suite", "camvid-controlled", "--profile", "smoke", "--data-root",
+                                  str(fake_root), "--results", str(tmp_path / "r"), "--set", setting])
+    assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output, r.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_too_many_evaluations_refused_before_allocating(fake_root, tmp_path):
+    with pytest.raises(BenchError, match="evaluations"):
+        tiny(fake_root, tmp_path, overrides={"max_iters": 9_000_000, "eval_every_iters": 1})
+    assert not list(tmp_path.rglob("*.pt"))
+
+
+def test_a_diverged_run_moves_its_checkpoint_aside(fake_root, tmp_path, monkeypatch):
+    real = runner.seg_loss_sum
+    calls = []
+
+    def nan_at_third(logits, labels, w, void):
+        loss, valid = real(logits, labels, w, void)
+        calls.append(1)
+        return (loss * float("nan") if len(calls) == 3 else loss), valid
+    monkeypatch.setattr(runner, "seg_loss_sum", nan_at_third)
+    every_step = runner.RunOptions(checkpoint_minutes=0, sync_every=1)  # a checkpoint after iterations 1 and 2
+    with pytest.raises(BenchError, match=r"training loss became nan at iteration 3; not recorded; its checkpoint "
+                                         r"was moved to .*diverged-it3.pt so the next run starts afresh"):
+        tiny(fake_root, tmp_path, options=every_step)
+    names = sorted(p.name for p in (tmp_path / "ckpt").rglob("*.pt"))
+    assert names == ["smoke-natural-frequency-seed0.diverged-it3.pt"]
+    monkeypatch.setattr(runner, "seg_loss_sum", real)
+    (folder,) = tiny(fake_root, tmp_path)  # not blocked by "a checkpoint of this run exists"
+    assert (folder / "run.json").is_file()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--device", "tpu"], "not a device"),
+    (["--device", "meta"], "only cpu and cuda"),
+    (["--device", "nonsense"], "not a device"),
+    (["--max-minutes", "-1"], "must be a positive number"),
+    (["--checkpoint-minutes", "nan"], "must be a number >= 0"),
+])
+def test_bad_run_options(fake_root, tmp_path, args, message):
+    r = CliRunner().invoke(main, ["run", "--suite", "camvid-controlled", "--profile", "smoke", "--data-root",
+                                  str(fake_root), "--results", str(tmp_path / "r"), *args])
+    assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output, r.output
+
+
+def test_a_truncated_checkpoint_is_one_line(fake_root, tmp_path):
+    with pytest.raises(BenchError, match="interrupted"):
+        tiny(fake_root, tmp_path, stop_after=2)
+    (ck,) = (tmp_path / "ckpt").rglob("*.pt")
+    ck.write_bytes(ck.read_bytes()[:1000])
+    args = ["run", "--suite", "camvid-decoder-variants", "--profile", "smoke", "--members", "segnet-basic",
+            "--variants", "natural-frequency", "--data-root", str(fake_root), "--results", str(tmp_path / "results"),
+            "--checkpoints", str(tmp_path / "ckpt"), "--resume"]
+    for k, v in TINY.items():
+        args += ["--set", f"{k}={json.dumps(v)}"]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 2 and "checkpoint cannot be read" in r.output and str(ck) in r.output, r.output
+
+
+def test_non_tensor_weights_and_bad_suite_types_are_one_line(fake_root, tmp_path):
+    w = tmp_path / "w.pth"
+    torch.save({"features.0.weight": [1, 2, 3]}, w)
+    r = CliRunner().invoke(main, ["run", "--suite", "camvid-controlled", "--profile", "smoke", "--members", "segnet",
+                                  "--data-root", str(fake_root), "--results", str(tmp_path / "r"),
+                                  "--checkpoints", str(tmp_path / "c"), "--encoder-weights", str(w)])
+    assert r.exit_code == 2 and "not tensors" in r.output and "Traceback" not in r.output, r.output
+    for body, message in (("recipe = 5\n", "[recipe] must be a table"),
+                          ("[recipe]\nmax_iters = 2\neval_every_iters = 1\n[profiles]\nfull = 3\n",
+                           "[profiles.full] must be a table"),
+                          ("profiles = 3\n[recipe]\nmax_iters = 2\neval_every_iters = 1\n", "profiles must be a table")):
+        suite = tmp_path / "s.toml"
+        suite.write_text('name = "x"\ndataset = "camvid"\nmembers = ["segnet"]\n' + body)
+        r = CliRunner().invoke(main, ["run", "--suite", str(suite), "--profile", "smoke", "--data-root", str(fake_root)])
+        assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output, (body, r.output)
+
+
+# -- reports, gates and listings on damaged records -------------------------------------------------------------
+@pytest.fixture
+def one_record(uninterrupted, tmp_path):
+    import shutil
+    root, baseline = uninterrupted
+    results = tmp_path / "results"
+    dest = results / "camvid-decoder-variants" / "segnet-basic" / baseline["two-evals"].name
+    shutil.copytree(baseline["two-evals"], dest)
+    return root, results, dest
+
+
+def _damaged_copies(results, good):
+    import shutil
+    no_test = good.parent / (good.name + "-notest")
+    shutil.copytree(good, no_test)
+    rec = json.loads((no_test / "run.json").read_text())
+    del rec["test"]
+    (no_test / "run.json").write_text(json.dumps(rec))
+    no_cm = good.parent / (good.name + "-nocm")
+    shutil.copytree(good, no_cm)
+    rec = json.loads((no_cm / "run.json").read_text())
+    del rec["test"]["confusion_matrix"]
+    (no_cm / "run.json").write_text(json.dumps(rec))
+    prof = results / "profile" / "cpu-broken"
+    prof.mkdir(parents=True)
+    (prof / "profile.json").write_text('{"models": [')
+    return no_test, no_cm, prof / "profile.json"
+
+
+def test_runs_and_check_name_records_missing_fields(one_record):
+    root, results, good = one_record
+    no_test, no_cm, prof = _damaged_copies(results, good)
+    r = CliRunner().invoke(main, ["runs", "--results", str(results)])
+    assert r.exit_code == 0 and "Traceback" not in r.output + r.stderr
+    assert f"{no_test / 'run.json'}: run record lacks test" in r.stderr
+    assert f"{no_cm / 'run.json'}: run record lacks test.confusion_matrix" in r.stderr
+    assert len([line for line in r.stdout.splitlines() if "segnet-basic" in line]) == 1  # the good one, listed
+    r = CliRunner().invoke(main, ["check", "--results", str(results), "--data-root", str(root)])
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    fails = [line for line in r.output.splitlines() if line.startswith("fail")]
+    assert any("lacks test" in line for line in fails) and any(str(prof) in line for line in fails)
+
+
+def test_check_on_a_missing_results_folder_fails(tmp_path):
+    r = CliRunner().invoke(main, ["check", "--results", str(tmp_path / "typo")])
+    assert r.exit_code == 2 and "results folder not found" in r.output
+
+
+def test_report_skips_unusable_files_naming_them(one_record, tmp_path):
+    root, results, good = one_record
+    no_test, _, prof = _damaged_copies(results, good)
+    victim = sorted((good / "predictions").iterdir())[0]
+    victim.write_bytes(victim.read_bytes()[:40])  # a truncated prediction PNG
+    out = tmp_path / "reports"
+    r = CliRunner().invoke(main, ["report", "--results", str(results), "--out", str(out),
+                                                  "--data-root", str(root)])
+    assert r.exit_code == 0, r.output + r.stderr
+    assert "Traceback" not in r.stderr
+    for name in (str(no_test / "run.json"), str(prof), str(victim)):
+        assert name in r.stderr, name
+    md = (out / "camvid-decoder-variants" / "README.md").read_text()
+    assert "Skipped:" in md and str(victim) in md
+    assert "Skipped (unusable files)" in (out / "README.md").read_text()
+
+
+def test_report_failure_leaves_the_previous_report_whole(one_record, tmp_path, monkeypatch):
+    import bench.report as report
+    root, results, _ = one_record
+    out = tmp_path / "reports"
+    (out / "camvid-decoder-variants").mkdir(parents=True)
+    (out / "camvid-decoder-variants" / "README.md").write_text("the previous report")
+
+    def broken(*a, **k):
+        raise RuntimeError("renderer failed half-way")
+    monkeypatch.setattr(report, "figure_per_class", broken)
+    with pytest.raises(RuntimeError):
+        report.render_reports(results, out, root)
+    assert (out / "camvid-decoder-variants" / "README.md").read_text() == "the previous report"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".reports")) == []
+    monkeypatch.undo()
+    report.render_reports(results, out, root)
+    assert "Table 1" in (out / "camvid-decoder-variants" / "README.md").read_text()
+
+
+def test_data_verify_with_an_empty_or_shortened_checksum_list_fails(fake_root):
+    manifest = fake_root / "CamVid.sha256"
+    lines = manifest.read_text().splitlines()
+    manifest.write_text("")
+    r = CliRunner().invoke(main, ["data", "verify", "camvid", "--data-root", str(fake_root)])
+    assert r.exit_code == 2 and "holds no checksums" in r.output
+    manifest.write_text("\n".join(lines[:-3]) + "\n")
+    r = CliRunner().invoke(main, ["data", "verify", "camvid", "--data-root", str(fake_root)])
+    assert r.exit_code == 2 and "does not cover 3 of the dataset's" in r.output
+    manifest.write_text("\n".join(lines) + "\n")
+    r = CliRunner().invoke(main, ["data", "verify", "camvid", "--data-root", str(fake_root)])
+    assert r.exit_code == 0 and f"{len(lines)} files match" in r.output
+
+
+def test_eval_on_all_void_ground_truth_says_undefined(fake_root, tmp_path):
+    from PIL import Image
+    cam = fake_root / "CamVid"
+    preds = tmp_path / "preds"
+    preds.mkdir()
+    for p in (cam / "testannot").iterdir():
+        Image.fromarray(np.full((360, 480), 11, np.uint8)).save(p)
+        Image.fromarray(np.zeros((360, 480), np.uint8)).save(preds / p.name)
+    r = CliRunner().invoke(main, ["eval", "--data-root", str(fake_root), "--predictions", str(preds),
+                                  "--out", str(tmp_path / "s.json")])
+    assert r.exit_code == 2 and "undefined" in r.output and "0.00" not in r.output
+    assert not (tmp_path / "s.json").exists()
