@@ -65,7 +65,7 @@ class RunOptions:
 
 def _probe(moment: str, iteration: int) -> None:
     """A named moment of a run (the tests send signals here): step, bn-recompute, validation, test-at-budget,
-    final-test, record, recorded."""
+    commit (of an evaluation's results to the state), final-test, record, recorded."""
 
 
 # -- data ----------------------------------------------------------------------------------------------------
@@ -488,6 +488,8 @@ def train_member(suite: Suite, member: str, recipe: Recipe, *, profile: str, see
         write_text_atomic(ckpt.with_suffix(".json"), json.dumps({"iteration": state["iteration"],
                                                                  "total": sched.total}), "the checkpoint note")
 
+    stop = StopRequests()
+
     def evaluate_point(it):
         """Every evaluation due at iteration ``it``, committed to the state only when all of it is done, so an
         interrupted evaluation leaves the state as before it and is redone on resume."""
@@ -512,14 +514,20 @@ def train_member(suite: Suite, member: str, recipe: Recipe, *, profile: str, see
             res = full_scores(pred, test, dataset)
             budget = {"iteration": it, "epoch": epoch, **{k: res[k] for k in ("G", "C", "mIoU", "BF")}}
             line += f" | test@budget G {res['G']:.2f} mIoU {res['mIoU']:.2f} BF {res['BF']:.2f}"
-        if point is not None:
-            state["val"].append(point)
-            if state["best"] is None or recipe.selection == "last" or point["G"] > state["best"]["G"]:
-                state["best"] = {"iteration": it, "epoch": epoch, "G": point["G"],
-                                 "model": {k: v.detach().clone() for k, v in model.state_dict().items()}}
-        if budget is not None:
-            state["budgets"].append(budget)
-        state["evaluated"] = it
+        best = None
+        if point is not None and (state["best"] is None or recipe.selection == "last"
+                                  or point["G"] > state["best"]["G"]):
+            best = {"iteration": it, "epoch": epoch, "G": point["G"],
+                    "model": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+        with stop.deferred():  # the commit is never cut in half by a signal
+            if point is not None:
+                state["val"].append(point)
+                _probe("commit", it)
+            if best is not None:
+                state["best"] = best
+            if budget is not None:
+                state["budgets"].append(budget)
+            state["evaluated"] = it
         log(line)
         model.train()
 
@@ -528,7 +536,7 @@ def train_member(suite: Suite, member: str, recipe: Recipe, *, profile: str, see
     bar = progress(total=sched.total, initial=state["iteration"], desc=member) if progress else None
     lock = RunLock(Path(results) / suite.name / member, run_tag(profile, variant, seed)) if rank == 0 \
         else contextlib.nullcontext()  # rank 0 records: it holds the run's lock
-    with lock, StopRequests() as stop:
+    with lock, stop:
         try:
             if sched.evaluates_at(state["iteration"]) and state["evaluated"] < state["iteration"]:
                 evaluate_point(state["iteration"])  # interrupted last time: redone before training on

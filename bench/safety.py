@@ -61,7 +61,8 @@ class StopRequests:
             raise KeyboardInterrupt
 
     @contextlib.contextmanager
-    def step(self):
+    def deferred(self):
+        """A block that a stop request never cuts in half: the request takes effect when the block ends."""
         self._in_step = True
         try:
             yield
@@ -69,6 +70,10 @@ class StopRequests:
             self._in_step = False
         if self.requested is not None:
             raise KeyboardInterrupt
+
+    def step(self):
+        """One training step, as `deferred`."""
+        return self.deferred()
 
 
 # -- atomic files ------------------------------------------------------------------------------------------------

@@ -73,6 +73,7 @@ def send_sigterm_at(monkeypatch, moment, iteration=None, times=1):
     ("bn-recompute", 0, "two-evals"),    # during the BN recomputation before the evaluation at iteration 2
     ("validation", 2, "two-evals"),      # during the validation scoring
     ("test-at-budget", 2, "two-evals"),  # during a test-at-budget scoring
+    ("commit", 2, "two-evals"),          # while an evaluation's results go into the state (deferred)
     ("validation", 4, "one-eval"),       # the only evaluation of the run (smoke: eval_every = max_iters)
     ("final-test", None, "two-evals"),   # while scoring the selected point on test
     ("record", None, "two-evals"),       # while writing the record

@@ -16,6 +16,9 @@ name = "tiny"
 [[step]]
 kind = "profile"
 models = ["segnet-basic"]
+size = [64, 96]
+runs = 1
+warmup = 0
 [[step]]
 suite = "{suite}"
 members = ["segnet-basic", "fcn-basic"]
@@ -49,8 +52,8 @@ def test_a_plan_stops_at_the_deadline_and_the_same_call_finishes_it(fake_root, t
     suite = _suite(tmp_path)
     plan = tmp_path / "tiny.toml"
     plan.write_text(TINY_PLAN.format(suite=suite))
-    args = dict(profile="smoke", data_root=fake_root, results=tmp_path / "results", checkpoints=tmp_path / "ckpt",
-                log=lambda m: None)
+    args = dict(data_root=fake_root, results=tmp_path / "results", checkpoints=tmp_path / "ckpt",
+                log=lambda m: None)  # the run step says profile = "smoke" itself
     # the deadline arrives in the middle of the second run (simulated clock: each step of training takes 1 s)
     clock = {"t": 1_000_000.0}
     monkeypatch.setattr(runner.time, "time", lambda: clock["t"])
@@ -101,6 +104,15 @@ def test_a_run_that_will_not_finish_is_announced_and_started(fake_root, tmp_path
              checkpoints=tmp_path / "c", log=logs.append)
     assert any("will not finish in this call; starting it anyway" in line for line in logs)
     assert len(list((tmp_path / "r").rglob("run.json"))) == 1
+
+
+def test_profile_steps_are_skipped_under_smoke_on_the_cpu(tmp_path):
+    plan = tmp_path / "p.toml"
+    plan.write_text('[[step]]\nkind = "profile"\nmodels = ["segnet"]\n')
+    logs = []
+    out = run_plan(plan, profile="smoke", device="cpu", results=tmp_path / "r", log=logs.append)
+    assert out["skipped"] == 1 and any("skipped under --profile smoke on the CPU" in line for line in logs)
+    assert not (tmp_path / "r" / "profile").exists()
 
 
 @pytest.mark.parametrize("body,message", [
