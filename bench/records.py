@@ -31,7 +31,9 @@ def commit_info(repo: Path | None = None) -> dict:
         except (OSError, subprocess.SubprocessError):
             return ""
     commit = git("rev-parse", "HEAD") or None
-    dirty = bool(git("status", "--porcelain", "--untracked-files=no")) if commit else None
+    # dirty: the code differs from the commit (records and reports being added or replaced do not count)
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results",
+                     ":(exclude)reports")) if commit else None
     return {"commit": commit, "dirty": dirty, "branch": git("rev-parse", "--abbrev-ref", "HEAD") or None}
 
 
