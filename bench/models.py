@@ -1,6 +1,8 @@
 """`bench models`: what each registered model is, counted from a real build (parameters, MACs, output size)."""
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from bench.published import number, table1_row
@@ -18,6 +20,14 @@ def count_macs(model: torch.nn.Module, size=(360, 480), batch: int = 1) -> tuple
     with counter, torch.no_grad():
         y = model(x)
     return counter.get_total_flops() // 2, tuple(y.shape[1:])
+
+
+@functools.lru_cache(maxsize=None)
+def model_macs(name: str, size=(360, 480), num_classes: int = 11) -> int:
+    """MACs of one forward pass of a registered model at ``size`` (built on the meta device; counted once)."""
+    import architectures
+    with torch.device("meta"):
+        return count_macs(architectures.create_model(name, num_classes=num_classes), tuple(size))[0]
 
 
 def describe_model(name: str, size=(360, 480), num_classes: int = 11) -> dict:

@@ -171,13 +171,10 @@ def achieved_flop_rate(results: Path, device) -> float | None:
 
 def estimate_minutes(member: str, recipe, n_train: int, done_iterations: int, rate: float | None) -> float | None:
     """Minutes of training left for a run, from the FLOP rate achieved on this device (None without one)."""
-    import architectures
-    import torch
-    from bench.models import count_macs
+    from bench.models import model_macs
     if not rate:
         return None
-    with torch.device("meta"):
-        macs, _ = count_macs(architectures.create_model(member), tuple(recipe.image_size))
+    macs = model_macs(member, tuple(recipe.image_size))
     left = max(0, recipe.total_iterations(n_train) - done_iterations) * recipe.batch_size
     return 6 * macs * left / rate / 60
 

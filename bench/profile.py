@@ -265,15 +265,16 @@ def run_profile(models, device: str | None = None, dtype: str = "fp32", size=(36
     run_id = new_run_id(dev.type, 0, dtype).replace("-seed0", "")
     import json
     import shutil
-    from bench.safety import write_text_atomic
+    from bench.safety import write_error, write_text_atomic
     folder = Path(results) / "profile" / run_id
     try:
         folder.mkdir(parents=True, exist_ok=False)
+    except OSError as exc:
+        raise write_error(folder / "profile.json", exc, "the profile record") from None
+    try:
         write_text_atomic(folder / "profile.json", json.dumps(record, indent=1) + "\n", what="the profile record",
                           overwrite=False)
-    except (OSError, BenchError) as exc:
+    except BenchError:
         shutil.rmtree(folder, ignore_errors=True)
-        if isinstance(exc, BenchError):
-            raise
-        raise BenchError(f"{folder}: cannot write the profile record ({exc.strerror or exc})") from None
+        raise
     return folder / "profile.json"

@@ -543,15 +543,12 @@ def render_reports(results="results", out="reports", data_root=None, problems: l
         if out.exists():
             os.rename(out, old)
         os.rename(tmp, out)
-    except OSError as exc:
+    except BaseException as exc:  # put the previous report back whole
         shutil.rmtree(tmp, ignore_errors=True)
         if old.exists() and not out.exists():
             os.rename(old, out)
-        raise write_error(out / "README.md", exc, "the report") from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old.exists() and not out.exists():
-            os.rename(old, out)
+        if isinstance(exc, OSError):
+            raise write_error(out / "README.md", exc, "the report") from None
         raise
     shutil.rmtree(old, ignore_errors=True)
     if problems is not None:

@@ -44,7 +44,7 @@ from bench.errors import BenchError
 from bench.evaluate import score_label_maps
 from bench.metrics import confusion_matrix, segmentation_scores
 from bench.records import SCHEMA_VERSION, RunFolder, new_run_id, now_iso, provenance
-from bench.safety import RunLock, StopRequests, check_writable, no_space, save_atomic, write_text_atomic
+from bench.safety import NoSpace, RunLock, StopRequests, check_writable, save_atomic, write_error, write_text_atomic
 from datasets.camvid import resize_image, resize_label
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -427,13 +427,22 @@ def load_checkpoint(ckpt: Path, recipe: Recipe, model, optimizer, device, total:
     return state
 
 
-def train_member(suite: Suite, member: str, recipe: Recipe, *, profile: str, seed: int, variant: str | None,
+def train_member(suite: Suite, member: str, recipe: Recipe, **kwargs) -> Path | None:
+    """Trains one member for one seed (see `_train_member`); the process-wide deterministic-algorithms setting
+    the recipe asks for is put back as it was afterwards, so it never leaks into what the process does next."""
+    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    try:
+        return _train_member(suite, member, recipe, **kwargs)
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+
+
+def _train_member(suite: Suite, member: str, recipe: Recipe, *, profile: str, seed: int, variant: str | None,
                  dataset, data_cache: dict, results: Path, checkpoints: Path, resume: bool, device,
                  encoder_weights_override: str | None = None, log=print, progress=None, stop_after: int | None = None,
                  deadline: float | None = None, options: RunOptions = RunOptions()) -> Path | None:
     """Trains one member for one seed; returns the published record folder (None on ranks other than 0)."""
-    from bench.models import count_macs
-    import architectures
+    from bench.models import model_macs
 
     started = time.time()
     random.seed(seed)
@@ -451,8 +460,7 @@ def train_member(suite: Suite, member: str, recipe: Recipe, *, profile: str, see
     train, val, test = data["train"], data["val"], data["test"]
     # model
     model, weights_sha = build_model(member, recipe, dataset, device, encoder_weights_override, log)
-    with torch.device("meta"):
-        macs_per_image, _ = count_macs(architectures.create_model(member, num_classes=dataset.num_classes), size)
+    macs_per_image = model_macs(member, size, dataset.num_classes)
     rank, world = (dist_utils.world()[0], dist_utils.world()[1]) if dist_utils.active() else (0, 1)
     train_model = dist_utils.CoarseLogits(model) if hasattr(model, "coarse_logits") else model
     if world > 1:
@@ -603,16 +611,16 @@ def train_member(suite: Suite, member: str, recipe: Recipe, *, profile: str, see
             save_checkpoint()
             raise BenchError(f"interrupted at iteration {state['iteration']} of {member}; checkpoint saved to {ckpt}; "
                              "run the same command with --resume to continue") from None
-        except BenchError as exc:
-            if "no space left" in str(exc) and "checkpoint" not in str(exc):
-                try:
-                    save_checkpoint()
-                    exc = BenchError(f"{exc}; nothing was recorded; the training is kept in {ckpt} "
-                                     "(free some space and run the same command with --resume)")
-                except BenchError as again:
-                    exc = BenchError(f"{exc}; nothing was recorded, and the checkpoint could not be written "
-                                     f"either ({again})")
-            raise exc from None
+        except NoSpace as exc:
+            if exc.what == "the checkpoint":
+                raise
+            try:  # the record could not be written: keep the training
+                save_checkpoint()
+            except BenchError as again:
+                raise BenchError(f"{exc}; nothing was recorded, and the checkpoint could not be written either "
+                                 f"({again})") from None
+            raise BenchError(f"{exc}; nothing was recorded; the training is kept in {ckpt} (free some space and "
+                             "run the same command with --resume)") from None
         finally:
             if bar:
                 bar.close()
@@ -702,9 +710,7 @@ def _select_score_and_record(suite, member, recipe, *, profile, seed, variant, d
         return folder.publish(record)
     except OSError as exc:
         folder.discard()
-        if no_space(exc):
-            raise BenchError(f"no space left on {folder.tmp.parent} while writing the record of {member}") from None
-        raise BenchError(f"{folder.tmp}: cannot write the record ({exc.strerror or exc})") from None
+        raise write_error(folder.tmp, exc, f"the record of {member}") from None
     except BaseException:
         folder.discard()
         raise

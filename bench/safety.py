@@ -81,10 +81,19 @@ def no_space(exc: OSError) -> bool:
     return getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
 
 
+class NoSpace(BenchError):
+    """A write failed for a full disk; ``what`` names what was being written."""
+
+    def __init__(self, message: str, what: str):
+        super().__init__(message)
+        self.what = what
+
+
 def write_error(path: Path, exc: OSError, what: str) -> BenchError:
-    """One line for a failed write: "no space left on <folder>" for a full disk, else the system's reason."""
+    """One line for a failed write: "no space left on <folder>" for a full disk (NoSpace), else the system's
+    reason."""
     if no_space(exc):
-        return BenchError(f"no space left on {Path(path).parent} while writing {what} {Path(path).name}")
+        return NoSpace(f"no space left on {Path(path).parent} while writing {what} {Path(path).name}", what)
     return BenchError(f"{path}: cannot write {what} ({exc.strerror or exc})")
 
 

@@ -66,7 +66,7 @@ class _Timer:
 def measure(name, device, mode, batch, steps, warmup, size, compile_model=False):
     import architectures
     from bench.config import Recipe
-    from bench.models import count_macs
+    from bench.models import model_macs
     from bench.runner import make_optimizer, make_train_step, normalise, param_groups, seg_loss, labels_for_logits
 
     torch.manual_seed(0)
@@ -74,8 +74,7 @@ def measure(name, device, mode, batch, steps, warmup, size, compile_model=False)
     recipe = Recipe(batch_size=batch, encoder_weights="none", compile=compile_model,
                     precision="auto" if fast else "fp32", channels_last="auto" if fast else "off")
     model = architectures.create_model(name).to(device)
-    with torch.device("meta"):
-        macs, _ = count_macs(architectures.create_model(name), size)
+    macs = model_macs(name, size)
     if fast and device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     coarse = hasattr(model, "coarse_logits")
