@@ -7,6 +7,7 @@ a record is either complete or absent, and an existing record is never replaced.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import os
 import platform
@@ -23,6 +24,49 @@ LIBRARIES = ("torch", "torchvision", "timm", "segmentation-models-pytorch", "num
              "scikit-image", "pillow", "click")
 
 
+SOURCE_MANIFEST = ".source-manifest.json"   # stands in for .git where a copy of the tree runs without it
+
+
+def git_blob_id(path: Path) -> str:
+    """The id git gives a file's content (`git hash-object`): SHA-1 of "blob <size>\\0" + bytes."""
+    data = os.readlink(path).encode() if path.is_symlink() else path.read_bytes()
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def write_source_manifest(repo: Path | None = None) -> Path:
+    """Write `.source-manifest.json` (HEAD and the blob id of every tracked file) for a copy of the tree that
+    travels without `.git` (the lent GPU machine): there `commit_info` reads it and checks every file against
+    it, so a record made there names its commit and says honestly whether the code differed."""
+    repo = Path(repo or Path(__file__).resolve().parents[1])
+    info = commit_info(repo)
+    if info["commit"] is None:
+        raise BenchError(f"{repo}: not a git checkout; a source manifest needs the commit")
+    listing = subprocess.run(["git", "ls-files", "-s", "-z"], cwd=repo, capture_output=True, text=True,
+                             check=True).stdout
+    files = {}
+    for entry in filter(None, listing.split("\0")):
+        meta, path = entry.split("\t", 1)
+        files[path] = meta.split()[1]
+    out = repo / SOURCE_MANIFEST
+    out.write_text(json.dumps({"commit": info["commit"], "branch": info["branch"], "dirty": info["dirty"],
+                               "files": files}, indent=1))
+    return out
+
+
+def _manifest_commit_info(repo: Path) -> dict | None:
+    try:
+        manifest = json.loads((repo / SOURCE_MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    def differs(path: str, blob: str) -> bool:
+        f = repo / path
+        return not (f.exists() or f.is_symlink()) or git_blob_id(f) != blob
+    changed = [p for p, blob in manifest["files"].items()
+               if not p.startswith(("results/", "reports/")) and differs(p, blob)]
+    return {"commit": manifest["commit"], "dirty": bool(manifest["dirty"] or changed), "branch": manifest["branch"],
+            "source": "manifest"}
+
+
 def commit_info(repo: Path | None = None) -> dict:
     repo = Path(repo or Path(__file__).resolve().parents[1])
     def git(*args):
@@ -31,9 +75,11 @@ def commit_info(repo: Path | None = None) -> dict:
         except (OSError, subprocess.SubprocessError):
             return ""
     commit = git("rev-parse", "HEAD") or None
+    if commit is None:  # a copy without .git: the manifest written beside it, if any
+        return _manifest_commit_info(repo) or {"commit": None, "dirty": None, "branch": None}
     # dirty: the code differs from the commit (records and reports being added or replaced do not count)
     dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results",
-                     ":(exclude)reports")) if commit else None
+                     ":(exclude)reports"))
     return {"commit": commit, "dirty": dirty, "branch": git("rev-parse", "--abbrev-ref", "HEAD") or None}
 
 

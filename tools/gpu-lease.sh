@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# One call of a GPU lease (../shared/device/README.md), run from the project's root on the lent machine.
+#   bash tools/gpu-lease.sh stage PART [last]         unpack a staged data part (the last one also rebuilds the data)
+#   bash tools/gpu-lease.sh measure SECONDS     profile fp32 + training-speed benchmark, then the plan
+#   bash tools/gpu-lease.sh plan SECONDS        the plan (full profile) until SECONDS after this call started
+# SECONDS is this call's own limit: the plan's --max-minutes is set so that results are packed into $OUT before it.
+# Everything is written under $LEASE_HOME (default ~/s), which lives as long as the machine stays warm.
+set -uo pipefail
+export PYTHONUNBUFFERED=1 TQDM_MININTERVAL=15
+S=${LEASE_HOME:-$HOME/s}
+OUT=${OUT:?no \$OUT}
+export BENCH_DATA_ROOT=$S/datasets BENCH_WEIGHTS=$S/weights/vgg16-features-imagenet.pth
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+PROFILE=${LEASE_PROFILE:-full}      # smoke: the rehearsal on the CPU
+DEVICE=${LEASE_DEVICE:-cuda}
+R=$S/results C=$S/checkpoints
+t0=${LEASE_T0:-$(date +%s)}
+mode=$1; arg=${2:-}
+mkdir -p "$S/.staged" "$R" "$C"
+bench() { python3 -m bench.cli "$@"; }
+
+pack() {  # each results folder as a tar (split below 16 MiB), the checkpoint of a run cut short if it fits
+    local name part
+    for d in "$R"/*/; do
+        name=$(basename "$d")
+        tar cf "$S/$name.tar" -C "$R" "$name"
+        if [ "$(stat -c %s "$S/$name.tar")" -le $((15 * 1024 * 1024)) ]; then
+            mv "$S/$name.tar" "$OUT/"
+        else
+            split -b 15M -d "$S/$name.tar" "$OUT/$name.tar.part" && rm "$S/$name.tar"
+        fi
+    done
+    (cd "$C" && find . -name '*.pt' -size -15M -print0 | tar cf "$OUT/checkpoints.tar" --null -T -)
+    [ "$(stat -c %s "$OUT/checkpoints.tar" 2>/dev/null || echo 0)" -gt 10240 ] || rm -f "$OUT/checkpoints.tar"
+    ls -la "$OUT"
+}
+
+plan() {  # the plan until $1 seconds after this call started, leaving a minute to pack
+    local left=$(( $1 - ($(date +%s) - t0) - 60 ))
+    echo "== plan: $left s before the deadline"
+    [ "$left" -gt 30 ] || return 0
+    bench run --plan paper --profile "$PROFILE" --device "$DEVICE" --results "$R" --checkpoints "$C" \
+        --max-minutes "$(python3 -c "print($left / 60)")"
+    echo "== plan exit status $?"
+}
+
+case $mode in
+stage)
+    tar xf ".device-data/$arg" -C "$S/.staged" || exit 1
+    nvidia-smi -L 2>/dev/null; ls -a; df -h "$S" | tail -1
+    python3 -c "import torch, PIL.features as f; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'webp', f.check('webp'))"
+    if [ "${3:-}" = last ]; then
+        python3 "$S/.staged/unpack_data.py" "$S" || exit 1
+    fi
+    ;;
+measure)
+    {
+        nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,power.limit --format=csv 2>/dev/null
+        bench profile --models segnet,deeplab-largefov,fcn,fcn-learnt-deconv,deconvnet,bilinear-interpolation,segnet-basic,segnet-basic-encoder-addition,segnet-basic-single-channel-decoder,fcn-basic,fcn-basic-no-addition,fcn-basic-no-dim-reduction,fcn-basic-no-addition-no-dim-reduction \
+            --device "$DEVICE" --dtype fp32 ${LEASE_PROFILE_ARGS:-} --results "$R"
+        mkdir -p "$R/benchmarks"
+        python3 -m bench.benchmarks.train_speed --models segnet,segnet-basic --device "$DEVICE" --batch 5 \
+            --steps ${LEASE_STEPS:-20} ${LEASE_SPEED_ARGS:-} --out "$R/benchmarks/train_speed-$(date -u +%Y%m%dT%H%M%SZ).json"
+        echo "== measured after $(( $(date +%s) - t0 )) s"
+        plan "$arg"
+    } 2>&1 | tee "$OUT/log-measure.txt"
+    pack
+    ;;
+plan)
+    { plan "$arg"; } 2>&1 | tee "$OUT/log-plan-$(date -u +%H%M%S).txt"
+    pack
+    ;;
+*) echo "usage: $0 stage PART [last] | measure SECONDS | plan SECONDS"; exit 2 ;;
+esac
+echo "== call done after $(( $(date +%s) - t0 )) s"
