@@ -347,7 +347,8 @@ def check_cmd(results, data_root, fmt):
         click.echo(f"{'status':<8} {'rule':<60} detail")
         for o in report["outcomes"]:
             click.echo(f"{o['status']:<8} {o['rule']:<60} {o['detail']}")
-        click.echo(f"{report['passed']} passed, {report['failed']} failed, {report['not_run']} not run "
+        click.echo(f"{report['passed']} passed, {report['failed']} failed, {report['differs']} differ from the paper "
+                   f"(acknowledged), {report['not_run']} not run "
                    f"({report['records']} training records, {report['profiles']} profiles)")
     if report["failed"]:
         sys.exit(1)

@@ -53,10 +53,12 @@ def write_source_manifest(repo: Path | None = None) -> Path:
     return out
 
 
-def _manifest_commit_info(repo: Path) -> dict | None:
+def _manifest_commit_info(repo: Path, path: Path | None = None) -> dict | None:
     try:
-        manifest = json.loads((repo / SOURCE_MANIFEST).read_text())
-    except (OSError, ValueError):
+        manifest = json.loads(Path(path or repo / SOURCE_MANIFEST).read_text())
+    except (OSError, ValueError) as exc:
+        if path is not None:
+            raise BenchError(f"{path}: unreadable source manifest ($BENCH_SOURCE_MANIFEST): {exc}") from None
         return None
     def differs(path: str, blob: str) -> bool:
         f = repo / path
@@ -68,7 +70,13 @@ def _manifest_commit_info(repo: Path) -> dict | None:
 
 
 def commit_info(repo: Path | None = None) -> dict:
+    """The commit the code is at and whether it differs from it. Where $BENCH_SOURCE_MANIFEST names a manifest
+    (`write_source_manifest`; the lease script sets it on the GPU machine, whose copy of the tree may carry an
+    unrelated .git), the manifest's commit, every file checked against it; else git; else a manifest beside the
+    tree."""
     repo = Path(repo or Path(__file__).resolve().parents[1])
+    if os.environ.get("BENCH_SOURCE_MANIFEST"):
+        return _manifest_commit_info(repo, Path(os.environ["BENCH_SOURCE_MANIFEST"]))
     def git(*args):
         try:
             return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=10).stdout.strip()
@@ -245,3 +253,26 @@ def load_profiles(results: Path) -> tuple[list[dict], list[str]]:
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             problems.append(f"{pf}: unusable profile record ({exc})")
     return good, problems
+
+
+def profile_sets(profiles: list[dict]) -> list[tuple[tuple[str, str], dict]]:
+    """Profile rows grouped by how they were measured, [((device kind, dtype), {model: (row, settings,
+    input_size)})], the newest row of each model in each group. Groups in the order a comparison with the
+    paper's Table 6 prefers them: GPU before CPU, then fp32 (the paper's Caffe precision) before bf16."""
+    groups: dict = {}
+    for rec in sorted(profiles, key=lambda r: str(r.get("finished_at", ""))):
+        s = rec["settings"]
+        key = ("cuda" if str(s["device"]).startswith("cuda") else "cpu", s.get("dtype", "fp32"))
+        for m in rec["models"]:
+            groups.setdefault(key, {})[m["model"]] = (m, s, rec.get("input_size"))
+    order = sorted(groups, key=lambda k: (k[0] != "cuda", k[1] != "fp32", k[1]))
+    return [(k, groups[k]) for k in order]
+
+
+def latest_profile_rows(profiles: list[dict], device: str | None = None, dtype: str | None = None) -> dict:
+    """{model: (row, settings, input_size)} of the first group of ``profile_sets`` matching ``device`` ("cuda" or
+    "cpu") and ``dtype`` where given: rows of one device and precision, never a mixture."""
+    for (dev, dt), rows in profile_sets(profiles):
+        if (device is None or dev == device) and (dtype is None or dt == dtype):
+            return rows
+    return {}

@@ -20,6 +20,7 @@ import numpy as np
 
 from bench.errors import BenchError
 from bench.published import number, read_rows, row_by
+from bench.records import latest_profile_rows, profile_sets
 
 METRICS = ("G", "C", "mIoU", "BF")
 TABLE2_COLUMNS = {"building": "Building", "tree": "Tree", "sky": "Sky", "car": "Car", "sign_symbol": "SignSymbol",
@@ -212,22 +213,12 @@ def table2(groups, profile, suite) -> Table | None:
     return t
 
 
-def latest_profile_rows(profiles) -> dict:
-    """{model: (row, settings)} from profile records: GPU records over CPU ones, newer over older."""
-    out = {}
-    ordered = sorted(profiles, key=lambda r: (r["settings"]["device"].startswith("cuda"), r.get("finished_at", "")))
-    for rec in ordered:
-        for m in rec["models"]:
-            out[m["model"]] = (m, rec["settings"], rec["input_size"])
-    return out
-
-
 def _mem_key(settings) -> str:
     return "device_used_MB" if settings["device"].startswith("cuda") else "process_peak_rss_growth_MB"
 
 
-def table6(profiles) -> Table | None:
-    latest = latest_profile_rows(profiles)
+def table6(latest: dict, key: str = "table6") -> Table | None:
+    """Table 6 from one group of profile rows (``bench.records.profile_sets``): one device, one precision."""
     names = _paper_names()
     members = [n for n in ("segnet", "deeplab-largefov", "fcn-learnt-deconv", "deconvnet") if n in latest]
     if not members:
@@ -235,13 +226,15 @@ def table6(profiles) -> Table | None:
     settings = latest[members[0]][1]
     gpu = settings["device"].startswith("cuda")
     mem_key = _mem_key(settings)
-    t = Table("table6", f"Table 6: compute time and resources ({settings['device_name']}, {settings['dtype']}, "
+    t = Table(key, f"Table 6: compute time and resources ({settings['device_name']}, {settings['dtype']}, "
               f"{'x'.join(map(str, latest[members[0]][2]))}). Cells: ours / paper; ratios are to SegNet (ours / paper)",
               ["network", "forward ms", "backward ms", "train memory MB", "inference memory MB", "model size MB",
                "forward ratio", "train memory ratio", "inference memory ratio"],
               notes=["Paper: Table 6 (S1): Caffe on an NVIDIA Titan, times over 10 iterations at batch 1, memory from "
                      "nvidia-smi (training batch 4, inference batch 1), size of the caffemodel.",
                      f"Memory here: {latest[members[0]][0]['train_memory']['method']}.",
+                     *(["fp32 as PyTorch runs it: convolutions in TF32 (cudnn.allow_tf32, the default)."]
+                       if gpu and settings.get("dtype") == "fp32" and settings.get("tf32_cudnn") else []),
                      "Absolute numbers depend on the hardware; the ratios between models are what compares."]
               + ([] if gpu else ["CPU profile: times and memory of this CPU, not comparable with the paper's GPU."]))
     ref = latest.get("segnet", (None,))[0]
@@ -258,7 +251,7 @@ def table6(profiles) -> Table | None:
         cells = [names[m]]
         for k in ("fwd", "bwd", "train", "infer", "size"):
             cells.append(f"{fmt(ours[k], digits=1)} / {fmt(paper[k], digits=1)}")
-            t.long.append({"table": "table6", "row": names[m], "column": k, "ours_mean": ours[k], "n": 1,
+            t.long.append({"table": key, "row": names[m], "column": k, "ours_mean": ours[k], "n": 1,
                            "paper": paper[k], "profile": settings["device"], "like_for_like": gpu})
         for k, rk, pk in (("fwd", ("forward", "median_ms"), "forward_ms"), ("train", ("train_memory", mem_key),
                           "gpu_train_mem_MB"), ("infer", ("inference_memory", mem_key), "gpu_infer_mem_MB")):
@@ -267,6 +260,15 @@ def table6(profiles) -> Table | None:
             cells.append(f"{fmt(ours_ratio)} / {fmt(paper_ratio)}")
         t.rows.append(cells)
     return t
+
+
+def table6_tables(profiles) -> list[Table]:
+    """Table 6 once per GPU precision measured (fp32, the paper's, first), else once from the newest CPU rows."""
+    sets = profile_sets(profiles)
+    gpu = [rows for (dev, _), rows in sets if dev == "cuda"] or [rows for _, rows in sets[:1]]
+    tables = [table6(rows, "table6" if i == 0 else f"table6_{next(iter(rows.values()))[1].get('dtype')}")
+              for i, rows in enumerate(gpu)]
+    return [t for t in tables if t]
 
 
 def table1_costs(profiles) -> Table | None:
@@ -455,7 +457,7 @@ def render_suite(suite, recs, paths, profiles, out_dir: Path, data_root=None, sk
     tables = [t for t in (table1(groups, profile) if suite == "camvid-decoder-variants" else None,
                           table3(groups, profile, suite) if suite.startswith("camvid-controlled") else None,
                           table2(groups, profile, suite) if suite.startswith("camvid-controlled") else None,
-                          table6(profiles) if suite.startswith("camvid-controlled") else None,
+                          *(table6_tables(profiles) if suite.startswith("camvid-controlled") else []),
                           table1_costs(profiles) if suite == "camvid-decoder-variants" else None) if t]
     figures = [("curves.png", "Validation G and mIoU against iterations", figure_curves(groups))]
     class_names = list(next(iter(groups.values()))[0]["test"]["per_class"])

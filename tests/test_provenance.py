@@ -51,3 +51,17 @@ def test_manifest_of_a_dirty_tree_stays_dirty(checkout):
     shutil.rmtree(checkout / ".git")
     (checkout / "bench" / "a.py").write_text("x = 1\n")
     assert commit_info(checkout)["dirty"] is True
+
+
+def test_named_manifest_wins_over_an_unrelated_git(checkout, tmp_path, monkeypatch):
+    head = _git(checkout, "rev-parse", "HEAD")
+    manifest = write_source_manifest(checkout)
+    (checkout / "bench" / "b.py").write_text("y = 1\n")             # the device's .git is at another commit
+    _git(checkout, "add", ".")
+    _git(checkout, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "other")
+    assert commit_info(checkout)["commit"] != head
+    monkeypatch.setenv("BENCH_SOURCE_MANIFEST", str(manifest))
+    assert (commit_info(checkout)["commit"], commit_info(checkout)["dirty"]) == (head, False)
+    monkeypatch.setenv("BENCH_SOURCE_MANIFEST", str(tmp_path / "missing.json"))
+    with pytest.raises(Exception, match="missing.json"):
+        commit_info(checkout)

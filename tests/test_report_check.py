@@ -125,3 +125,52 @@ def test_claims_are_judged_or_not_run():
     cpu_profile = {"settings": {"device": "cpu"}, "models": []}
     out = {o["rule"]: o["status"] for o in check_claims(rules, full, profiles=[cpu_profile])}
     assert out["deeplab-fastest-forward"] == "not run"
+
+
+def _profile(device, dtype, finished_at, memory):
+    """A profile record with the fields the check and the report read; memory: {model: device_used_MB}."""
+    return {"settings": {"device": device, "dtype": dtype, "device_name": "GPU"}, "finished_at": finished_at,
+            "input_size": [360, 480],
+            "models": [{"model": m, "forward": {"median_ms": 1.0}, "inference_memory": {"device_used_MB": v}}
+                       for m, v in memory.items()]}
+
+
+FOUR = ("segnet", "deeplab-largefov", "fcn-learnt-deconv", "deconvnet")
+
+
+def test_profile_claims_read_the_newest_gpu_rows_of_the_papers_precision():
+    from bench.records import latest_profile_rows, profile_sets
+    rules = load_rules()
+    segnet_lowest = dict(zip(FOUR, (900.0, 1000.0, 2000.0, 1500.0)))
+    deeplab_lowest = dict(zip(FOUR, (1200.0, 1000.0, 2000.0, 1500.0)))
+    profiles = [_profile("cuda", "bf16", "2026-01-03T00:00:00Z", segnet_lowest),    # newest, but bf16
+                _profile("cuda", "fp32", "2026-01-02T00:00:00Z", deeplab_lowest),
+                _profile("cuda", "fp32", "2026-01-01T00:00:00Z", segnet_lowest),    # older fp32
+                _profile("cpu", "fp32", "2026-01-04T00:00:00Z", segnet_lowest)]
+    assert [k for k, _ in profile_sets(profiles)] == [("cuda", "fp32"), ("cuda", "bf16"), ("cpu", "fp32")]
+    assert latest_profile_rows(profiles)["segnet"][1]["dtype"] == "fp32"
+    out = {o["rule"]: o for o in check_claims(rules, {}, profiles)}
+    assert out["segnet-lowest-inference-memory"]["status"] == "fail"     # judged on the newest fp32 rows
+    assert "(fp32)" in out["segnet-lowest-inference-memory"]["detail"]
+    out = {o["rule"]: o["status"] for o in check_claims(rules, {}, profiles[:1])}
+    assert out["segnet-lowest-inference-memory"] == "not run"           # bf16 alone: not the paper's precision
+
+
+def test_acknowledged_difference_is_reported_and_does_not_fail_the_gate():
+    from bench.check import acknowledge
+    rules = {"acknowledged": [{"rule": "a", "why": "looked at it"}, {"rule": "b", "why": "old"},
+                              {"rule": "gone", "why": "x"}]}
+    out = {o["rule"]: o for o in acknowledge(rules, [{"rule": "a", "status": "fail", "detail": "d"},
+                                                     {"rule": "b", "status": "pass", "detail": "d"},
+                                                     {"rule": "c", "status": "fail", "detail": "d"}])}
+    assert out["a"]["status"] == "differs" and "looked at it" in out["a"]["detail"]
+    assert out["b"]["status"] == "pass" and "remove the acknowledgement" in out["b"]["detail"]
+    assert out["c"]["status"] == "fail"                                  # not acknowledged: still fails
+    assert out["gone"]["status"] == "not run"
+
+
+def test_every_acknowledgement_names_a_rule_and_says_why():
+    rules = load_rules()
+    ids = {r["id"] for r in rules["bands"]} | {c["id"] for c in rules["claims"]}
+    for a in rules.get("acknowledged", []):
+        assert a["rule"].split(":")[0] in ids and a["why"].strip() and a["examined_on"]

@@ -11,6 +11,10 @@ S=${LEASE_HOME:-$HOME/s}
 OUT=${OUT:?no \$OUT}
 export BENCH_DATA_ROOT=$S/datasets BENCH_WEIGHTS=$S/weights/vgg16-features-imagenet.pth
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+# the commit and file hashes of the tree sent (python -c "from bench.records import write_source_manifest as w; w()"
+# here before the lease): records name that commit, whatever .git the machine's copy carries
+if [ -f .source-manifest.json ]; then export BENCH_SOURCE_MANIFEST=$PWD/.source-manifest.json
+else echo "warning: no .source-manifest.json carried: records take the commit from git, if any"; fi
 PROFILE=${LEASE_PROFILE:-full}      # smoke: the rehearsal on the CPU
 DEVICE=${LEASE_DEVICE:-cuda}
 R=$S/results C=$S/checkpoints
@@ -30,8 +34,13 @@ pack() {  # each results folder as a tar (split below 16 MiB), the checkpoint of
             split -b 15M -d "$S/$name.tar" "$OUT/$name.tar.part" && rm "$S/$name.tar"
         fi
     done
-    (cd "$C" && find . -name '*.pt' -size -15M -print0 | tar cf "$OUT/checkpoints.tar" --null -T -)
-    [ "$(stat -c %s "$OUT/checkpoints.tar" 2>/dev/null || echo 0)" -gt 10240 ] || rm -f "$OUT/checkpoints.tar"
+    # checkpoints of runs cut short, in parts of 15 MiB when at most 3 parts (Table 1 models, DeepLab-LargeFOV)
+    (cd "$C" && find . -name '*.pt' -print0 | tar cf "$S/checkpoints.tar" --null -T -)
+    local size; size=$(stat -c %s "$S/checkpoints.tar")
+    if [ "$size" -le 10240 ]; then :
+    elif [ "$size" -le $((15 * 1024 * 1024)) ]; then cp "$S/checkpoints.tar" "$OUT/"
+    elif [ "$size" -le $((45 * 1024 * 1024)) ]; then split -b 15M -d "$S/checkpoints.tar" "$OUT/checkpoints.tar.part"
+    else echo "== checkpoints: $((size / 1048576)) MiB, too large to bring back"; fi
     ls -la "$OUT"
 }
 
