@@ -177,9 +177,26 @@ def models_cmd(fmt, pattern):
 @click.option("--checkpoint-minutes", type=float, default=10.0, show_default=True,
               help="write a checkpoint at least this often (also on Ctrl-C/SIGTERM and at --max-minutes); "
                    "not part of the recipe")
+@click.option("--executor", type=click.Choice(["local", "slurm", "debug"]), default=None,
+              help="run each (member, variant, seed) as a job through submitit: local (separate processes), slurm, "
+                   "debug (in this process); default: in this process, as one loop")
+@click.option("--jobs", "jobs_dir", default="jobs", show_default=True, type=click.Path(file_okay=False),
+              help="with --executor: where job logs and states go (never committed)")
+@click.option("--time-limit", type=float, default=None,
+              help="with --executor: each job's time limit in minutes (Slurm's --time; required there); each run "
+                   "stops with a checkpoint a little before it and is submitted again to continue")
+@click.option("--gpus-per-job", type=int, default=None, help="with --executor: GPUs per job (Slurm default: 1)")
+@click.option("--cpus-per-job", type=int, default=None, help="with --executor slurm: CPUs per job")
+@click.option("--partition", default=None, help="with --executor slurm: the Slurm partition")
+@click.option("--account", default=None, help="with --executor slurm: the Slurm account")
+@click.option("--max-parallel", type=int, default=1, show_default=True,
+              help="with --executor local/debug: jobs running at once (one GPU: 1)")
+@click.option("--no-wait", is_flag=True, help="with --executor slurm: submit and return; `bench runs --jobs` shows "
+                                              "the jobs, the same command later continues any that stopped")
 @clean_errors
 def run_cmd(suite, plan, profile, members, variants, seeds, data_root, results, checkpoints, resume, encoder_weights,
-            sets, device, max_minutes, checkpoint_minutes):
+            sets, device, max_minutes, checkpoint_minutes, executor, jobs_dir, time_limit, gpus_per_job, cpus_per_job,
+            partition, account, max_parallel, no_wait):
     """Train every member of a suite with its recipe (or work through a plan) and record the results."""
     import math
     import signal
@@ -197,10 +214,22 @@ def run_cmd(suite, plan, profile, members, variants, seeds, data_root, results, 
         raise BenchError(f"--checkpoint-minutes {checkpoint_minutes}: must be a number >= 0")
     if (suite is None) == (plan is None):
         raise BenchError("give either --suite or --plan")
+    overrides = dict(parse_override(s) for s in sets)
+    split = lambda v: [x.strip() for x in v.split(",") if x.strip()] if v else None
+    if plan is not None and (members or variants or sets or seeds != "0"):
+        raise BenchError("--plan takes its members, variants and seeds from the plan file; "
+                         "--members, --variants, --seeds and --set apply to --suite only")
+    if executor is not None:
+        _dispatch_runs(suite, plan, profile, split(members), split(variants), seed_list, executor, jobs_dir,
+                       time_limit, gpus_per_job, cpus_per_job, partition, account, max_parallel, not no_wait,
+                       JobSettings_kw=dict(data_root=data_root, results=results, checkpoints=checkpoints,
+                                           encoder_weights=encoder_weights, overrides=overrides, device=device,
+                                           max_minutes=max_minutes, checkpoint_minutes=checkpoint_minutes))
+        return
+    if any(v is not None for v in (time_limit, gpus_per_job, cpus_per_job, partition, account)) or no_wait:
+        raise BenchError("--time-limit, --gpus-per-job, --cpus-per-job, --partition, --account and --no-wait "
+                         "apply with --executor only")
     if plan is not None:
-        if members or variants or sets or seeds != "0":
-            raise BenchError("--plan takes its members, variants and seeds from the plan file; "
-                             "--members, --variants, --seeds and --set apply to --suite only")
         from bench.plan import run_plan
         try:
             out = run_plan(plan, profile=profile, max_minutes=max_minutes, data_root=data_root, results=results,
@@ -212,8 +241,6 @@ def run_cmd(suite, plan, profile, members, variants, seeds, data_root, results, 
             sys.exit(3)
         click.echo(f"plan done: {len(out['recorded'])} record(s) under {results}")
         return
-    overrides = dict(parse_override(s) for s in sets)
-    split = lambda v: [x.strip() for x in v.split(",") if x.strip()] if v else None
     try:
         folders = run_suite(suite, profile=profile, seeds=seed_list, members=split(members),
                             variants=split(variants), data_root=data_root, results=results, checkpoints=checkpoints,
@@ -224,6 +251,52 @@ def run_cmd(suite, plan, profile, members, variants, seeds, data_root, results, 
         click.echo(f"stopped: {exc}", err=True)
         sys.exit(3)
     click.echo(f"{len(folders)} record(s) written under {results}")
+
+
+def _dispatch_runs(suite, plan, profile, members, variants, seeds, executor, jobs_dir, time_limit, gpus, cpus,
+                   partition, account, max_parallel, wait, JobSettings_kw):
+    """`bench run --executor`: the runs as submitit jobs; exit 1 when any failed (one line each, with its log)."""
+    from bench.dispatch import JobSettings, dispatch, plan_specs, suite_specs
+    log = lambda m: click.echo(m)
+    if profile is None:
+        import torch
+        profile = "full" if torch.cuda.is_available() or executor == "slurm" else "smoke"
+        log(f"profile: {profile} (pass --profile to choose)")
+    specs = (plan_specs(plan, profile, log=log) if plan is not None
+             else suite_specs(suite, profile, members, variants, seeds))
+    if executor == "slurm" and gpus is None:
+        gpus = 1
+    out = dispatch(specs, JobSettings(**JobSettings_kw), executor=executor, jobs_dir=jobs_dir,
+                   time_limit_min=time_limit, gpus=gpus, partition=partition, account=account, cpus=cpus,
+                   max_parallel=max_parallel, wait=wait, log=log, progress=sys.stderr.isatty())
+    if not wait:
+        return
+    failed = [e for e in out["entries"] if e.state == "failed"]
+    for e in failed:
+        click.echo(f"error: {e.spec.label}: {e.detail} (log {e.stderr})", err=True)
+    done = sum(e.state == "recorded" for e in out["entries"])
+    click.echo(f"{done} of {len(out['entries'])} run(s) recorded under {JobSettings_kw['results']}; jobs in "
+               f"{out['folder']}")
+    if failed:
+        sys.exit(1)
+
+
+def _show_jobs(jobs_dir, fmt):
+    from bench.dispatch import job_rows
+    if not Path(jobs_dir).is_dir():
+        raise BenchError(f"{jobs_dir}: jobs folder not found")
+    rows = job_rows(jobs_dir)
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=1))
+        return
+    if not rows:
+        click.echo(f"no jobs under {jobs_dir}")
+        return
+    click.echo(f"{'dispatch':<24} {'run':<70} {'state':<9} {'job':>9} {'tries':>5}  log / detail")
+    for r in rows:
+        click.echo(f"{r['dispatch']:<24} {r['label']:<70} {r['state']:<9} {str(r.get('job_id') or '-'):>9} "
+                   f"{r.get('attempts', 0):>5}  {r.get('stdout') or '-'}" + (f"  {r['detail']}" if r.get("detail") else ""))
+    click.echo("")
 
 
 def describe_initialisation(init: dict | None) -> str:
@@ -243,10 +316,17 @@ def describe_initialisation(init: dict | None) -> str:
 @main.command("runs")
 @click.option("--results", default="results", show_default=True, type=click.Path(file_okay=False))
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--jobs", "jobs_dir", default=None, type=click.Path(file_okay=False),
+              help="also list the jobs of `bench run --executor` kept here (queued, running, stopped, failed, "
+                   "recorded, with their logs)")
 @clean_errors
-def runs_cmd(results, fmt):
-    """List the recorded training runs."""
+def runs_cmd(results, fmt, jobs_dir):
+    """List the recorded training runs (and, with --jobs, the dispatched jobs)."""
     from bench.records import load_records
+    if jobs_dir is not None:
+        _show_jobs(jobs_dir, fmt)
+        if fmt == "json" or not Path(results).is_dir():
+            return
     if not Path(results).is_dir():
         raise BenchError(f"{results}: results folder not found")
     rows = []

@@ -23,20 +23,45 @@ def test_readme_test_command_is_what_ci_runs():
     assert main_cmd.startswith("python3 -m venv .venv")
 
 
-@pytest.mark.camvid
-@pytest.mark.slow
-def test_both_smoke_suites_run_every_member(camvid_root, tmp_path):
-    results = tmp_path / "results"
+@pytest.fixture(scope="module")
+def smoke_results(camvid_root, tmp_path_factory):
+    """Both smoke suites run in-process on the real CamVid (what CI shows working end to end)."""
+    base = tmp_path_factory.mktemp("smoke")
+    results = base / "results"
     for suite in ("camvid-controlled", "camvid-decoder-variants"):
         r = CliRunner().invoke(main, ["run", "--suite", suite, "--profile", "smoke", "--data-root", str(camvid_root),
-                                      "--results", str(results), "--checkpoints", str(tmp_path / "ckpt")])
+                                      "--results", str(results), "--checkpoints", str(base / "ckpt")])
         assert r.exit_code == 0, r.output[-2000:]
-    r = CliRunner().invoke(main, ["runs", "--results", str(results), "--format", "json"])
+    return results
+
+
+@pytest.mark.camvid
+@pytest.mark.slow
+def test_both_smoke_suites_run_every_member(smoke_results):
+    r = CliRunner().invoke(main, ["runs", "--results", str(smoke_results), "--format", "json"])
     rows = json.loads(r.output)
     controlled = {x["member"] for x in rows if x["suite"] == "camvid-controlled"}
     assert controlled == {"segnet", "fcn", "fcn-learnt-deconv", "deeplab-largefov", "deconvnet"}
     variants = {(x["member"], x["variant"]) for x in rows if x["suite"] == "camvid-decoder-variants"}
     assert len(variants) == 16
+
+
+@pytest.mark.camvid
+@pytest.mark.slow
+def test_local_executor_gives_the_in_process_records(smoke_results, camvid_root, tmp_path):
+    """Issue 18's check: each run a separate process through submitit, the same records as in-process."""
+    from tests.test_dispatch import records_content
+    r = CliRunner().invoke(main, ["run", "--suite", "camvid-decoder-variants", "--members", "segnet-basic,fcn-basic",
+                                  "--profile", "smoke", "--executor", "local", "--max-parallel", "2",
+                                  "--data-root", str(camvid_root), "--results", str(tmp_path / "results"),
+                                  "--checkpoints", str(tmp_path / "ckpt"), "--jobs", str(tmp_path / "jobs")])
+    assert r.exit_code == 0, r.output[-2000:]
+    assert "4 of 4 run(s) recorded" in r.stdout
+    ours = records_content(tmp_path / "results")
+    in_process = records_content(smoke_results)
+    assert len(ours) == 4 and all(ours[k] == in_process[k] for k in ours)
+    shown = CliRunner().invoke(main, ["runs", "--results", str(tmp_path / "results"), "--jobs", str(tmp_path / "jobs")])
+    assert shown.exit_code == 0 and shown.stdout.count(" recorded ") == 4 and "_log.out" in shown.stdout
 
 
 @pytest.mark.slow

@@ -1,0 +1,369 @@
+"""Runs as jobs: each (member, variant, seed) of a suite, or each run of a plan, becomes one job of `submitit`.
+
+    local   separate processes on this machine (at most --max-parallel at a time);
+    slurm   one Slurm job per run (partition, account, GPUs, time limit);
+    debug   in this process, one after another (submitit's debug executor: a failure opens pdb).
+
+A job runs exactly what `bench run` runs in-process (`bench.runner.run_suite` for one run, resume on), so it
+writes its record atomically into the shared results folder, skips a run already recorded and continues a
+checkpoint left by an earlier job. The dispatcher waits for the jobs (a progress bar over them) and resubmits:
+  - a job that stopped at its deadline (--max-minutes, set a little under the time limit): it continues from
+    its checkpoint, as long as each attempt moves the checkpoint on;
+  - a job that failed, was killed or was pre-empted: once more (it resumes from its last checkpoint); a job
+    that fails twice is reported with its error line and log path, not retried again.
+On Slurm, pre-emption and the time limit are also handled inside the job by submitit (`checkpoint()` requeues
+it; the run continues from its last checkpoint, written every --checkpoint-minutes and at SIGTERM).
+
+Every dispatch keeps a folder under --jobs (default `jobs/`, never committed): submitit's logs per job and
+`jobs.json` (what was submitted, attempts, states, log paths); each job also writes its own state there as it
+starts and ends, so `bench runs --jobs jobs` shows queued, running, failed and finished jobs, also of a
+`--no-wait` dispatch.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import re
+import socket
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from bench.errors import BenchError
+from bench.safety import write_text_atomic
+
+EXECUTORS = ("local", "slurm", "debug")
+MAX_FAILURES = 2
+STATES = ("queued", "running", "stopped", "failed", "recorded")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run: what `bench run --suite S --members M --variants V --seeds N` trains."""
+    suite: str
+    member: str
+    variant: str | None
+    seed: int
+    profile: str | None
+
+    @property
+    def label(self) -> str:
+        return f"{self.suite} / {self.member}{' / ' + self.variant if self.variant else ''} / seed {self.seed}"
+
+    @property
+    def slug(self) -> str:
+        return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{self.suite}__{self.member}__{self.variant or '-'}__{self.seed}")
+
+
+@dataclass
+class JobSettings:
+    """What every job of a dispatch shares (the `bench run` options besides the run itself)."""
+    data_root: str | None = None
+    results: str = "results"
+    checkpoints: str = "checkpoints"
+    encoder_weights: str | None = None
+    overrides: dict = field(default_factory=dict)
+    device: str | None = None
+    max_minutes: float | None = None
+    checkpoint_minutes: float = 10.0
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _write_json(path: Path, data) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, json.dumps(data, indent=1) + "\n", "the job state")
+
+
+def _checkpoint_iteration(spec: RunSpec, settings: JobSettings) -> int:
+    from bench.plan import checkpoint_progress
+    from bench.runner import checkpoint_path
+    profile = spec.profile or "full"
+    return checkpoint_progress(checkpoint_path(Path(settings.checkpoints), _suite_name(spec.suite), spec.member,
+                                               profile, spec.variant, spec.seed))
+
+
+def _suite_name(suite: str) -> str:
+    from bench.config import load_suite
+    return load_suite(suite).name
+
+
+# -- the job ----------------------------------------------------------------------------------------------------
+try:
+    from submitit.helpers import Checkpointable as _Checkpointable
+except ImportError:  # submitit is a dependency; this keeps `import bench.dispatch` working for a clear error later
+    _Checkpointable = object
+
+
+class TrainingJob(_Checkpointable):
+    """The callable a job runs: one run through `run_suite`, its state written to ``status_file`` as it goes.
+    As a submitit Checkpointable it is requeued as it is on pre-emption or at the Slurm time limit; the run then
+    continues from its last checkpoint."""
+
+    def __init__(self, spec: RunSpec, settings: JobSettings, status_file: str):
+        self.spec, self.settings, self.status_file = spec, settings, status_file
+
+    def _status(self, state: str, **extra) -> None:
+        _write_json(Path(self.status_file), {"state": state, "at": _now(), "host": socket.gethostname(),
+                                             "pid": os.getpid(), **extra})
+
+    def __call__(self) -> dict:
+        from bench.runner import RunOptions, TimeBudgetReached, run_suite
+        s, spec = self.settings, self.spec
+        self._status("running")
+        try:
+            folders = run_suite(spec.suite, profile=spec.profile, seeds=(spec.seed,), members=[spec.member],
+                                variants=[spec.variant] if spec.variant else None, data_root=s.data_root,
+                                results=s.results, checkpoints=s.checkpoints, resume=True,
+                                encoder_weights=s.encoder_weights, overrides=dict(s.overrides), device=s.device,
+                                log=print, max_minutes=s.max_minutes,
+                                options=RunOptions(checkpoint_minutes=s.checkpoint_minutes))
+        except TimeBudgetReached as exc:
+            self._status("stopped", detail=str(exc))
+            return {"state": "stopped", "detail": str(exc)}
+        except BaseException as exc:  # noqa: BLE001 - recorded, then re-raised for submitit to report
+            self._status("failed", detail=f"{type(exc).__name__}: {exc}".strip())
+            raise
+        self._status("recorded", records=[str(f) for f in folders])
+        return {"state": "recorded", "records": [str(f) for f in folders]}
+
+
+# -- the dispatcher ---------------------------------------------------------------------------------------------
+@dataclass
+class Entry:
+    """One run's life in a dispatch: its attempts and where their logs are."""
+    spec: RunSpec
+    state: str = "queued"
+    attempts: int = 0
+    failures: int = 0
+    job_id: str | None = None
+    stdout: str | None = None
+    stderr: str | None = None
+    detail: str = ""
+    progress: int = 0
+
+    def row(self) -> dict:
+        return {"label": self.spec.label, "spec": asdict(self.spec), "state": self.state, "attempts": self.attempts,
+                "failures": self.failures, "job_id": self.job_id, "stdout": self.stdout, "stderr": self.stderr,
+                "detail": self.detail}
+
+
+def make_executor(kind: str, folder: Path, *, time_limit_min: float | None, gpus: int | None,
+                  partition: str | None = None, account: str | None = None, cpus: int | None = None):
+    import submitit
+    if kind not in EXECUTORS:
+        raise BenchError(f"--executor {kind!r}: one of {', '.join(EXECUTORS)}")
+    if kind == "slurm" and time_limit_min is None:
+        raise BenchError("--executor slurm needs --time-limit (minutes): the jobs' Slurm time limit")
+    try:
+        ex = submitit.AutoExecutor(folder=str(folder / "%j"), cluster=kind)
+    except (RuntimeError, ValueError) as exc:
+        raise BenchError(f"--executor {kind}: {exc}") from None
+    params = {"timeout_min": int(time_limit_min) if time_limit_min else 60 * 24 * 7, "name": "bench-run"}
+    if gpus is not None:
+        params["gpus_per_node"] = gpus
+    if cpus is not None:
+        params["cpus_per_task"] = cpus
+    if kind == "slurm":
+        params.update({k: v for k, v in (("slurm_partition", partition), ("slurm_account", account)) if v})
+    elif partition or account:
+        raise BenchError("--partition and --account apply to --executor slurm only")
+    ex.update_parameters(**params)
+    return ex
+
+
+def job_minutes(time_limit_min: float | None, max_minutes: float | None) -> float | None:
+    """Each job's --max-minutes: as given, else a little under the time limit (5 %, at least 2 minutes), so that
+    the run checkpoints and stops cleanly before the scheduler kills it."""
+    if max_minutes is not None or time_limit_min is None:
+        return max_minutes
+    return max(time_limit_min - max(2.0, 0.05 * time_limit_min), 0.5 * time_limit_min)
+
+
+def dispatch(specs: list[RunSpec], settings: JobSettings, *, executor: str = "local", jobs_dir="jobs",
+             time_limit_min: float | None = None, gpus: int | None = None, partition: str | None = None,
+             account: str | None = None, cpus: int | None = None, max_parallel: int | None = 1, wait: bool = True,
+             log=print, progress: bool = False, poll_seconds: float = 1.0, _probe=None) -> dict:
+    """Submits one job per run and (with ``wait``) sees them through; returns {"folder", "entries"}.
+
+    ``max_parallel`` bounds the jobs of the local and debug executors running at once (Slurm queues them all).
+    ``_probe(entry, job)``, called for each running job at every poll, lets tests interfere (kill a job).
+    """
+    if not specs:
+        raise BenchError("nothing to dispatch: no runs selected")
+    if not wait and executor != "slurm":
+        raise BenchError(f"--no-wait needs --executor slurm: {executor} jobs end with this process")
+    if max_parallel is not None and max_parallel < 1:
+        raise BenchError(f"--max-parallel {max_parallel}: must be >= 1")
+    folder = Path(jobs_dir) / _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    absolute = {k: str(Path(v).expanduser().resolve()) for k, v in asdict(settings).items()
+                if k in ("data_root", "results", "checkpoints", "encoder_weights") and v}  # jobs may start elsewhere
+    settings = JobSettings(**{**asdict(settings), **absolute,
+                              "max_minutes": job_minutes(time_limit_min, settings.max_minutes)})
+    ex = make_executor(executor, folder, time_limit_min=time_limit_min, gpus=gpus, partition=partition,
+                       account=account, cpus=cpus)
+    folder.mkdir(parents=True, exist_ok=True)  # submitit may have made it; the name is unique to the microsecond
+    entries = [Entry(s) for s in specs]
+    index = {"executor": executor, "created_at": _now(), "settings": asdict(settings), "entries": []}
+
+    def save():
+        index["entries"] = [e.row() for e in entries]
+        _write_json(folder / "jobs.json", index)
+
+    def submit(e: Entry):
+        job = ex.submit(TrainingJob(e.spec, settings, str(folder / "status" / f"{e.spec.slug}.json")))
+        e.state, e.attempts, e.job_id = "queued", e.attempts + 1, str(job.job_id)
+        e.stdout, e.stderr = str(job.paths.stdout), str(job.paths.stderr)
+        e.progress = _checkpoint_iteration(e.spec, settings)
+        log(f"submitted {e.spec.label}: job {e.job_id} (attempt {e.attempts}), log {e.stdout}")
+        save()
+        return job
+
+    pending = deque(entries)
+    if not wait:
+        for e in entries:
+            submit(e)
+        log(f"{len(entries)} job(s) submitted; `bench runs --jobs {jobs_dir}` shows them; the same `bench run` "
+            "command later continues any that stopped")
+        return {"folder": folder, "entries": entries}
+    active: dict = {}
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=len(entries), desc="jobs", unit="run", dynamic_ncols=True)
+    try:
+        while pending or active:
+            while pending and (executor == "slurm" or max_parallel is None or len(active) < max_parallel):
+                e = pending.popleft()
+                active[id(e)] = (e, submit(e))
+            for key, (e, job) in list(active.items()):
+                if not job.done():
+                    if e.state == "queued" and Path(folder / "status" / f"{e.spec.slug}.json").exists():
+                        e.state = "running"
+                        save()
+                    if _probe:
+                        _probe(e, job)
+                    continue
+                del active[key]
+                if _settle(e, job, settings, log):
+                    pending.append(e)
+                elif bar is not None:
+                    bar.update(1)
+                save()
+            if active:
+                time.sleep(poll_seconds)
+    finally:
+        if bar is not None:
+            bar.close()
+        save()
+    return {"folder": folder, "entries": entries}
+
+
+def _error_line(e: Entry, job) -> str:
+    """The job's own one-line account of its failure, else the last line of its log."""
+    status = Path(e.stderr).parent.parent / "status" / f"{e.spec.slug}.json" if e.stderr else None
+    try:
+        st = json.loads(status.read_text()) if status else {}
+    except (OSError, ValueError):
+        st = {}
+    if st.get("state") == "failed" and st.get("detail"):
+        return st["detail"]
+    for path in (e.stderr, e.stdout):
+        try:
+            lines = [ln.strip() for ln in Path(path).read_text(errors="replace").splitlines() if ln.strip()]
+        except (OSError, TypeError):
+            continue
+        if lines:
+            return lines[-1]
+    return f"{type(job.exception()).__name__}" if job.exception() else "no error line"
+
+
+def _settle(e: Entry, job, settings: JobSettings, log) -> bool:
+    """Reads a finished job's outcome into ``e``; True where it is to be submitted again."""
+    try:
+        out = job.result()
+    except Exception:  # noqa: BLE001 - failed, killed, cancelled or timed out: its error line is what counts
+        out = None
+    if out and out.get("state") == "recorded":
+        e.state, e.detail = "recorded", ", ".join(out.get("records", []))
+        log(f"recorded {e.spec.label}: {e.detail}")
+        return False
+    if out and out.get("state") == "stopped":
+        reached = _checkpoint_iteration(e.spec, settings)
+        if reached > e.progress:
+            e.state, e.detail = "stopped", f"at iteration {reached}; continuing"
+            log(f"stopped {e.spec.label} at its deadline (iteration {reached}): submitted again to continue")
+            return True
+        e.failures += 1
+        e.detail = f"stopped at its deadline without progress (iteration {reached}): --max-minutes too short?"
+    else:
+        e.failures += 1
+        e.detail = _error_line(e, job)
+    if e.failures < MAX_FAILURES:
+        e.state = "failed"
+        log(f"failed {e.spec.label} (job {e.job_id}): {e.detail}; submitted again (log {e.stderr})")
+        return True
+    e.state = "failed"
+    log(f"failed {e.spec.label} twice (job {e.job_id}): {e.detail}; log {e.stderr}")
+    return False
+
+
+# -- what to dispatch --------------------------------------------------------------------------------------------
+def suite_specs(suite: str, profile: str | None, members=None, variants=None, seeds=(0,)) -> list[RunSpec]:
+    """The runs `bench run --suite` trains, in its order (seed, variant, member), checked against the suite."""
+    from bench.config import load_suite
+    s = load_suite(suite)
+    for m in members or ():
+        if m not in s.members:
+            raise BenchError(f"unknown member {m!r} of suite {s.name}; its members: {', '.join(s.members)}")
+    for v in variants or ():
+        if v not in (s.variants or ()):
+            raise BenchError(f"unknown variant {v!r} of suite {s.name}; its variants: {', '.join(s.variants or [])}")
+    return [RunSpec(suite, m, v, seed, profile) for seed in seeds for v in (variants or s.variants or [None])
+            for m in (members or s.members)]
+
+
+def plan_specs(plan_path, profile: str | None, log=print) -> list[RunSpec]:
+    """The training runs of a plan in its priority order (each once); its profile steps are left to `bench run
+    --plan` on the GPU they measure."""
+    from bench.plan import load_plan
+    plan = load_plan(plan_path)
+    out: list[RunSpec] = []
+    for n, step in enumerate(plan.steps, 1):
+        if step.kind == "profile":
+            log(f"step {n}: {step.describe()}: a measurement of one GPU, not dispatched (run it with `bench run "
+                "--plan` or `bench profile` there)")
+            continue
+        for spec in suite_specs(step.suite, profile or step.profile, step.members, step.variants, step.seeds):
+            if spec not in out:
+                out.append(spec)
+    return out
+
+
+# -- what `bench runs --jobs` shows -----------------------------------------------------------------------------
+def job_rows(jobs_dir) -> list[dict]:
+    """Every job of every dispatch under ``jobs_dir``, its state the newer of the dispatcher's and the job's own."""
+    rows = []
+    for index_path in sorted(Path(jobs_dir).glob("*/jobs.json")):
+        try:
+            index = json.loads(index_path.read_text())
+        except (OSError, ValueError) as exc:
+            rows.append({"dispatch": index_path.parent.name, "label": f"{index_path}: unreadable ({exc})",
+                         "state": "unknown"})
+            continue
+        for r in index.get("entries", []):
+            status = index_path.parent / "status" / f"{RunSpec(**r['spec']).slug}.json"
+            try:
+                own = json.loads(status.read_text())
+            except (OSError, ValueError):
+                own = {}
+            state = r["state"]
+            if state in ("queued", "running", "stopped") and own.get("state") in STATES:
+                state = own["state"]  # a --no-wait dispatch learns its jobs' fate from the jobs themselves
+            rows.append({"dispatch": index_path.parent.name, "executor": index.get("executor"), **r, "state": state,
+                         "detail": r.get("detail") or own.get("detail", "")})
+    return rows

@@ -1,0 +1,118 @@
+"""`bench run --executor`: a job killed mid-run is resubmitted and resumes to the uninterrupted run's record; a
+failing job is reported with its log; what a suite or plan dispatches. (The local executor against the in-process
+run on the real CamVid smoke suite: tests/test_ci_jobs.py.)"""
+import json
+import os
+import shutil
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from bench.cli import main
+from bench.dispatch import JobSettings, RunSpec, dispatch, job_rows, plan_specs, suite_specs
+from bench.records import load_records
+from bench.runner import run_suite
+
+pytest.importorskip("submitit")
+
+TINY = {"image_size": [64, 96], "max_iters": 2, "batch_size": 2, "eval_every_iters": 1}
+TINY_SET = [f"--set={k}={json.dumps(v).replace(' ', '')}" for k, v in TINY.items()]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    from datasets.synthetic import make_synthetic_camvid
+    return make_synthetic_camvid(tmp_path_factory.mktemp("dispatch") / "data")
+
+
+def records_content(results):
+    """What two runs of the same recipe must share: scores, curves, schedule, config and prediction pixels."""
+    recs, problems = load_records(Path(results))
+    assert not problems
+    out = {}
+    for path, r in recs:
+        preds = sorted((path.parent / "predictions").iterdir())
+        out[(r["suite"], r["member"], r["variant"], r["seed"])] = (
+            {k: r[k] for k in ("test", "curves", "budgets", "selected", "config", "iterations")},
+            [np.asarray(Image.open(p)).tobytes() for p in preds])
+    return out
+
+
+@pytest.mark.slow
+def test_a_job_killed_mid_run_is_resubmitted_and_resumes(data, tmp_path):
+    longer = dict(TINY, max_iters=16, eval_every_iters=8)
+    spec = RunSpec("camvid-decoder-variants", "segnet-basic", "median-frequency", 0, "smoke")
+    settings = JobSettings(data_root=str(data), results=str(tmp_path / "r"), checkpoints=str(tmp_path / "c"),
+                           overrides=longer, checkpoint_minutes=0.0)
+    ckpt_note = tmp_path / "c" / "camvid-decoder-variants" / "segnet-basic" / "smoke-median-frequency-seed0.json"
+    killed = []
+
+    def kill_once_checkpointed(entry, job):
+        if not killed and ckpt_note.exists():
+            status = json.loads((tmp_path / "jobs").glob("*/status/*.json").__next__().read_text())
+            os.kill(status["pid"], signal.SIGKILL)   # the training process: no chance to checkpoint again
+            killed.append(json.loads(ckpt_note.read_text())["iteration"])
+    out = dispatch([spec], settings, executor="local", jobs_dir=tmp_path / "jobs", log=lambda m: None,
+                   poll_seconds=0.05, _probe=kill_once_checkpointed)
+    (entry,) = out["entries"]
+    assert killed and 0 < killed[0] < 16
+    assert (entry.state, entry.attempts, entry.failures) == ("recorded", 2, 1)
+    first_log = Path(entry.stdout).parent.parent
+    assert len([p for p in first_log.iterdir() if p.name.isdigit()]) == 2  # two jobs, one folder of logs each
+    base = tmp_path / "uninterrupted"
+    run_suite("camvid-decoder-variants", profile="smoke", members=["segnet-basic"], variants=["median-frequency"],
+              data_root=data, results=base / "r", checkpoints=base / "c", overrides=dict(longer), log=lambda m: None)
+    assert records_content(tmp_path / "r") == records_content(base / "r")
+
+
+def test_a_failing_job_is_reported_with_its_error_and_log_after_two_tries(data, tmp_path):
+    r = CliRunner().invoke(main, ["run", "--suite", "camvid-decoder-variants", "--members", "segnet-basic",
+                                  "--variants", "median-frequency", "--profile", "smoke", "--executor", "local",
+                                  "--data-root", str(data), "--results", str(tmp_path / "r"),
+                                  "--checkpoints", str(tmp_path / "c"), "--jobs", str(tmp_path / "jobs"),
+                                  "--encoder-weights", str(tmp_path / "missing.pth"), *TINY_SET])
+    assert r.exit_code == 1
+    line = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert len(line) == 1 and "missing.pth" in line[0] and "log " in line[0]
+    (row,) = job_rows(tmp_path / "jobs")
+    assert (row["state"], row["attempts"]) == ("failed", 2) and Path(row["stderr"]).is_file()
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").rglob("run.json"))
+
+
+def test_what_is_dispatched():
+    specs = suite_specs("camvid-decoder-variants", "smoke", ["segnet-basic"], None, (0, 1))
+    assert [(s.variant, s.seed) for s in specs] == [("median-frequency", 0), ("natural-frequency", 0),
+                                                     ("median-frequency", 1), ("natural-frequency", 1)]
+    plan = plan_specs("paper", None, log=lambda m: None)
+    assert plan[0] == RunSpec("camvid-controlled", "segnet", None, 0, "full")      # the profile step is not a job
+    assert len(plan) == len(set(plan)) and RunSpec("camvid-controlled", "segnet", None, 2, "full") in plan
+    with pytest.raises(Exception, match="unknown member"):
+        suite_specs("camvid-decoder-variants", "smoke", ["nope"], None, (0,))
+
+
+def test_bad_executor_options_are_one_line_errors(tmp_path):
+    r = CliRunner().invoke(main, ["run", "--suite", "camvid-decoder-variants", "--executor", "local", "--no-wait",
+                                  "--jobs", str(tmp_path / "j")])
+    assert r.exit_code == 2 and "--no-wait needs --executor slurm" in r.stderr and "Traceback" not in r.output
+    r = CliRunner().invoke(main, ["run", "--suite", "camvid-decoder-variants", "--time-limit", "60"])
+    assert r.exit_code == 2 and "apply with --executor only" in r.stderr
+
+
+@pytest.mark.skipif(shutil.which("srun") is not None, reason="a Slurm cluster is present")
+def test_slurm_without_slurm_is_a_one_line_error(tmp_path):
+    base = ["run", "--suite", "camvid-decoder-variants", "--executor", "slurm", "--jobs", str(tmp_path / "j")]
+    r = CliRunner().invoke(main, base)
+    assert r.exit_code == 2 and "needs --time-limit" in r.stderr
+    r = CliRunner().invoke(main, base + ["--time-limit", "30", "--partition", "gpu"])
+    assert r.exit_code == 2 and "--executor slurm" in r.stderr and "srun" in r.stderr and "Traceback" not in r.output
+    assert not (tmp_path / "j").exists() or not any((tmp_path / "j").iterdir())
+
+
+def test_job_deadline_is_a_little_under_the_time_limit():
+    from bench.dispatch import job_minutes
+    assert job_minutes(240, None) == 228 and job_minutes(30, None) == 28 and job_minutes(3, None) == 1.5
+    assert job_minutes(240, 100) == 100 and job_minutes(None, None) is None
