@@ -272,13 +272,18 @@ def _dispatch_runs(suite, plan, profile, members, variants, seeds, executor, job
     if not wait:
         return
     failed = [e for e in out["entries"] if e.state == "failed"]
+    stopped = [e for e in out["entries"] if e.state == "stopped"]
     for e in failed:
         click.echo(f"error: {e.spec.label}: {e.detail} (log {e.stderr})", err=True)
+    for e in stopped:
+        click.echo(f"stopped: {e.spec.label}: {e.detail}", err=True)
     done = sum(e.state == "recorded" for e in out["entries"])
     click.echo(f"{done} of {len(out['entries'])} run(s) recorded under {JobSettings_kw['results']}; jobs in "
                f"{out['folder']}")
     if failed:
         sys.exit(1)
+    if stopped:
+        sys.exit(3)  # as in-process: the deadline came; the same command continues
 
 
 def _show_jobs(jobs_dir, fmt):

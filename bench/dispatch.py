@@ -7,11 +7,12 @@
 A job runs exactly what `bench run` runs in-process (`bench.runner.run_suite` for one run, resume on), so it
 writes its record atomically into the shared results folder, skips a run already recorded and continues a
 checkpoint left by an earlier job. The dispatcher waits for the jobs (a progress bar over them) and resubmits:
-  - a job that stopped at its deadline (--max-minutes, set a little under the time limit): it continues from
-    its checkpoint, as long as each attempt moves the checkpoint on;
+  - a job that stopped at its own limit (a little under --time-limit): it continues from its checkpoint, as long
+    as each attempt moves the checkpoint on;
   - a job that failed, was killed or was pre-empted: once more (it resumes from its last checkpoint); a job
     that fails twice is reported with its error line and log path, not retried again.
-On Slurm, pre-emption and the time limit are also handled inside the job by submitit (`checkpoint()` requeues
+--max-minutes is the whole dispatch's deadline, as for `bench run` in-process: every job stops by then with a
+checkpoint, nothing is submitted after it, and the same command later continues. On Slurm, pre-emption and the time limit are also handled inside the job by submitit (`checkpoint()` requeues
 it; the run continues from its last checkpoint, written every --checkpoint-minutes and at SIGTERM).
 
 Every dispatch keeps a folder under --jobs (default `jobs/`, never committed): submitit's logs per job and
@@ -66,7 +67,8 @@ class JobSettings:
     encoder_weights: str | None = None
     overrides: dict = field(default_factory=dict)
     device: str | None = None
-    max_minutes: float | None = None
+    max_minutes: float | None = None      # each job's own limit (a little under the scheduler's time limit)
+    deadline: float | None = None         # the whole dispatch's end (time.time() seconds; --max-minutes)
     checkpoint_minutes: float = 10.0
 
 
@@ -114,13 +116,18 @@ class TrainingJob(_Checkpointable):
     def __call__(self) -> dict:
         from bench.runner import RunOptions, TimeBudgetReached, run_suite
         s, spec = self.settings, self.spec
+        ends = [t for t in (s.deadline, time.time() + 60 * s.max_minutes if s.max_minutes else None) if t]
+        deadline = min(ends) if ends else None
+        if deadline is not None and deadline <= time.time():
+            self._status("stopped", detail="started after the dispatch's deadline")
+            return {"state": "stopped", "detail": "started after the dispatch's deadline"}
         self._status("running")
         try:
             folders = run_suite(spec.suite, profile=spec.profile, seeds=(spec.seed,), members=[spec.member],
                                 variants=[spec.variant] if spec.variant else None, data_root=s.data_root,
                                 results=s.results, checkpoints=s.checkpoints, resume=True,
                                 encoder_weights=s.encoder_weights, overrides=dict(s.overrides), device=s.device,
-                                log=print, max_minutes=s.max_minutes,
+                                log=print, deadline=deadline,
                                 options=RunOptions(checkpoint_minutes=s.checkpoint_minutes))
         except TimeBudgetReached as exc:
             self._status("stopped", detail=str(exc))
@@ -176,11 +183,11 @@ def make_executor(kind: str, folder: Path, *, time_limit_min: float | None, gpus
     return ex
 
 
-def job_minutes(time_limit_min: float | None, max_minutes: float | None) -> float | None:
-    """Each job's --max-minutes: as given, else a little under the time limit (5 %, at least 2 minutes), so that
-    the run checkpoints and stops cleanly before the scheduler kills it."""
-    if max_minutes is not None or time_limit_min is None:
-        return max_minutes
+def job_minutes(time_limit_min: float | None) -> float | None:
+    """Each job's own limit: a little under the scheduler's time limit (5 %, at least 2 minutes), so that the run
+    checkpoints and stops cleanly before it is killed."""
+    if time_limit_min is None:
+        return None
     return max(time_limit_min - max(2.0, 0.05 * time_limit_min), 0.5 * time_limit_min)
 
 
@@ -202,8 +209,11 @@ def dispatch(specs: list[RunSpec], settings: JobSettings, *, executor: str = "lo
     folder = Path(jobs_dir) / _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     absolute = {k: str(Path(v).expanduser().resolve()) for k, v in asdict(settings).items()
                 if k in ("data_root", "results", "checkpoints", "encoder_weights") and v}  # jobs may start elsewhere
-    settings = JobSettings(**{**asdict(settings), **absolute,
-                              "max_minutes": job_minutes(time_limit_min, settings.max_minutes)})
+    if settings.max_minutes is not None and not settings.max_minutes > 0:
+        raise BenchError(f"--max-minutes {settings.max_minutes}: must be a positive number")
+    deadline = time.time() + 60 * settings.max_minutes if settings.max_minutes else None
+    settings = JobSettings(**{**asdict(settings), **absolute, "max_minutes": job_minutes(time_limit_min),
+                              "deadline": deadline})
     ex = make_executor(executor, folder, time_limit_min=time_limit_min, gpus=gpus, partition=partition,
                        account=account, cpus=cpus)
     folder.mkdir(parents=True, exist_ok=True)  # submitit may have made it; the name is unique to the microsecond
@@ -237,6 +247,10 @@ def dispatch(specs: list[RunSpec], settings: JobSettings, *, executor: str = "lo
         bar = tqdm(total=len(entries), desc="jobs", unit="run", dynamic_ncols=True)
     try:
         while pending or active:
+            if deadline is not None and time.time() >= deadline and pending:
+                for e in pending:  # the dispatch's time is up: what has not started waits for the next command
+                    e.state, e.detail = "stopped", e.detail or "not started before the deadline (--max-minutes)"
+                pending.clear()
             while pending and (executor == "slurm" or max_parallel is None or len(active) < max_parallel):
                 e = pending.popleft()
                 active[id(e)] = (e, submit(e))
@@ -249,7 +263,8 @@ def dispatch(specs: list[RunSpec], settings: JobSettings, *, executor: str = "lo
                         _probe(e, job)
                     continue
                 del active[key]
-                if _settle(e, job, settings, log):
+                if _settle(e, job, settings, log) and not (e.state == "stopped" and deadline is not None
+                                                            and time.time() >= deadline):
                     pending.append(e)
                 elif bar is not None:
                     bar.update(1)
@@ -294,9 +309,14 @@ def _settle(e: Entry, job, settings: JobSettings, log) -> bool:
         return False
     if out and out.get("state") == "stopped":
         reached = _checkpoint_iteration(e.spec, settings)
+        if settings.deadline is not None and time.time() >= settings.deadline:
+            e.state, e.detail = "stopped", f"at iteration {reached}, at the deadline (--max-minutes); the same " \
+                                           "command continues it"
+            log(f"stopped {e.spec.label} at the deadline (iteration {reached})")
+            return False
         if reached > e.progress:
             e.state, e.detail = "stopped", f"at iteration {reached}; continuing"
-            log(f"stopped {e.spec.label} at its deadline (iteration {reached}): submitted again to continue")
+            log(f"stopped {e.spec.label} at its time limit (iteration {reached}): submitted again to continue")
             return True
         e.failures += 1
         e.detail = f"stopped at its deadline without progress (iteration {reached}): --max-minutes too short?"

@@ -114,5 +114,21 @@ def test_slurm_without_slurm_is_a_one_line_error(tmp_path):
 
 def test_job_deadline_is_a_little_under_the_time_limit():
     from bench.dispatch import job_minutes
-    assert job_minutes(240, None) == 228 and job_minutes(30, None) == 28 and job_minutes(3, None) == 1.5
-    assert job_minutes(240, 100) == 100 and job_minutes(None, None) is None
+    assert job_minutes(240) == 228 and job_minutes(30) == 28 and job_minutes(3) == 1.5 and job_minutes(None) is None
+
+
+def test_max_minutes_is_the_whole_dispatchs_deadline(data, tmp_path):
+    """Two runs one at a time under a deadline shorter than one run: the first stops with a checkpoint, the
+    second never starts, nothing is resubmitted after the deadline, and the command exits 3 as in-process."""
+    r = CliRunner().invoke(main, ["run", "--suite", "camvid-decoder-variants", "--members", "segnet-basic,fcn-basic",
+                                  "--variants", "median-frequency", "--profile", "smoke", "--executor", "local",
+                                  "--max-minutes", "0.3", "--checkpoint-minutes", "0", "--data-root", str(data),
+                                  "--results", str(tmp_path / "r"), "--checkpoints", str(tmp_path / "c"),
+                                  "--jobs", str(tmp_path / "jobs"), "--set=image_size=[64,96]",
+                                  "--set=max_iters=100000", "--set=eval_every_iters=5"])
+    assert r.exit_code == 3, r.output
+    rows = {row["spec"]["member"]: row for row in job_rows(tmp_path / "jobs")}
+    assert rows["segnet-basic"]["state"] == "stopped" and rows["segnet-basic"]["attempts"] == 1
+    assert rows["fcn-basic"]["state"] == "stopped" and rows["fcn-basic"]["attempts"] == 0
+    assert (tmp_path / "c" / "camvid-decoder-variants" / "segnet-basic").is_dir()
+    assert "stopped: camvid-decoder-variants / fcn-basic" in r.stderr

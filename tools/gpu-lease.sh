@@ -35,7 +35,7 @@ pack() {  # each results folder as a tar (split below 16 MiB), the checkpoint of
         fi
     done
     # checkpoints of runs cut short, in parts of 15 MiB when at most 3 parts (Table 1 models, DeepLab-LargeFOV)
-    (cd "$C" && find . -name '*.pt' -print0 | tar cf "$S/checkpoints.tar" --null -T -)
+    (cd "$C" && find . -name '*.pt' -size -40M -print0 | tar cf "$S/checkpoints.tar" --null -T -)
     local size; size=$(stat -c %s "$S/checkpoints.tar")
     if [ "$size" -le 10240 ]; then :
     elif [ "$size" -le $((15 * 1024 * 1024)) ]; then cp "$S/checkpoints.tar" "$OUT/"
@@ -48,8 +48,10 @@ plan() {  # the plan until $1 seconds after this call started, leaving a minute 
     local left=$(( $1 - ($(date +%s) - t0) - 60 ))
     echo "== plan: $left s before the deadline"
     [ "$left" -gt 30 ] || return 0
+    # LEASE_PARALLEL=N: the plan's runs as N jobs at a time on the one GPU (small Table 1 models leave it idle)
     bench run --plan paper --profile "$PROFILE" --device "$DEVICE" --results "$R" --checkpoints "$C" \
-        --max-minutes "$(python3 -c "print($left / 60)")"
+        --max-minutes "$(python3 -c "print($left / 60)")" \
+        ${LEASE_PARALLEL:+--executor local --max-parallel $LEASE_PARALLEL --jobs $S/jobs}
     echo "== plan exit status $?"
 }
 
