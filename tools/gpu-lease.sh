@@ -26,6 +26,7 @@ bench() { python3 -m bench.cli "$@"; }
 pack() {  # each results folder as a tar (split below 16 MiB), the checkpoint of a run cut short if it fits
     local name part
     for d in "$R"/*/; do
+        [ -d "$d" ] || continue
         name=$(basename "$d")
         tar cf "$S/$name.tar" -C "$R" "$name"
         if [ "$(stat -c %s "$S/$name.tar")" -le $((15 * 1024 * 1024)) ]; then
@@ -35,9 +36,10 @@ pack() {  # each results folder as a tar (split below 16 MiB), the checkpoint of
         fi
     done
     # checkpoints of runs cut short, in parts of 15 MiB when at most 3 parts (Table 1 models, DeepLab-LargeFOV)
-    (cd "$C" && find . -name '*.pt' -size -40M -print0 | tar cf "$S/checkpoints.tar" --null -T -)
+    (cd "$C" && find . -name '*.pt' -size -40M | while read -r f; do      # each with its progress note
+        echo "$f"; [ -f "${f%.pt}.json" ] && echo "${f%.pt}.json"; done | tar cf "$S/checkpoints.tar" -T -)
     local size; size=$(stat -c %s "$S/checkpoints.tar")
-    if [ "$size" -le 10240 ]; then :
+    if [ -z "$(tar tf "$S/checkpoints.tar")" ]; then :
     elif [ "$size" -le $((15 * 1024 * 1024)) ]; then cp "$S/checkpoints.tar" "$OUT/"
     elif [ "$size" -le $((45 * 1024 * 1024)) ]; then split -b 15M -d "$S/checkpoints.tar" "$OUT/checkpoints.tar.part"
     else echo "== checkpoints: $((size / 1048576)) MiB, too large to bring back"; fi
