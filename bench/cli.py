@@ -222,7 +222,7 @@ def run_cmd(suite, plan, profile, members, variants, seeds, data_root, results, 
     if executor is not None:
         _dispatch_runs(suite, plan, profile, split(members), split(variants), seed_list, executor, jobs_dir,
                        time_limit, gpus_per_job, cpus_per_job, partition, account, max_parallel, not no_wait,
-                       JobSettings_kw=dict(data_root=data_root, results=results, checkpoints=checkpoints,
+                       job_settings=dict(data_root=data_root, results=results, checkpoints=checkpoints,
                                            encoder_weights=encoder_weights, overrides=overrides, device=device,
                                            max_minutes=max_minutes, checkpoint_minutes=checkpoint_minutes))
         return
@@ -254,7 +254,7 @@ def run_cmd(suite, plan, profile, members, variants, seeds, data_root, results, 
 
 
 def _dispatch_runs(suite, plan, profile, members, variants, seeds, executor, jobs_dir, time_limit, gpus, cpus,
-                   partition, account, max_parallel, wait, JobSettings_kw):
+                   partition, account, max_parallel, wait, job_settings):
     """`bench run --executor`: the runs as submitit jobs; exit 1 when any failed (one line each, with its log)."""
     from bench.dispatch import JobSettings, dispatch, plan_specs, suite_specs
     log = lambda m: click.echo(m)
@@ -266,7 +266,7 @@ def _dispatch_runs(suite, plan, profile, members, variants, seeds, executor, job
              else suite_specs(suite, profile, members, variants, seeds))
     if executor == "slurm" and gpus is None:
         gpus = 1
-    out = dispatch(specs, JobSettings(**JobSettings_kw), executor=executor, jobs_dir=jobs_dir,
+    out = dispatch(specs, JobSettings(**job_settings), executor=executor, jobs_dir=jobs_dir,
                    time_limit_min=time_limit, gpus=gpus, partition=partition, account=account, cpus=cpus,
                    max_parallel=max_parallel, wait=wait, log=log, progress=sys.stderr.isatty())
     if not wait:
@@ -278,7 +278,7 @@ def _dispatch_runs(suite, plan, profile, members, variants, seeds, executor, job
     for e in stopped:
         click.echo(f"stopped: {e.spec.label}: {e.detail}", err=True)
     done = sum(e.state == "recorded" for e in out["entries"])
-    click.echo(f"{done} of {len(out['entries'])} run(s) recorded under {JobSettings_kw['results']}; jobs in "
+    click.echo(f"{done} of {len(out['entries'])} run(s) recorded under {job_settings['results']}; jobs in "
                f"{out['folder']}")
     if failed:
         sys.exit(1)

@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bench.errors import BenchError
+from bench.records import now_iso
 from bench.safety import write_text_atomic
 
 EXECUTORS = ("local", "slurm", "debug")
@@ -72,8 +73,9 @@ class JobSettings:
     checkpoint_minutes: float = 10.0
 
 
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+def status_path(folder: Path, spec: RunSpec) -> Path:
+    """Where a job of the dispatch kept in ``folder`` writes its own state."""
+    return Path(folder) / "status" / f"{spec.slug}.json"
 
 
 def _write_json(path: Path, data) -> None:
@@ -110,7 +112,7 @@ class TrainingJob(_Checkpointable):
         self.spec, self.settings, self.status_file = spec, settings, status_file
 
     def _status(self, state: str, **extra) -> None:
-        _write_json(Path(self.status_file), {"state": state, "at": _now(), "host": socket.gethostname(),
+        _write_json(Path(self.status_file), {"state": state, "at": now_iso(), "host": socket.gethostname(),
                                              "pid": os.getpid(), **extra})
 
     def __call__(self) -> dict:
@@ -218,14 +220,14 @@ def dispatch(specs: list[RunSpec], settings: JobSettings, *, executor: str = "lo
                        account=account, cpus=cpus)
     folder.mkdir(parents=True, exist_ok=True)  # submitit may have made it; the name is unique to the microsecond
     entries = [Entry(s) for s in specs]
-    index = {"executor": executor, "created_at": _now(), "settings": asdict(settings), "entries": []}
+    index = {"executor": executor, "created_at": now_iso(), "settings": asdict(settings), "entries": []}
 
     def save():
         index["entries"] = [e.row() for e in entries]
         _write_json(folder / "jobs.json", index)
 
     def submit(e: Entry):
-        job = ex.submit(TrainingJob(e.spec, settings, str(folder / "status" / f"{e.spec.slug}.json")))
+        job = ex.submit(TrainingJob(e.spec, settings, str(status_path(folder, e.spec))))
         e.state, e.attempts, e.job_id = "queued", e.attempts + 1, str(job.job_id)
         e.stdout, e.stderr = str(job.paths.stdout), str(job.paths.stderr)
         e.progress = _checkpoint_iteration(e.spec, settings)
@@ -256,15 +258,14 @@ def dispatch(specs: list[RunSpec], settings: JobSettings, *, executor: str = "lo
                 active[id(e)] = (e, submit(e))
             for key, (e, job) in list(active.items()):
                 if not job.done():
-                    if e.state == "queued" and Path(folder / "status" / f"{e.spec.slug}.json").exists():
+                    if e.state == "queued" and status_path(folder, e.spec).exists():
                         e.state = "running"
                         save()
                     if _probe:
                         _probe(e, job)
                     continue
                 del active[key]
-                if _settle(e, job, settings, log) and not (e.state == "stopped" and deadline is not None
-                                                            and time.time() >= deadline):
+                if _settle(e, job, settings, folder, log):
                     pending.append(e)
                 elif bar is not None:
                     bar.update(1)
@@ -278,11 +279,10 @@ def dispatch(specs: list[RunSpec], settings: JobSettings, *, executor: str = "lo
     return {"folder": folder, "entries": entries}
 
 
-def _error_line(e: Entry, job) -> str:
+def _error_line(e: Entry, job, folder: Path) -> str:
     """The job's own one-line account of its failure, else the last line of its log."""
-    status = Path(e.stderr).parent.parent / "status" / f"{e.spec.slug}.json" if e.stderr else None
     try:
-        st = json.loads(status.read_text()) if status else {}
+        st = json.loads(status_path(folder, e.spec).read_text())
     except (OSError, ValueError):
         st = {}
     if st.get("state") == "failed" and st.get("detail"):
@@ -297,7 +297,7 @@ def _error_line(e: Entry, job) -> str:
     return f"{type(job.exception()).__name__}" if job.exception() else "no error line"
 
 
-def _settle(e: Entry, job, settings: JobSettings, log) -> bool:
+def _settle(e: Entry, job, settings: JobSettings, folder: Path, log) -> bool:
     """Reads a finished job's outcome into ``e``; True where it is to be submitted again."""
     try:
         out = job.result()
@@ -322,7 +322,7 @@ def _settle(e: Entry, job, settings: JobSettings, log) -> bool:
         e.detail = f"stopped at its deadline without progress (iteration {reached}): --max-minutes too short?"
     else:
         e.failures += 1
-        e.detail = _error_line(e, job)
+        e.detail = _error_line(e, job, folder)
     if e.failures < MAX_FAILURES:
         e.state = "failed"
         log(f"failed {e.spec.label} (job {e.job_id}): {e.detail}; submitted again (log {e.stderr})")
@@ -376,7 +376,7 @@ def job_rows(jobs_dir) -> list[dict]:
                          "state": "unknown"})
             continue
         for r in index.get("entries", []):
-            status = index_path.parent / "status" / f"{RunSpec(**r['spec']).slug}.json"
+            status = status_path(index_path.parent, RunSpec(**r["spec"]))
             try:
                 own = json.loads(status.read_text())
             except (OSError, ValueError):
