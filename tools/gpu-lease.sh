@@ -3,6 +3,7 @@
 #   bash tools/gpu-lease.sh stage PART [last]         unpack a staged data part (the last one also rebuilds the data)
 #   bash tools/gpu-lease.sh measure SECONDS     profile fp32 + training-speed benchmark, then the plan
 #   bash tools/gpu-lease.sh plan SECONDS        the plan (full profile) until SECONDS after this call started
+# LEASE_PLAN: a plan name or file (default paper, e.g. tools/lease-plans/<lease>.toml); LEASE_PARALLEL: runs at a time
 # SECONDS is this call's own limit: the plan's --max-minutes is set so that results are packed into $OUT before it.
 # Everything is written under $LEASE_HOME (default ~/s), which lives as long as the machine stays warm.
 set -uo pipefail
@@ -51,7 +52,7 @@ plan() {  # the plan until $1 seconds after this call started, leaving a minute 
     echo "== plan: $left s before the deadline"
     [ "$left" -gt 30 ] || return 0
     # LEASE_PARALLEL=N: the plan's runs as N jobs at a time on the one GPU (small Table 1 models leave it idle)
-    bench run --plan paper --profile "$PROFILE" --device "$DEVICE" --results "$R" --checkpoints "$C" \
+    bench run --plan "${LEASE_PLAN:-paper}" --profile "$PROFILE" --device "$DEVICE" --results "$R" --checkpoints "$C" \
         --max-minutes "$(python3 -c "print($left / 60)")" \
         ${LEASE_PARALLEL:+--executor local --max-parallel $LEASE_PARALLEL --jobs $S/jobs}
     echo "== plan exit status $?"
