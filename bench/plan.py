@@ -206,11 +206,14 @@ def run_plan(plan_path, *, profile: str | None = None, max_minutes: float | None
     """Works through a plan in order under one deadline; returns {"recorded": [...], "skipped": n, "done": bool}.
 
     Raises TimeBudgetReached (after a checkpoint) when the deadline comes in the middle of a run, and when it
-    comes between steps; the same call continues where it stopped.
+    comes between steps; the same call continues where it stopped. A run whose training diverges is not
+    recorded and does not stop the plan: the next run starts, and the plan ends with a BenchError naming every
+    diverged run (so a lease does not lose its remaining minutes to one unstable run).
     """
     import torch
     from bench.profile import run_profile, settings as profile_settings
-    from bench.runner import RunOptions, TimeBudgetReached, _recorded, checkpoint_path, resolve_device, run_suite
+    from bench.runner import (RunOptions, TimeBudgetReached, TrainingDiverged, _recorded, checkpoint_path,
+                               resolve_device, run_suite)
     import datasets
 
     if max_minutes is not None and not (math.isfinite(max_minutes) and max_minutes > 0):
@@ -223,7 +226,7 @@ def run_plan(plan_path, *, profile: str | None = None, max_minutes: float | None
     options = options or RunOptions()
     results, checkpoints = Path(results), Path(checkpoints)
     cache: dict = {}
-    recorded, skipped = [], 0
+    recorded, skipped, diverged = [], 0, []
     log(f"plan {plan.name}: {len(plan.steps)} steps from {plan.path}"
         + (f"; deadline in {max_minutes:g} min" if max_minutes else ""))
 
@@ -274,13 +277,21 @@ def run_plan(plan_path, *, profile: str | None = None, max_minutes: float | None
                     if recorded_already is None and est is not None and left is not None and est > left:
                         log(f"step {n}: {label}: about {est:.1f} min of training left, {left:.1f} min before the "
                             "deadline: it will not finish in this call; starting it anyway (the next call resumes it)")
-                    folders = run_suite(step.suite, profile=prof, seeds=(seed,), members=[member],
-                                        variants=[variant] if variant else None, data_root=data_root,
-                                        results=results, checkpoints=checkpoints, resume=True,
-                                        encoder_weights=encoder_weights, device=str(dev), log=log, progress=progress,
-                                        deadline=deadline, options=options, data_cache=cache)
+                    try:
+                        folders = run_suite(step.suite, profile=prof, seeds=(seed,), members=[member],
+                                            variants=[variant] if variant else None, data_root=data_root,
+                                            results=results, checkpoints=checkpoints, resume=True,
+                                            encoder_weights=encoder_weights, device=str(dev), log=log,
+                                            progress=progress, deadline=deadline, options=options, data_cache=cache)
+                    except TrainingDiverged as exc:
+                        log(f"error: {label}: {exc}; the plan goes on")
+                        diverged.append(f"{label} ({exc})")
+                        continue
                     recorded += folders
         if dev.type == "cuda":
             torch.cuda.empty_cache()
+    if diverged:
+        raise BenchError(f"plan {plan.name}: every step tried; {len(diverged)} run(s) diverged and were not recorded: "
+                         + "; ".join(diverged))
     log(f"plan {plan.name}: every step done")
     return {"recorded": recorded, "skipped": skipped, "done": True}

@@ -345,6 +345,10 @@ def resolve_encoder_weights(recipe: Recipe, override: str | None):
     return recipe.encoder_weights, None
 
 
+class TrainingDiverged(BenchError):
+    """A run whose training loss became non-finite: nothing recorded (a plan goes on to its next run)."""
+
+
 class TimeBudgetReached(BenchError):
     """Training stopped at the wall-clock budget (--max-minutes) after writing a checkpoint."""
 
@@ -637,7 +641,7 @@ def _diverged(ckpt: Path, member: str, iteration: int, value: float):
         os.replace(ckpt, aside)
         remove_checkpoint(ckpt)
         msg += f"; its checkpoint was moved to {aside} so the next run starts afresh"
-    raise BenchError(msg)
+    raise TrainingDiverged(msg)
 
 
 def remove_checkpoint(ckpt: Path) -> None:
@@ -687,7 +691,8 @@ def _select_score_and_record(suite, member, recipe, *, profile, seed, variant, d
                                             "parameters": sum(p.numel() for p in g["params"])}
                                            for g in optimizer.param_groups]},
             "provenance": provenance(),
-            "device": str(device), "precision": precision, "world_size": world,
+            "device": str(device), "precision": precision,
+            "fp32_under_autocast": getattr(model, "fp32_under_autocast", None), "world_size": world,
             "iterations": state["iteration"], "iterations_per_epoch": sched.iterations_per_epoch,
             "train_images": len(train),
             "curves": {"loss": [[min(i + window, len(losses)), float(losses[i:i + window].mean())]

@@ -220,3 +220,35 @@ def test_fused_sgd_equals_the_unfused_one():
             o.step()
     for p, q in zip(models[0].parameters(), models[1].parameters()):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+
+
+def test_a_diverged_run_does_not_stop_the_plan(fake_root, tmp_path, monkeypatch):
+    """Lease 2 lost its remaining minutes when FCN-Basic diverged: the plan now goes on, then names it."""
+    suite = _suite(tmp_path)
+    plan = tmp_path / "p.toml"
+    plan.write_text(f'[[step]]\nsuite = "{suite}"\nmembers = ["fcn-basic", "segnet-basic"]\n'
+                    'variants = ["natural-frequency"]\nprofile = "smoke"\n')
+    real_build = runner.build_model
+
+    def fcn_basic_diverges(member, *a, **k):
+        model, sha = real_build(member, *a, **k)
+        if member == "fcn-basic":
+            model.register_forward_hook(lambda mod, inp, out: out * float("nan"))
+        return model, sha
+    monkeypatch.setattr(runner, "build_model", fcn_basic_diverges)
+    logs = []
+    with pytest.raises(BenchError, match=r"1 run\(s\) diverged and were not recorded: .*fcn-basic .*became nan"):
+        run_plan(plan, data_root=fake_root, results=tmp_path / "r", checkpoints=tmp_path / "c", log=logs.append)
+    recorded = [p.parent.parent.name for p in (tmp_path / "r").rglob("run.json")]
+    assert recorded == ["segnet-basic"]
+    assert any(line.startswith("error:") and "the plan goes on" in line for line in logs)
+
+
+def test_fcn_basic_decoder_runs_in_fp32_under_autocast():
+    from architectures import create_model
+    model = create_model("fcn-basic", num_classes=11).eval()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(torch.rand(1, 3, 64, 96) * 255)
+        seg = create_model("segnet-basic", num_classes=11).eval()(torch.rand(1, 3, 64, 96) * 255)
+    assert out.dtype == torch.float32 and seg.dtype == torch.bfloat16
+    assert model.fp32_under_autocast.startswith("decoder")
