@@ -7,9 +7,6 @@ Layer tables: `../shared/reference/architectures.md` §3 (FCN-8s, after `shelham
 """
 from __future__ import annotations
 
-import contextlib
-
-import torch
 from torch import nn
 
 from architectures.common import (BN_INIT, HE_INIT, BasicEncoder, ConvBNReLU, bilinear_init_, crop_like, he_init_,
@@ -105,24 +102,16 @@ class FCNBasic(nn.Module):
             return pooled[level]
         return self.dim_reduction[level if self.addition else 0](pooled[level])
 
-    # Under bf16 autocast the linear decoder (no BN between its four learnt deconvs) made FCN-Basic diverge at
-    # the Table 1 learning rate 0.1 (loss nan at iteration 17 on an H200; reproduced on the CPU at iteration 25,
-    # not in fp32); it is cheap, so it always runs in fp32, as the paper's Caffe did. Recorded in each run.
-    fp32_under_autocast = "decoder: 1x1 reductions, deconvs, skip sums, classifier"
-
     def forward(self, x):
         size = x.shape[-2:]
         pooled, _, _ = self.encoder(x)
-        in_autocast = x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type)
-        with torch.autocast(x.device.type, enabled=False) if in_autocast else contextlib.nullcontext():
-            pooled = [p.float() for p in pooled] if in_autocast else pooled
-            x = self._skip(pooled, 3)
-            for level in (2, 1, 0):  # decoders 4, 3, 2
-                x = crop_like(self.deconvs[level + 1](x), 0, pooled[level].shape[-2:])
-                if self.addition:
-                    x = x + self._skip(pooled, level)
-            x = crop_like(self.deconvs[0](x), 0, size)  # decoder 1, to the input size
-            return x if self.classifier is None else self.classifier(x)
+        x = self._skip(pooled, 3)
+        for level in (2, 1, 0):  # decoders 4, 3, 2
+            x = crop_like(self.deconvs[level + 1](x), 0, pooled[level].shape[-2:])
+            if self.addition:
+                x = x + self._skip(pooled, level)
+        x = crop_like(self.deconvs[0](x), 0, size)  # decoder 1, to the input size
+        return x if self.classifier is None else self.classifier(x)
 
     def init_weights(self):
         he_init_(self)

@@ -492,6 +492,11 @@ def _train_member(suite: Suite, member: str, recipe: Recipe, *, profile: str, se
     def save_checkpoint():
         if rank != 0:
             return
+        # losses not yet read (a deadline or a signal between reads): a diverged model is never checkpointed
+        seg = state["losses"][:state["iteration"]]
+        bad = (~torch.isfinite(seg)).nonzero()
+        if len(bad):
+            _diverged(ckpt, member, int(bad[0]) + 1, float(seg[int(bad[0])]))
         saved = {**state, "losses": state["losses"][:state["iteration"]].cpu()}
         save_atomic({"format": CHECKPOINT_FORMAT, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                      "state": saved, "recipe": asdict(recipe), "rng_cpu": torch.get_rng_state(),
@@ -691,8 +696,7 @@ def _select_score_and_record(suite, member, recipe, *, profile, seed, variant, d
                                             "parameters": sum(p.numel() for p in g["params"])}
                                            for g in optimizer.param_groups]},
             "provenance": provenance(),
-            "device": str(device), "precision": precision,
-            "fp32_under_autocast": getattr(model, "fp32_under_autocast", None), "world_size": world,
+            "device": str(device), "precision": precision, "world_size": world,
             "iterations": state["iteration"], "iterations_per_epoch": sched.iterations_per_epoch,
             "train_images": len(train),
             "curves": {"loss": [[min(i + window, len(losses)), float(losses[i:i + window].mean())]

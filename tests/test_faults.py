@@ -221,6 +221,22 @@ def test_a_diverged_run_moves_its_checkpoint_aside(fake_root, tmp_path, monkeypa
     assert (folder / "run.json").is_file()
 
 
+def test_an_interruption_after_an_unread_divergence_writes_no_checkpoint(fake_root, tmp_path, monkeypatch):
+    """Found on the CPU: a run stopped between loss reads saved a checkpoint of a model whose loss was nan."""
+    real = runner.seg_loss_sum
+    calls = []
+
+    def nan_from_second(logits, labels, w, void):
+        loss, valid = real(logits, labels, w, void)
+        calls.append(1)
+        return (loss * float("nan") if len(calls) >= 2 else loss), valid
+    monkeypatch.setattr(runner, "seg_loss_sum", nan_from_second)
+    never_read = runner.RunOptions(sync_every=1000)  # the interruption comes before any read of the losses
+    with pytest.raises(runner.TrainingDiverged, match="training loss became nan at iteration 2; not recorded"):
+        tiny(fake_root, tmp_path, stop_after=3, overrides={"max_iters": 6, "eval_every_iters": 6, "budgets_iters": [6]}, options=never_read)
+    assert not list((tmp_path / "ckpt").rglob("*.pt"))
+
+
 @pytest.mark.parametrize("args,message", [
     (["--device", "tpu"], "not a device"),
     (["--device", "meta"], "only cpu and cuda"),

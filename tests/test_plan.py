@@ -243,12 +243,3 @@ def test_a_diverged_run_does_not_stop_the_plan(fake_root, tmp_path, monkeypatch)
     assert recorded == ["segnet-basic"]
     assert any(line.startswith("error:") and "the plan goes on" in line for line in logs)
 
-
-def test_fcn_basic_decoder_runs_in_fp32_under_autocast():
-    from architectures import create_model
-    model = create_model("fcn-basic", num_classes=11).eval()
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        out = model(torch.rand(1, 3, 64, 96) * 255)
-        seg = create_model("segnet-basic", num_classes=11).eval()(torch.rand(1, 3, 64, 96) * 255)
-    assert out.dtype == torch.float32 and seg.dtype == torch.bfloat16
-    assert model.fp32_under_autocast.startswith("decoder")
