@@ -51,7 +51,11 @@ plan() {  # the plan until $1 seconds after this call started, leaving a minute 
     local left=$(( $1 - ($(date +%s) - t0) - 60 ))
     echo "== plan: $left s before the deadline"
     [ "$left" -gt 30 ] || return 0
-    # LEASE_PARALLEL=N: the plan's runs as N jobs at a time on the one GPU (small Table 1 models leave it idle)
+    # LEASE_PARALLEL=N: the plan's runs as N jobs at a time on the one GPU (small Table 1 models leave it idle);
+    # it needs submitit, which the lent machine's image lacked in lease 2: then the runs go one at a time
+    if [ -n "${LEASE_PARALLEL:-}" ] && ! python3 -c "import submitit" 2>/dev/null; then
+        echo "== no submitit here: LEASE_PARALLEL=$LEASE_PARALLEL ignored, one run at a time"; unset LEASE_PARALLEL
+    fi
     bench run --plan "${LEASE_PLAN:-paper}" --profile "$PROFILE" --device "$DEVICE" --results "$R" --checkpoints "$C" \
         --max-minutes "$(python3 -c "print($left / 60)")" \
         ${LEASE_PARALLEL:+--executor local --max-parallel $LEASE_PARALLEL --jobs $S/jobs}
