@@ -492,12 +492,9 @@ def _train_member(suite: Suite, member: str, recipe: Recipe, *, profile: str, se
     def save_checkpoint():
         if rank != 0:
             return
-        # losses not yet read (a deadline or a signal between reads): a diverged model is never checkpointed
-        seg = state["losses"][:state["iteration"]]
-        bad = (~torch.isfinite(seg)).nonzero()
-        if len(bad):
-            _diverged(ckpt, member, int(bad[0]) + 1, float(seg[int(bad[0])]))
-        saved = {**state, "losses": state["losses"][:state["iteration"]].cpu()}
+        losses = state["losses"][:state["iteration"]]
+        _stop_if_diverged(losses, 0, ckpt, member)  # losses a deadline or signal came before reading: never saved
+        saved = {**state, "losses": losses.cpu()}
         save_atomic({"format": CHECKPOINT_FORMAT, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                      "state": saved, "recipe": asdict(recipe), "rng_cpu": torch.get_rng_state(),
                      "rng_cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None}, ckpt)
@@ -581,9 +578,7 @@ def _train_member(suite: Suite, member: str, recipe: Recipe, *, profile: str, se
                 if evaluating or done - last_sync >= options.sync_every or done == sched.total:
                     # read the losses since the last read: the one host synchronisation of these steps
                     seg = state["losses"][last_sync:done]
-                    bad = (~torch.isfinite(seg)).nonzero()
-                    if len(bad):
-                        _diverged(ckpt, member, last_sync + int(bad[0]) + 1, float(seg[int(bad[0])]))
+                    _stop_if_diverged(seg, last_sync, ckpt, member)
                     if device.type == "cuda":
                         torch.cuda.synchronize(device)
                     state["train_seconds"] += time.perf_counter() - t_segment
@@ -635,6 +630,15 @@ def _train_member(suite: Suite, member: str, recipe: Recipe, *, profile: str, se
                 bar.close()
     dist_utils.barrier()
     return out
+
+
+def _stop_if_diverged(losses: torch.Tensor, first_iteration: int, ckpt: Path, member: str) -> None:
+    """Raises TrainingDiverged (via _diverged) at the first non-finite loss of ``losses``, which start at
+    ``first_iteration`` (0-based); one host read."""
+    bad = (~torch.isfinite(losses)).nonzero()
+    if len(bad):
+        i = int(bad[0])
+        _diverged(ckpt, member, first_iteration + i + 1, float(losses[i]))
 
 
 def _diverged(ckpt: Path, member: str, iteration: int, value: float):

@@ -201,15 +201,23 @@ def test_too_many_evaluations_refused_before_allocating(fake_root, tmp_path):
     assert not list(tmp_path.rglob("*.pt"))
 
 
-def test_a_diverged_run_moves_its_checkpoint_aside(fake_root, tmp_path, monkeypatch):
+def nan_loss(monkeypatch, at: int, onwards: bool = False):
+    """The training loss becomes nan at the ``at``-th step (and every later one with ``onwards``); returns the
+    real loss function."""
     real = runner.seg_loss_sum
     calls = []
 
-    def nan_at_third(logits, labels, w, void):
+    def poisoned(logits, labels, w, void):
         loss, valid = real(logits, labels, w, void)
         calls.append(1)
-        return (loss * float("nan") if len(calls) == 3 else loss), valid
-    monkeypatch.setattr(runner, "seg_loss_sum", nan_at_third)
+        hit = len(calls) >= at if onwards else len(calls) == at
+        return (loss * float("nan") if hit else loss), valid
+    monkeypatch.setattr(runner, "seg_loss_sum", poisoned)
+    return real
+
+
+def test_a_diverged_run_moves_its_checkpoint_aside(fake_root, tmp_path, monkeypatch):
+    real = nan_loss(monkeypatch, at=3)
     every_step = runner.RunOptions(checkpoint_minutes=0, sync_every=1)  # a checkpoint after iterations 1 and 2
     with pytest.raises(BenchError, match=r"training loss became nan at iteration 3; not recorded; its checkpoint "
                                          r"was moved to .*diverged-it3.pt so the next run starts afresh"):
@@ -223,17 +231,11 @@ def test_a_diverged_run_moves_its_checkpoint_aside(fake_root, tmp_path, monkeypa
 
 def test_an_interruption_after_an_unread_divergence_writes_no_checkpoint(fake_root, tmp_path, monkeypatch):
     """Found on the CPU: a run stopped between loss reads saved a checkpoint of a model whose loss was nan."""
-    real = runner.seg_loss_sum
-    calls = []
-
-    def nan_from_second(logits, labels, w, void):
-        loss, valid = real(logits, labels, w, void)
-        calls.append(1)
-        return (loss * float("nan") if len(calls) >= 2 else loss), valid
-    monkeypatch.setattr(runner, "seg_loss_sum", nan_from_second)
+    nan_loss(monkeypatch, at=2, onwards=True)
     never_read = runner.RunOptions(sync_every=1000)  # the interruption comes before any read of the losses
+    no_evaluation_before = {"max_iters": 6, "eval_every_iters": 6, "budgets_iters": [6]}
     with pytest.raises(runner.TrainingDiverged, match="training loss became nan at iteration 2; not recorded"):
-        tiny(fake_root, tmp_path, stop_after=3, overrides={"max_iters": 6, "eval_every_iters": 6, "budgets_iters": [6]}, options=never_read)
+        tiny(fake_root, tmp_path, stop_after=3, overrides=no_evaluation_before, options=never_read)
     assert not list((tmp_path / "ckpt").rglob("*.pt"))
 
 

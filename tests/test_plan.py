@@ -242,4 +242,3 @@ def test_a_diverged_run_does_not_stop_the_plan(fake_root, tmp_path, monkeypatch)
     recorded = [p.parent.parent.name for p in (tmp_path / "r").rglob("run.json")]
     assert recorded == ["segnet-basic"]
     assert any(line.startswith("error:") and "the plan goes on" in line for line in logs)
-
