@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bench.matching import max_matching
+from bench.matching import bf_workspace, max_matching, native_bf_counts
 
 MATCHING_RULES = {
     "one-to-one": "maximum one-to-one matching of boundary pixels within the radius (BSDS correspondPixels, "
@@ -55,23 +55,38 @@ def seg2bmap(seg: np.ndarray) -> np.ndarray:
 
 
 def class_boundary_bits(labels: np.ndarray) -> np.ndarray:
-    """For every pixel, a bit set of the classes n for which it lies on the seg2bmap boundary of ``labels == n``.
+    """For every pixel, a bit set (uint64) of the classes n for which it lies on the seg2bmap boundary of
+    ``labels == n``.
 
     The mask ``labels == n`` differs between a pixel p and its neighbour q exactly when the labels of p
     and q differ and one of them is n, so p carries bit n for each of its label and its differing
-    neighbours' labels. Labels must be in 0..15.
+    neighbours' labels. Labels must be in 0..63.
     """
-    lab = np.asarray(labels).astype(np.int32, copy=False)
-    one = np.int32(1)
-    bits = np.zeros(lab.shape, dtype=np.int32)
+    lab = np.asarray(labels)
+    if lab.size and (lab.min() < 0 or lab.max() > 63):
+        raise ValueError(f"class bit sets hold labels 0..63, found {lab.min()}..{lab.max()}")
+    lab = lab.astype(np.uint64, copy=False)
+    one = np.uint64(1)
+    bits = np.zeros(lab.shape, dtype=np.uint64)
     for sl_p, sl_q in (
         ((slice(None), slice(None, -1)), (slice(None), slice(1, None))),
         ((slice(None, -1), slice(None)), (slice(1, None), slice(None))),
         ((slice(None, -1), slice(None, -1)), (slice(1, None), slice(1, None))),
     ):
         p, q = lab[sl_p], lab[sl_q]
-        bits[sl_p] |= np.where(p != q, (one << p) | (one << q), 0)
+        bits[sl_p] |= np.where(p != q, (one << p) | (one << q), np.uint64(0))
     return bits
+
+
+def class_boundary_pixels(labels: np.ndarray, num_classes: int):
+    """Flat indices of the seg2bmap boundary pixels of each class 0..K-1 (one pass for labels up to 63)."""
+    lab = np.asarray(labels)
+    if lab.size and lab.min() >= 0 and lab.max() <= 63:
+        bits = class_boundary_bits(lab)
+        flat = np.flatnonzero(bits)
+        vals = bits.reshape(-1)[flat]
+        return [flat[((vals >> np.uint64(n)) & np.uint64(1)).astype(bool)] for n in range(num_classes)]
+    return [np.flatnonzero(seg2bmap(lab == n)) for n in range(num_classes)]
 
 
 def disk_offsets(radius: float) -> np.ndarray:
@@ -120,16 +135,30 @@ class ImageBoundaryScore:
         return float(self.f1[counted].mean()) if counted.any() else 0.0
 
 
+ENGINES = {
+    "auto": "the C counter (bench/_native/matching.c) where it builds, else numpy",
+    "native": "the C counter: boundaries, candidate pairs and matching in one pass per image",
+    "numpy": "numpy boundaries and candidate table, then bench.matching.max_matching (the reference path)",
+}
+
+
 class BoundaryScorer:
-    """Scores images one at a time; keeps a lookup buffer per image size so repeated calls stay fast."""
+    """Scores images one at a time; keeps a lookup buffer per image size so repeated calls stay fast.
+
+    ``engine`` picks how the counts are computed (`ENGINES`); every engine gives the same counts.
+    """
 
     def __init__(self, num_classes: int = 11, tolerance: float = DEFAULT_TOLERANCE,
-                 matching: str = "one-to-one", class_rule: str = "gt-or-pred"):
+                 matching: str = "one-to-one", class_rule: str = "gt-or-pred", engine: str = "auto"):
         if matching not in MATCHING_RULES:
             raise ValueError(f"unknown matching rule {matching!r}; choose one of {sorted(MATCHING_RULES)}")
         if class_rule not in CLASS_RULES:
             raise ValueError(f"unknown class rule {class_rule!r}; choose one of {sorted(CLASS_RULES)}")
+        if engine not in ENGINES:
+            raise ValueError(f"unknown engine {engine!r}; choose one of {sorted(ENGINES)}")
         self.num_classes = num_classes
+        self.engine = engine
+        self.seconds = None  # a float64 array of 3 to collect the C counter's phase times into (benchmark)
         self.tolerance = tolerance
         self.matching = matching
         self.class_rule = class_rule
@@ -142,26 +171,22 @@ class BoundaryScorer:
         self.radius = self.tolerance * float(np.hypot(h, w))
         self.offsets = disk_offsets(self.radius)
         self.pad = int(np.floor(self.radius))
-        hp, wp = h + 2 * self.pad, w + 2 * self.pad
-        # lookup[class, y + pad, x + pad] = ground-truth node id, or -1
-        self._lookup = np.full((self.num_classes, hp, wp), -1, dtype=np.int32)
+        wp = w + 2 * self.pad
         self._wp = wp
+        self._lookup = None  # lookup[class, y + pad, x + pad] = ground-truth node id, or -1 (numpy engine)
+        self._work = None  # the C counter's work planes
         self._shape = shape
 
-    def _nodes(self, bits: np.ndarray):
+    def _nodes(self, labels: np.ndarray):
         """Boundary nodes of classes 0..K-1 as flat indices into the padded lookup, grouped by class."""
-        flat = np.flatnonzero(bits)
-        vals = bits.reshape(-1)[flat]
-        ys, xs = np.divmod(flat, bits.shape[1])
-        pos = (ys + self.pad) * self._wp + (xs + self.pad)
         plane = self._lookup.shape[1] * self._wp
         nodes, classes = [], []
         counts = np.zeros(self.num_classes, dtype=np.int64)
-        for n in range(self.num_classes):
-            sel = ((vals >> n) & 1).astype(bool)
-            counts[n] = int(np.count_nonzero(sel))
+        for n, flat in enumerate(class_boundary_pixels(labels, self.num_classes)):
+            counts[n] = len(flat)
             if counts[n]:
-                nodes.append(pos[sel] + n * plane)
+                ys, xs = np.divmod(flat, labels.shape[1])
+                nodes.append((ys + self.pad) * self._wp + (xs + self.pad) + n * plane)
                 classes.append(np.full(counts[n], n, dtype=np.int64))
         if not nodes:
             return np.zeros(0, np.int64), np.zeros(0, np.int64), counts
@@ -174,9 +199,20 @@ class BoundaryScorer:
         if pred.shape != gt.shape or pred.ndim != 2:
             raise ValueError(f"prediction shape {pred.shape} and ground-truth shape {gt.shape} must be equal H x W")
         self._prepare(gt.shape)
+        if self.engine != "numpy":
+            if self._work is None:
+                self._work = bf_workspace(gt.shape, self.pad)
+            counts = native_bf_counts(pred, gt, self.num_classes, self.offsets, self.pad, self.matching, self._work,
+                                      self.seconds)
+            if counts is not None:
+                return ImageBoundaryScore(*counts, class_rule=self.class_rule)
+            if self.engine == "native":
+                raise RuntimeError("the C boundary counter is unavailable here (no C compiler, or labels >= 64)")
         k = self.num_classes
-        p_nodes, p_cls, p_counts = self._nodes(class_boundary_bits(pred))
-        g_nodes, g_cls, g_counts = self._nodes(class_boundary_bits(gt))
+        if self._lookup is None:
+            self._lookup = np.full((k, *(n + 2 * self.pad for n in gt.shape)), -1, dtype=np.int32)
+        p_nodes, p_cls, p_counts = self._nodes(pred)
+        g_nodes, g_cls, g_counts = self._nodes(gt)
         matched_pred = np.zeros(k, dtype=np.int64)
         matched_gt = np.zeros(k, dtype=np.int64)
         if len(p_nodes) and len(g_nodes):

@@ -6,6 +6,7 @@ named like the split's images, so any system's predictions can be scored (`bench
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 from pathlib import Path
@@ -44,38 +45,48 @@ def conventions(absent="zero", matching="one-to-one", class_rule="gt-or-pred", t
 _SHARED: dict = {}
 
 
-def _bf_chunk(bounds):
+def _score_chunk(bounds):
+    """Confusion matrix and boundary scores of images lo..hi-1 (`_SHARED` says how to load them)."""
     lo, hi = bounds
-    preds, gts, kwargs = _SHARED["preds"], _SHARED["gts"], _SHARED["kwargs"]
-    scorer = BoundaryScorer(**kwargs)
-    return [scorer.score(preds[i], gts[i]) for i in range(lo, hi)]
+    load, k, void_label, bf = _SHARED["load"], _SHARED["num_classes"], _SHARED["void_label"], _SHARED["bf"]
+    scorer = BoundaryScorer(**bf) if bf is not None else None
+    cm = np.zeros((k, k + 1), dtype=np.int64)
+    scores = []
+    for i in range(lo, hi):
+        pred, gt = load(i)
+        cm += confusion_matrix(pred, gt, k, void_label)
+        if scorer is not None:
+            scores.append(scorer.score(pred, gt))
+    return cm, scores
 
 
-def boundary_scores(preds, gts, num_classes=11, tolerance=DEFAULT_TOLERANCE, matching="one-to-one",
-                    class_rule="gt-or-pred", workers: int | None = None, progress=None):
-    """Per-image boundary scores, spread over ``workers`` processes (default: all cores) where forking works."""
-    n = len(gts)
-    kwargs = dict(num_classes=num_classes, tolerance=tolerance, matching=matching, class_rule=class_rule)
+def _score_images(n: int, load, num_classes: int, void_label: int, bf: dict | None, workers: int | None,
+                  progress=None):
+    """Loads and scores images 0..n-1 (``load(i)`` gives the prediction and ground truth of image i) in
+    ``workers`` forked processes (default: all cores, at most 16): decoding, confusion matrix and BF all
+    run in the workers, so the whole evaluation spreads over the cores. Returns the summed confusion
+    matrix and the per-image boundary scores, in image order."""
     if workers is None:
         workers = min(os.cpu_count() or 1, 16)
     workers = max(1, min(workers, n // 8))
-    if workers > 1 and "fork" in mp.get_all_start_methods():
-        _SHARED.update(preds=preds, gts=gts, kwargs=kwargs)
-        try:
-            chunk = max(1, -(-n // (workers * 4)))
-            bounds = [(i, min(n, i + chunk)) for i in range(0, n, chunk)]
-            with mp.get_context("fork").Pool(workers) as pool:
-                parts = pool.imap(_bf_chunk, bounds)
-                if progress:
-                    parts = progress(parts, total=len(bounds), desc="BF")
-                return [s for part in parts for s in part]
-        finally:
-            _SHARED.clear()
-    scorer = BoundaryScorer(**kwargs)
-    it = range(n)
-    if progress:
-        it = progress(it, desc="BF")
-    return [scorer.score(preds[i], gts[i]) for i in it]
+    chunk = max(1, -(-n // (workers * 4)))
+    bounds = [(i, min(n, i + chunk)) for i in range(0, n, chunk)]
+    parallel = workers > 1 and "fork" in mp.get_all_start_methods()
+    _SHARED.update(load=load, num_classes=num_classes, void_label=void_label, bf=bf)
+    try:
+        with mp.get_context("fork").Pool(workers) if parallel else contextlib.nullcontext() as pool:
+            parts = pool.imap(_score_chunk, bounds) if parallel else map(_score_chunk, bounds)
+            if progress:
+                parts = progress(parts, total=len(bounds), desc="scoring")
+            parts = list(parts)
+    finally:
+        _SHARED.clear()
+    cm = np.zeros((num_classes, num_classes + 1), dtype=np.int64)
+    images = []
+    for part_cm, part_scores in parts:
+        cm += part_cm
+        images += part_scores
+    return cm, images
 
 
 def score_label_maps(preds, gts, class_names=None, void_label: int = 11, absent: str = "zero",
@@ -87,17 +98,24 @@ def score_label_maps(preds, gts, class_names=None, void_label: int = 11, absent:
     Returns G, C, mIoU and BF in percent, per-class accuracy, IoU and BF by class name, the confusion
     matrix (rows: ground truth 0..K-1; columns: prediction 0..K-1, then "outside") and the conventions.
     """
-    num_classes = void_label if class_names is None else len(class_names)
-    class_names = list(class_names or [str(i) for i in range(num_classes)])
     if len(preds) != len(gts):
         raise ValueError(f"{len(preds)} predictions for {len(gts)} ground-truth maps")
-    cm = np.zeros((num_classes, num_classes + 1), dtype=np.int64)
-    for i in range(0, len(gts), 64):  # stacked in chunks: one bincount per chunk
-        cm += confusion_matrix(np.stack(preds[i:i + 64]), np.stack(gts[i:i + 64]), num_classes, void_label)
+    return _score(len(gts), lambda i: (preds[i], gts[i]), class_names, void_label, absent, matching, class_rule,
+                  tolerance, with_bf, workers, progress)
+
+
+def _score(n, load, class_names, void_label, absent, matching, class_rule, tolerance, with_bf, workers,
+           progress, empty_error=None) -> dict:
+    num_classes = void_label if class_names is None else len(class_names)
+    class_names = list(class_names or [str(i) for i in range(num_classes)])
+    bf = dict(num_classes=num_classes, tolerance=tolerance, matching=matching, class_rule=class_rule) if with_bf else None
+    cm, images = _score_images(n, load, num_classes, void_label, bf, workers, progress)
+    if empty_error and cm.sum() == 0:
+        raise BenchError(empty_error)
     s = segmentation_scores(cm, absent)
     result = {
         "schema_version": SCHEMA_VERSION,
-        "num_images": len(gts),
+        "num_images": n,
         "G": 100 * s["G"],
         "C": 100 * s["C"],
         "mIoU": 100 * s["mIoU"],
@@ -110,7 +128,6 @@ def score_label_maps(preds, gts, class_names=None, void_label: int = 11, absent:
     }
     bf_class = np.full(num_classes, np.nan)
     if with_bf:
-        images = boundary_scores(preds, gts, num_classes, tolerance, matching, class_rule, workers, progress)
         result["BF"] = 100 * dataset_bf(images)
         bf_class = per_class_bf(images, num_classes)
         result["per_image_BF"] = [100 * im.bf for im in images]
@@ -130,14 +147,11 @@ def _pct(x) -> float | None:
     return None if x is None or np.isnan(x) else float(100 * x)
 
 
-def read_prediction_folder(dataset, split: str, folder) -> tuple[list, list[np.ndarray]]:
-    """Checks a folder of predictions against the split; returns the samples and the label maps.
+def check_prediction_folder(dataset, split: str, folder) -> list:
+    """The split's samples, once the folder holds exactly one file per image (named like the images).
 
-    Every problem (folder missing, a missing, extra or misnamed file, a non-PNG or truncated file, a wrong
-    size, a label above the void label) raises BenchError naming the file.
+    A missing folder, or missing, extra or misnamed files, raise BenchError naming the folder and a file.
     """
-    from datasets.camvid import read_label_png  # the PNG checks are shared with the ground truth
-
     folder = Path(folder)
     samples = dataset.samples(split)
     if not folder.is_dir():
@@ -154,20 +168,30 @@ def read_prediction_folder(dataset, split: str, folder) -> tuple[list, list[np.n
             parts.append(f"{len(extra)} unexpected (e.g. {folder / extra[0]})")
         raise BenchError(f"{folder}: predictions do not match the {len(samples)} images of split {split!r}: "
                          + "; ".join(parts) + ". Files must be named like the split's images.")
-    preds = [read_label_png(folder / s.name, dataset.image_size, dataset.void_label, what="prediction")
-             for s in samples]
-    return samples, preds
+    return samples
 
 
-def evaluate_predictions(dataset, split: str, folder, progress=None, **options) -> dict:
-    """Scores a folder of 8-bit PNG label maps named like `split`'s images (see `score_label_maps`)."""
-    samples, preds = read_prediction_folder(dataset, split, folder)
-    gts = [dataset.read_label(s) for s in samples]
-    if all((g == dataset.void_label).all() for g in gts):
-        raise BenchError(f"{dataset.root}: every ground-truth pixel of split {split!r} is void; G, C, mIoU and BF "
-                         "are undefined (no pixel to score), so none is reported")
-    result = score_label_maps(preds, gts, class_names=dataset.class_names, void_label=dataset.void_label,
-                              progress=progress, **options)
+def read_prediction(dataset, path) -> np.ndarray:
+    """One predicted label map: an 8-bit PNG of the dataset's size with labels up to void; BenchError naming
+    the file otherwise (not a PNG, truncated, wrong size, a label above void)."""
+    from datasets.camvid import read_label_png  # the PNG checks are shared with the ground truth
+    return read_label_png(path, dataset.image_size, dataset.void_label, what="prediction")
+
+
+def evaluate_predictions(dataset, split: str, folder, progress=None, absent: str = "zero",
+                         matching: str = "one-to-one", class_rule: str = "gt-or-pred",
+                         tolerance: float = DEFAULT_TOLERANCE, with_bf: bool = True, workers: int | None = None) -> dict:
+    """Scores a folder of 8-bit PNG label maps named like `split`'s images (see `score_label_maps`).
+
+    The files are decoded and checked in the scoring workers, beside the ground truth; a bad file raises
+    BenchError naming it."""
+    folder = Path(folder)
+    samples = check_prediction_folder(dataset, split, folder)
+    load = lambda i: (read_prediction(dataset, folder / samples[i].name), dataset.read_label(samples[i]))  # noqa: E731
+    empty = (f"{dataset.root}: every ground-truth pixel of split {split!r} is void; G, C, mIoU and BF "
+             "are undefined (no pixel to score), so none is reported")
+    result = _score(len(samples), load, dataset.class_names, dataset.void_label, absent, matching, class_rule,
+                    tolerance, with_bf, workers, progress, empty_error=empty)
     result.update(dataset=dataset.name, split=split, predictions=str(folder))
     result["per_image_BF"] = dict(zip([s.name for s in samples], result.get("per_image_BF", [])))
     return result

@@ -1,15 +1,18 @@
 """Exact maximum bipartite matching of boundary pixels, for the BF score.
 
 Two exact implementations of the same thing:
-- `augmenting_path_matching`: a small C augmenting-path matcher (`bench/_native/matching.c`), compiled
-  on first use with the system C compiler into a cache folder and loaded with ctypes (several times
-  faster than the max-flow);
+- `augmenting_path_matching`: a small C augmenting-path matcher (Kuhn's, with a lookahead, and failed
+  searches retired for good: `bench/_native/matching.c`), compiled on first use with the system C
+  compiler into a cache folder and loaded with ctypes;
 - `flow_matching`: SciPy's unit-capacity max-flow (Dinic), used where no C compiler is available,
   and as the oracle the tests compare the C code against.
 
 Both take ``hits``, an (n_pred, n_offsets) int32 table whose row i lists the ground-truth nodes within
 the tolerance of predicted node i (nearest first, -1 for none), and return boolean masks of the
 predicted and ground-truth nodes that a maximum matching covers.
+
+`native_bf_counts` is the fast path `bench.boundary` takes where the C code is available: from two
+label maps straight to the per-class boundary and matched pixel counts, in C, with no dense table.
 """
 from __future__ import annotations
 
@@ -22,8 +25,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from scipy.sparse import csr_matrix
-from scipy.sparse.csgraph import maximum_flow
 
 _SOURCE = Path(__file__).with_name("_native") / "matching.c"
 _lib = None
@@ -65,6 +66,10 @@ def _load_native():
         ptr = ctypes.POINTER(ctypes.c_int)
         lib.max_matching.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, ptr, ptr, ptr]
         lib.max_matching.restype = ctypes.c_int
+        lib.bf_counts.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int,
+                                  ctypes.c_int, ptr, ptr, ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p,
+                                  ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_longlong), ctypes.c_void_p]
+        lib.bf_counts.restype = ctypes.c_int
         _lib = lib
     except Exception as exc:  # no compiler, read-only cache, ...: fall back to SciPy
         _lib_error = f"{type(exc).__name__}: {exc}"
@@ -91,8 +96,57 @@ def augmenting_path_matching(hits: np.ndarray, n_g: int):
     return ml >= 0, mr >= 0
 
 
+def bf_workspace(shape, pad: int):
+    """The C counter's work planes for images of ``shape`` (zero borders; reuse them for every image)."""
+    h, w = shape
+    plane = (h + 2 * pad, w + 2 * pad)
+    return np.zeros(plane, np.uint64), np.zeros(plane, np.uint64), np.zeros(plane, np.uint64), np.zeros(plane, np.int32)
+
+
+def native_bf_counts(pred: np.ndarray, gt: np.ndarray, num_classes: int, offsets: np.ndarray, pad: int,
+                     rule: str = "one-to-one", workspace=None, seconds: np.ndarray | None = None) -> np.ndarray | None:
+    """(4, K) counts for one image: predicted and ground-truth boundary pixels, matched predicted and matched
+    ground-truth pixels of each class; None where the C code is unavailable or a label is outside 0..63.
+
+    ``offsets`` must form a disk (one run of dx per row) within ``pad``, as `bench.boundary.disk_offsets`
+    gives; ``workspace`` is `bf_workspace(gt.shape, pad)`. Where ``seconds`` (float64, 3) is given, the time
+    spent on boundaries, candidate pixels and matching is added to it (for the speed benchmark).
+    """
+    lib = _load_native()
+    if lib is None or num_classes > 64:
+        return None
+    if pred.dtype != np.uint8 or gt.dtype != np.uint8:
+        if min(pred.min(initial=0), gt.min(initial=0)) < 0 or max(pred.max(initial=0), gt.max(initial=0)) >= 64:
+            return None
+    elif max(pred.max(initial=0), gt.max(initial=0)) >= 64:
+        return None
+    pred = np.ascontiguousarray(pred, dtype=np.uint8)
+    gt = np.ascontiguousarray(gt, dtype=np.uint8)
+    h, w = gt.shape
+    pb, gb, box, gbase = workspace if workspace is not None else bf_workspace((h, w), pad)
+    if pb.shape != (h + 2 * pad, w + 2 * pad):
+        raise ValueError(f"workspace of {pb.shape} for an image of {(h, w)} with border {pad}")
+    off_dy = np.ascontiguousarray(offsets[:, 0], dtype=np.int32)
+    off_dx = np.ascontiguousarray(offsets[:, 1], dtype=np.int32)
+    out = np.zeros(4 * num_classes, dtype=np.int64)
+    ptr = ctypes.POINTER(ctypes.c_int)
+    status = lib.bf_counts(h, w, pred.ctypes.data, gt.ctypes.data, num_classes, len(offsets), off_dy.ctypes.data_as(ptr),
+                           off_dx.ctypes.data_as(ptr), pad, {"one-to-one": 0, "distance": 1}[rule],
+                           pb.ctypes.data, gb.ctypes.data, box.ctypes.data, gbase.ctypes.data,
+                           out.ctypes.data_as(ctypes.POINTER(ctypes.c_longlong)),
+                           None if seconds is None else seconds.ctypes.data)
+    if status == -2:
+        raise ValueError(f"the offsets are not a disk within the work planes' border of {pad} pixels")
+    if status < 0:
+        raise MemoryError("the C boundary counter could not allocate its work arrays")
+    return out.reshape(4, num_classes)
+
+
 def flow_matching(hits: np.ndarray, n_g: int):
     """Maximum matching as a unit-capacity max-flow: source -> predicted -> ground truth -> sink."""
+    from scipy.sparse import csr_matrix  # imported here: SciPy's start-up is paid only where it is used
+    from scipy.sparse.csgraph import maximum_flow
+
     hits = np.asarray(hits)
     p_ok = np.zeros(len(hits), dtype=bool)
     g_ok = np.zeros(n_g, dtype=bool)

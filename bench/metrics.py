@@ -54,6 +54,18 @@ def confusion_matrix(pred, target, num_classes: int = 11, ignore_index: int | No
     pred = np.asarray(pred).reshape(-1)
     if target.size == 0:
         return np.zeros((k, k + 1), dtype=np.int64)
+    if target.dtype == np.uint8 and pred.dtype == np.uint8 and k < 256 and (ignore_index is None or ignore_index >= k):
+        # 8-bit label maps (every PNG): one joint 256 x 256 histogram, then fold it
+        joint = np.bincount((target.astype(np.uint16) << 8) | pred, minlength=1 << 16).reshape(256, 256)
+        beyond = joint[k:].sum(axis=1)  # pixels per target value k..255
+        if ignore_index is not None and ignore_index < 256:
+            beyond[ignore_index - k] = 0
+        if beyond.any():
+            raise ValueError(f"target values must be in 0..{k - 1} or {ignore_index} (void)")
+        cm = np.empty((k, k + 1), dtype=np.int64)
+        cm[:, :k] = joint[:k, :k]
+        cm[:, k] = joint[:k, k:].sum(axis=1)
+        return cm
     t_min, t_max = int(target.min()), int(target.max())
     if t_min < 0 or (t_max >= k and not (t_max == ignore_index == k)):
         if ((target < 0) | ((target >= k) & (target != ignore_index))).any():

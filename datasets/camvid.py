@@ -11,6 +11,7 @@ Class order, palette and the prototxt class weights: `../shared/reference/paper-
 from __future__ import annotations
 
 import hashlib
+import threading
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -20,6 +21,10 @@ from PIL import Image, UnidentifiedImageError
 from bench.errors import BenchError
 from bench.published import authors_class_weights
 from datasets.registry import register_dataset
+
+_GROUND_TRUTH_LOCK = threading.Lock()
+_GROUND_TRUTH_CACHE: dict = {}  # (path, mtime, size, shape, void) -> decoded label map, oldest first
+_GROUND_TRUTH_CACHE_SIZE = 1024  # CamVid has 701 label maps: about 120 MB at 360x480
 
 CLASS_NAMES = ("Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car",
                "Pedestrian", "Bicyclist")
@@ -201,7 +206,24 @@ class CamVid:
         return samples
 
     def read_label(self, sample: Sample) -> np.ndarray:
-        return read_label_png(sample.label, self.image_size, self.void_label, what="ground-truth label map")
+        """The ground-truth label map (read-only), decoded once per process: repeated evaluations (the test
+        points of a run, `bench check` re-scoring every record) reuse it while the file is unchanged."""
+        path = Path(sample.label)
+        try:
+            st = path.stat()
+        except OSError:
+            return read_label_png(path, self.image_size, self.void_label, what="ground-truth label map")
+        key = (str(path), st.st_mtime_ns, st.st_size, self.image_size, self.void_label)
+        with _GROUND_TRUTH_LOCK:  # training decodes on a thread pool
+            label = _GROUND_TRUTH_CACHE.get(key)
+        if label is None:
+            label = read_label_png(path, self.image_size, self.void_label, what="ground-truth label map")
+            label.flags.writeable = False
+            with _GROUND_TRUTH_LOCK:
+                while len(_GROUND_TRUTH_CACHE) >= _GROUND_TRUTH_CACHE_SIZE:
+                    del _GROUND_TRUTH_CACHE[next(iter(_GROUND_TRUTH_CACHE))]
+                _GROUND_TRUTH_CACHE[key] = label
+        return label
 
     def read_image(self, sample: Sample) -> np.ndarray:
         return read_image_png(sample.image, self.image_size)

@@ -136,17 +136,97 @@ def test_native_matcher_equals_max_flow_on_random_graphs():
         assert all((hits[i] >= 0).any() for i in np.flatnonzero(a_p))
 
 
-def test_native_and_flow_agree_on_label_maps(monkeypatch):
-    rng = np.random.default_rng(5)
-    gt = np.zeros((120, 160), np.uint8)
-    for _ in range(30):
-        y, x = rng.integers(0, 110), rng.integers(0, 150)
-        gt[y:y + rng.integers(3, 30), x:x + rng.integers(3, 30)] = rng.integers(0, 12)
-    pred = np.roll(gt, (2, -3), axis=(0, 1))
-    pred[rng.random(gt.shape) < 0.02] = 4
-    fast = boundary_f1(pred, gt)
+native_only = pytest.mark.skipif(matching._load_native() is None, reason=f"no C compiler here: {matching.backend()}")
+
+
+@pytest.fixture
+def reference_scorer(monkeypatch):
+    """The oracle: numpy boundaries and candidate table, matched by SciPy's max-flow."""
     monkeypatch.setattr("bench.boundary.max_matching", matching.flow_matching)
-    slow = boundary_f1(pred, gt)
-    np.testing.assert_array_equal(fast.matched_pred, slow.matched_pred)
-    np.testing.assert_array_equal(fast.matched_gt, slow.matched_gt)
-    assert (fast.matched_pred == fast.matched_gt).all()
+    return lambda **kw: BoundaryScorer(engine="numpy", **kw)
+
+
+def assert_same_counts(fast, slow):
+    for field in ("pred_pixels", "gt_pixels", "matched_pred", "matched_gt"):
+        np.testing.assert_array_equal(getattr(fast, field), getattr(slow, field), err_msg=field)
+
+
+def random_label_map(rng, h, w, k):
+    """Rectangles and discs of random classes over a random background: long boundaries, corners, thin parts."""
+    lab = np.full((h, w), rng.integers(0, k), np.uint8)
+    yy, xx = np.mgrid[:h, :w]
+    for _ in range(int(rng.integers(3, 25))):
+        y, x = rng.integers(0, h), rng.integers(0, w)
+        if rng.random() < 0.5:
+            lab[y:y + rng.integers(1, h // 2 + 2), x:x + rng.integers(1, w // 2 + 2)] = rng.integers(0, k)
+        else:
+            lab[(yy - y) ** 2 + (xx - x) ** 2 < rng.integers(1, 20) ** 2] = rng.integers(0, k)
+    return lab
+
+
+def perturb(rng, lab, k):
+    """A prediction from a label map: shifted a few pixels, then salt-and-pepper noise."""
+    out = np.roll(lab, (int(rng.integers(-6, 7)), int(rng.integers(-6, 7))), axis=(0, 1))
+    noisy = rng.random(lab.shape) < rng.choice([0.0, 0.01, 0.05])
+    out[noisy] = rng.integers(0, k, int(noisy.sum()))
+    return out
+
+
+@native_only
+@pytest.mark.parametrize("rule", ["one-to-one", "distance"])
+def test_native_counter_equals_max_flow_on_random_label_maps(rule, reference_scorer):
+    rng = np.random.default_rng(11)
+    for trial in range(40):
+        h, w = int(rng.integers(8, 90)), int(rng.integers(8, 120))
+        k = int(rng.choice([2, 5, 11, 37, 64]))
+        tol = float(rng.choice([0.0075, 0.02, 0.06]))
+        gt = random_label_map(rng, h, w, k)
+        pred = perturb(rng, gt, k)
+        kw = dict(num_classes=k, tolerance=tol, matching=rule)
+        assert_same_counts(BoundaryScorer(engine="native", **kw).score(pred, gt),
+                           reference_scorer(**kw).score(pred, gt))
+
+
+@native_only
+@pytest.mark.camvid
+def test_native_counter_equals_max_flow_on_camvid_annotations(camvid_test_labels, reference_scorer):
+    """Real annotations, perturbed as weak models err: shifted, warped, speckled, blobs of wrong classes."""
+    from bench.benchmarks.eval_speed import imperfect_prediction, salt_and_pepper
+    ds, samples, labels = camvid_test_labels
+    rng = np.random.default_rng(12)
+    native, reference = BoundaryScorer(engine="native"), reference_scorer()
+    for i in rng.choice(len(labels), 6, replace=False):
+        gt = labels[i]
+        pred = salt_and_pepper(imperfect_prediction(gt, rng), float(rng.choice([0.0, 0.02, 0.05])), rng)
+        assert_same_counts(native.score(pred, gt), reference.score(pred, gt))
+        assert_same_counts(native.score(np.roll(gt, 3, axis=1), gt), reference.score(np.roll(gt, 3, axis=1), gt))
+
+
+@native_only
+def test_native_scorer_reuses_its_work_planes_between_images():
+    """The work planes persist between calls: a second image must not see the first one's boundaries."""
+    rng = np.random.default_rng(13)
+    a, b = random_label_map(rng, 60, 80, 11), random_label_map(rng, 60, 80, 11)
+    pred_a, pred_b = perturb(rng, a, 11), perturb(rng, b, 11)
+    alone = BoundaryScorer(engine="native").score(pred_b, b)
+    scorer = BoundaryScorer(engine="native")
+    scorer.score(pred_a, a)
+    assert_same_counts(scorer.score(pred_b, b), alone)
+
+
+def test_labels_beyond_the_native_range_fall_back_to_numpy():
+    gt = np.zeros((30, 40), np.int64)
+    gt[10:20, 10:30] = 70  # not a bit of a 64-bit word
+    pred = np.roll(gt, 2, axis=1)
+    assert matching.native_bf_counts(pred, gt, 71, disk_offsets(2.0), 2) is None
+    s = BoundaryScorer(num_classes=71, tolerance=0.1).score(pred, gt)  # 5 px: every boundary pixel matched
+    assert s.matched_pred[70] == s.pred_pixels[70] == s.gt_pixels[70] == 2 * 10 + 2 * 20
+
+
+@native_only
+def test_native_counter_rejects_offsets_that_are_not_a_disk():
+    gt = np.zeros((20, 20), np.uint8)
+    with pytest.raises(ValueError, match="not a disk"):
+        matching.native_bf_counts(gt, gt, 11, np.array([[0, -2], [0, 2]]), 2)
+    with pytest.raises(ValueError, match="engine"):
+        BoundaryScorer(engine="fortran")

@@ -159,3 +159,21 @@ def test_download_not_a_zip_and_missing(served, fake_root, tmp_path):
         download_dataset(ds, url=f"{base}/bad.zip", manifest=fake_root / "CamVid.sha256", progress=False)
     with pytest.raises(BenchError, match="download failed"):
         download_dataset(ds, url=f"{base}/absent.zip", manifest=fake_root / "CamVid.sha256", progress=False)
+
+
+def test_ground_truth_is_decoded_once_per_process_and_reread_when_the_file_changes(fake_root):
+    import os
+
+    from PIL import Image
+    ds = datasets.get_dataset("camvid", fake_root)
+    s = ds.samples("test")[0]
+    first = ds.read_label(s)
+    assert ds.read_label(s) is first and not first.flags.writeable
+    changed = np.array(first)
+    changed[:5] = 0 if changed[0, 0] else 1
+    Image.fromarray(changed).save(s.label)
+    st = os.stat(s.label)
+    os.utime(s.label, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    again = ds.read_label(s)
+    assert again is not first
+    np.testing.assert_array_equal(again, changed)

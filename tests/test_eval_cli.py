@@ -9,6 +9,7 @@ from PIL import Image
 
 import datasets
 from bench.cli import main
+from datasets.synthetic import make_synthetic_camvid
 
 
 def _predictions_from_gt(root, dest):
@@ -86,6 +87,21 @@ def test_bad_input_one_line_nonzero_nothing_written(case, fake_root, tmp_path):
     assert re.search(EXPECTED[case], lines[0]), lines[0]
     assert "Traceback" not in r.output
     assert not out.exists()
+
+
+def test_a_bad_file_read_in_a_worker_process_is_named(tmp_path):
+    """Files are decoded in the scoring workers; a bad one still stops the run with one line naming it."""
+    from bench.errors import BenchError
+    from bench.evaluate import evaluate_predictions
+    root = make_synthetic_camvid(tmp_path / "data", splits={"train": 1, "val": 1, "test": 24})
+    preds = tmp_path / "pred"
+    samples = _predictions_from_gt(root, preds)
+    ds = datasets.get_dataset("camvid", root)
+    assert evaluate_predictions(ds, "test", preds, workers=2)["BF"] == 100.0
+    last = preds / samples[-1].name
+    last.write_bytes(last.read_bytes()[:40])
+    with pytest.raises(BenchError, match=f"{last}: prediction cannot be decoded"):
+        evaluate_predictions(ds, "test", preds, workers=2)
 
 
 @pytest.mark.parametrize("args,message", [

@@ -86,3 +86,16 @@ def test_cross_check_against_scikit_learn():
     np.testing.assert_allclose(s["per_class_iou"], jac)
     assert s["mIoU"] == pytest.approx(jac.mean())
     assert s["C"] == pytest.approx(recall.mean())
+
+
+def test_eight_bit_label_maps_take_the_joint_histogram_and_agree_with_the_general_path():
+    rng = np.random.default_rng(4)
+    target = rng.integers(0, 12, size=(2, 50, 60)).astype(np.uint8)  # 11 = void
+    pred = rng.integers(0, 16, size=(2, 50, 60)).astype(np.uint8)  # 11..15: outside the classes
+    fast = confusion_matrix(pred, target)
+    general = confusion_matrix(pred.astype(np.int64), target.astype(np.int64))
+    np.testing.assert_array_equal(fast, general)
+    assert fast.sum() == (target != 11).sum() and fast[:, 11].sum() == ((pred >= 11) & (target != 11)).sum()
+    target[0, 0, 0] = 12
+    with pytest.raises(ValueError, match="target values"):
+        confusion_matrix(pred, target)
