@@ -146,8 +146,8 @@ def vgg16_state_dict(encoder_weights) -> tuple[dict, str]:
         try:
             sd = VGG16_Weights.IMAGENET1K_V1.get_state_dict(progress=True)
         except Exception as exc:  # no network: say how to work offline
-            raise BenchError(f"could not fetch torchvision's VGG16 ImageNet weights ({exc}); pass a local file "
-                             "with --encoder-weights PATH (torchvision layout)") from None
+            raise BenchError(f"could not fetch torchvision's VGG16 ImageNet weights ({exc}); offline, pass a local "
+                             "file (torchvision layout) with --encoder-weights PATH or set BENCH_WEIGHTS=PATH") from None
         return sd, "torchvision VGG16_Weights.IMAGENET1K_V1"
     path = Path(os.fspath(encoder_weights)).expanduser()
     if not path.is_file():

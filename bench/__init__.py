@@ -1,0 +1,49 @@
+"""The SegNet benchmark harness as a Python API (the `bench` command is a thin layer over it).
+
+    import bench
+    folders = bench.run_suite("camvid-decoder-variants", profile="smoke", members=["segnet-basic"])
+    record = bench.load_record(folders[0] / "run.json")
+    scores = bench.evaluate_predictions(bench.get_dataset("camvid"), "test", "my_predictions/")
+    scores = bench.score_label_maps(pred_arrays, gt_arrays)        # G, C, mIoU, BF of arrays in memory
+    bench.render_reports("results", "reports")
+    outcome = bench.run_check("results")
+    model = bench.create_model("segnet", num_classes=11)
+
+Names are imported on first use, so `import bench` stays cheap (the CLI starts without loading torch).
+"""
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "run_suite": "bench.runner",
+    "run_plan": "bench.plan",
+    "load_record": "bench.records",
+    "load_records": "bench.records",
+    "select_records": "bench.records",
+    "evaluate_predictions": "bench.evaluate",
+    "score_label_maps": "bench.evaluate",
+    "boundary_f1": "bench.boundary",
+    "confusion_matrix": "bench.metrics",
+    "segmentation_scores": "bench.metrics",
+    "render_reports": "bench.report",
+    "run_check": "bench.check",
+    "profile_model": "bench.profile",
+    "create_model": "architectures",
+    "list_models": "architectures",
+    "get_dataset": "datasets",
+    "BenchError": "bench.errors",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'bench' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

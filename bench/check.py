@@ -18,7 +18,7 @@ import numpy as np
 
 from bench.errors import BenchError
 from bench.published import FOLDER, number, row_by
-from bench.records import latest_profile_rows, load_profiles, load_records
+from bench.records import latest_per_seed, latest_profile_rows, load_profiles, load_records
 
 RULES = FOLDER / "check_rules.json"
 RESCORE_TOLERANCE = 1e-6  # percent points; re-scoring is exact
@@ -37,9 +37,10 @@ def _paper_names() -> dict:
 
 
 def group_training(records: list[tuple[Path, dict]], profile: str = "full") -> dict:
-    """{(suite, member, variant): [test scores of each seed]} for records of one profile."""
+    """{(suite, member, variant): [test scores of each seed]} for records of one profile; of several records of
+    one seed only the latest (never pooled)."""
     out = defaultdict(list)
-    for _, rec in records:
+    for _, rec in latest_per_seed(records)[0]:
         if rec.get("kind") == "training-run" and rec.get("profile") == profile:
             out[(rec["suite"], rec["member"], rec.get("variant"))].append(rec)
     return out

@@ -318,16 +318,36 @@ def describe_initialisation(init: dict | None) -> str:
     return text
 
 
+def record_selection(f):
+    """--profile, --commit, --since, --runs: which records `bench runs` and `bench report` take."""
+    for opt in reversed([
+        click.option("--profile", type=click.Choice(["full", "paper", "smoke"]), default=None,
+                     help="only records of this profile"),
+        click.option("--commit", default=None, help="only records made at a git commit starting with this"),
+        click.option("--since", default=None, help="only records finished at or after this UTC date or time, "
+                                                   "e.g. 2026-11-26 or 2026-11-26T21:00"),
+        click.option("--runs", default=None, help="only these runs: comma-separated run ids or run folders"),
+    ]):
+        f = opt(f)
+    return f
+
+
 @main.command("runs")
 @click.option("--results", default="results", show_default=True, type=click.Path(file_okay=False))
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.option("--jobs", "jobs_dir", default=None, type=click.Path(file_okay=False),
               help="also list the jobs of `bench run --executor` kept here (queued, running, stopped, failed, "
                    "recorded, with their logs)")
+@record_selection
 @clean_errors
-def runs_cmd(results, fmt, jobs_dir):
-    """List the recorded training runs (and, with --jobs, the dispatched jobs)."""
-    from bench.records import load_records
+def runs_cmd(results, fmt, jobs_dir, profile, commit, since, runs):
+    """List the recorded training runs (and, with --jobs, the dispatched jobs).
+
+    A run marked "old" has a later record of the same seed and recipe, which reports and checks use instead.
+
+    Example: bench runs --profile full --since 2026-11-26
+    """
+    from bench.records import latest_per_seed, load_records, select_records
     if jobs_dir is not None:
         _show_jobs(jobs_dir, fmt)
         if fmt == "json" or not Path(results).is_dir():
@@ -338,11 +358,15 @@ def runs_cmd(results, fmt, jobs_dir):
     records, problems = load_records(Path(results))
     for line in problems:
         click.echo(f"skipped {line}", err=True)
+    records = select_records(records, profile, commit, since, runs)
+    old = {id(r) for _, r, _ in latest_per_seed(records)[1]}
     for path, rec in records:
         t = rec["test"]
         init = (rec.get("model") or {}).get("initialisation")
         rows.append({"suite": rec["suite"], "member": rec["member"], "variant": rec.get("variant"),
                      "profile": rec["profile"], "seed": rec["seed"], "run_id": rec["run_id"],
+                     "finished_at": rec.get("finished_at"), "latest": id(rec) not in old,
+                     "commit": (rec.get("provenance") or {}).get("git", {}).get("commit"),
                      "iteration": rec["selected"]["iteration"], "G": t.get("G"), "C": t.get("C"),
                      "mIoU": t.get("mIoU"), "BF": t.get("BF"), "path": str(path.parent),
                      "weights_source": (rec.get("model") or {}).get("weights_source"),
@@ -353,12 +377,15 @@ def runs_cmd(results, fmt, jobs_dir):
     if not rows:
         click.echo(f"no training records under {results}")
         return
-    click.echo(f"{'suite':<26} {'member':<40} {'variant':<18} {'profile':<7} {'seed':>4} {'iter':>6} "
-               f"{'G':>6} {'C':>6} {'mIoU':>6} {'BF':>6}  init")
+    click.echo(f"{'suite':<26} {'member':<40} {'variant':<18} {'profile':<7} {'seed':>4} {'finished (UTC)':<17} "
+               f"{'commit':<10} {'iter':>6} {'G':>6} {'C':>6} {'mIoU':>6} {'BF':>6}  {'run id':<52} init")
     for r in rows:
         init = describe_initialisation(r["initialisation"])
+        when = (r["finished_at"] or "-").replace("T", " ")[:16]
         click.echo(f"{r['suite']:<26} {r['member']:<40} {r['variant'] or '-':<18} {r['profile']:<7} {r['seed']:>4} "
-                   f"{r['iteration']:>6} {r['G']:6.2f} {r['C']:6.2f} {r['mIoU']:6.2f} {r['BF']:6.2f}  {init}")
+                   f"{when:<17} {(r['commit'] or 'unknown')[:10]:<10} {r['iteration']:>6} {r['G']:6.2f} "
+                   f"{r['C']:6.2f} {r['mIoU']:6.2f} {r['BF']:6.2f}  {r['run_id'] + ('' if r['latest'] else ' (old)'):<52} "
+                   f"{init}")
 
 
 # -- profile ------------------------------------------------------------------------------------------
@@ -400,12 +427,19 @@ def profile_cmd(models, device, dtype, size, runs, warmup, train_batch, infer_ba
 @click.option("--results", default="results", show_default=True, type=click.Path(file_okay=False))
 @click.option("--out", default="reports", show_default=True, type=click.Path(file_okay=False))
 @click.option("--data-root", help=DATA_ROOT_HELP + " (for the qualitative figure)")
+@record_selection
 @clean_errors
-def report_cmd(results, out, data_root):
-    """Render the paper's tables and figures from recorded runs, ours beside the published numbers."""
+def report_cmd(results, out, data_root, profile, commit, since, runs):
+    """Render the paper's tables and figures from recorded runs, ours beside the published numbers.
+
+    Of several records of the same seed and recipe only the latest is shown (the report names the others).
+
+    Example: bench report --profile full --commit 2833e02
+    """
     from bench.report import render_reports
     problems: list = []
-    written = render_reports(results, out, data_root, problems=problems)
+    written = render_reports(results, out, data_root, problems=problems, profile=profile, commit=commit,
+                             since=since, runs=runs)
     for line in problems:
         click.echo(f"skipped {line}", err=True)
     for p in written:

@@ -236,6 +236,54 @@ def load_records(results: Path) -> tuple[list[tuple[Path, dict]], list[str]]:
     return good, problems
 
 
+def recipe_key(rec: dict) -> tuple:
+    """What makes two records repeats of one run: suite, member, variant, profile and seed."""
+    return rec["suite"], rec["member"], rec.get("variant"), rec["profile"], rec["seed"]
+
+
+def latest_per_seed(records: list[tuple[Path, dict]]):
+    """Records of the same seed and recipe are never pooled: the latest finished one wins. Returns the kept
+    records and, for each older one, (path, record, path of the record that replaced it)."""
+    newest: dict = {}
+    for path, rec in records:
+        key = recipe_key(rec)
+        order = (str(rec.get("finished_at") or ""), str(rec.get("run_id") or ""))
+        if key not in newest or order > newest[key][0]:
+            newest[key] = (order, path)
+    kept = [(p, r) for p, r in records if newest[recipe_key(r)][1] == p]
+    superseded = [(p, r, newest[recipe_key(r)][1]) for p, r in records if newest[recipe_key(r)][1] != p]
+    return kept, superseded
+
+
+def _parse_since(text: str) -> _dt.datetime:
+    try:
+        when = _dt.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        raise BenchError(f"--since {text!r}: expected a date or time such as 2026-11-26 or 2026-11-26T21:00") from None
+    return when if when.tzinfo else when.replace(tzinfo=_dt.timezone.utc)
+
+
+def select_records(records: list[tuple[Path, dict]], profile: str | None = None, commit: str | None = None,
+                   since: str | None = None, runs: str | None = None) -> list[tuple[Path, dict]]:
+    """The records matching every given filter: ``profile`` (full, paper, smoke), ``commit`` (a prefix of the
+    git commit that made them), ``since`` (finished at or after this date or time, UTC unless stated) and
+    ``runs`` (comma-separated run ids or run folders, e.g. full-seed0-20261126T211002268616Z)."""
+    after = _parse_since(since) if since else None
+    wanted = {r.strip().rstrip("/").split("/")[-1] for r in runs.split(",") if r.strip()} if runs else None
+    out = []
+    for path, rec in records:
+        if profile and rec["profile"] != profile:
+            continue
+        if commit and not str((rec.get("provenance") or {}).get("git", {}).get("commit") or "").startswith(commit):
+            continue
+        if after and not (rec.get("finished_at") and _parse_since(rec["finished_at"]) >= after):
+            continue
+        if wanted is not None and rec["run_id"] not in wanted and path.parent.name not in wanted:
+            continue
+        out.append((path, rec))
+    return out
+
+
 def load_profiles(results: Path) -> tuple[list[dict], list[str]]:
     """Every usable profile record under ``<results>/profile/`` and one line for each unusable one."""
     good, problems = [], []

@@ -438,7 +438,8 @@ window.addEventListener("load", function () {{
 """
 
 
-def render_suite(suite, recs, paths, profiles, out_dir: Path, data_root=None, skipped: list | None = None) -> Path:
+def render_suite(suite, recs, paths, profiles, out_dir: Path, data_root=None, skipped: list | None = None,
+                 superseded: list | None = None, selection: str = "") -> Path:
     import datasets
     out_dir.mkdir(parents=True, exist_ok=True)
     by_profile = defaultdict(dict)
@@ -491,6 +492,13 @@ def render_suite(suite, recs, paths, profiles, out_dir: Path, data_root=None, sk
     other = [p for p in by_profile if p != profile]
     if other:
         header += [f"Records of other profiles not shown: {', '.join(other)}.", ""]
+    if selection:
+        header += [f"Records selected by {selection}.", ""]
+    older = [(r, new) for _, r, new in superseded or [] if r["profile"] == profile]
+    if older:
+        header += [f"{len(older)} older record(s) of the same seed and recipe are not pooled (the latest wins): "
+                   + "; ".join(f"{r['member']} {r['run_id']} (replaced by {new.parent.name})" for r, new in older)
+                   + ".", ""]
     md = "\n".join(header) + "\n## Tables\n\n" + "\n".join(t.markdown() for t in tables)
     md += "\n## Figures\n\n" + "\n".join(f"### {title}\n\n![{title}]({name})\n" for name, title, _ in figures)
     suite_skipped = [line for line in skipped if f"/{suite}/" in line or "/profile/" in line]
@@ -510,17 +518,27 @@ def render_suite(suite, recs, paths, profiles, out_dir: Path, data_root=None, sk
     return out_dir
 
 
-def render_reports(results="results", out="reports", data_root=None, problems: list | None = None) -> list[Path]:
+def render_reports(results="results", out="reports", data_root=None, problems: list | None = None,
+                   profile: str | None = None, commit: str | None = None, since: str | None = None,
+                   runs: str | None = None) -> list[Path]:
     """Renders every suite's report into a temporary folder beside ``out`` and swaps it in at the end, so a
     failure never leaves an output that mixes old and new. Unusable records or profiles are skipped, each with
-    one line naming the file, appended to ``problems`` and listed in the report."""
+    one line naming the file, appended to ``problems`` and listed in the report.
+
+    Only the records matching ``profile``, ``commit``, ``since`` and ``runs`` are shown (see
+    `bench.records.select_records`); of several records of the same seed and recipe the latest is shown and
+    the report names the others."""
     import shutil
-    from bench.records import load_profiles, load_records
+    from bench.records import latest_per_seed, load_profiles, load_records, select_records
     from bench.safety import write_error
     results, out = Path(results), Path(out)
     if not results.is_dir():
         raise BenchError(f"{results}: results folder not found")
     training, skipped = load_records(results)
+    training = select_records(training, profile, commit, since, runs)
+    training, superseded = latest_per_seed(training)
+    selection = ", ".join(f"--{k} {v}" for k, v in (("profile", profile), ("commit", commit), ("since", since),
+                                                     ("runs", runs)) if v)
     profiles, bad_profiles = load_profiles(results)
     skipped += bad_profiles
     profiles.sort(key=lambda r: (r["settings"]["device"].startswith("cuda"), r.get("finished_at", "")))
@@ -535,9 +553,11 @@ def render_reports(results="results", out="reports", data_root=None, problems: l
         written = []
         for suite, items in sorted(suites.items()):
             render_suite(suite, [r for _, r in items], [p for p, _ in items], profiles, tmp / suite, data_root,
-                         skipped=skipped)
+                         skipped=skipped, superseded=[o for o in superseded if o[1]["suite"] == suite],
+                         selection=selection)
             written.append(out / suite)
-        index = ["# Reports", "", "Rendered by `bench report` from the records under `results/`.", ""]
+        index = ["# Reports", "", "Rendered by `bench report` from the records under `results/`"
+                 + (f", selected by {selection}" if selection else "") + ".", ""]
         index += [f"- [{p.name}]({p.name}/README.md)" for p in written] or ["No training records yet."]
         if skipped:
             index += ["", "Skipped (unusable files):", ""] + [f"- {line}" for line in skipped]

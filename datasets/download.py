@@ -33,7 +33,8 @@ def _fetch(url: str, dest: Path, progress: bool = True, timeout: float = 60.0) -
             if bar:
                 bar.close()
     except OSError as exc:
-        raise BenchError(f"{url}: download failed ({exc})") from None
+        raise BenchError(f"{url}: download failed ({exc}); offline, point --data-root or BENCH_DATA_ROOT at a "
+                         "folder that already holds the dataset") from None
 
 
 def download_dataset(dataset, url: str | None = None, manifest: Path | None = None, progress: bool = True) -> dict:

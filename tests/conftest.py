@@ -43,3 +43,16 @@ def camvid_test_labels(camvid_root):
     ds = datasets.get_dataset("camvid", camvid_root)
     samples, labels = ds.read_labels("test")
     return ds, samples, labels
+
+
+def vgg16_weights_file() -> Path:
+    """The local ImageNet VGG16 weights (`$BENCH_WEIGHTS`, else `../shared/weights` beside the checkout), as CI
+    finds them; elsewhere a test that needs them is skipped with the reason (no download in tests), and
+    under CI their absence fails the run."""
+    env = os.environ.get("BENCH_WEIGHTS")
+    path = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "weights" / "vgg16-features-imagenet.pth"
+    if not path.is_file():
+        if os.environ.get("CI"):
+            pytest.fail("CI: VGG16 weights not found (BENCH_WEIGHTS or ../shared/weights)")
+        pytest.skip(f"local VGG16 weights not found at {path}: set BENCH_WEIGHTS (tests never download)")
+    return path

@@ -1,5 +1,4 @@
 """The model registry against the paper and the reference builds (architectures.md)."""
-import os
 from pathlib import Path
 
 import pytest
@@ -16,14 +15,7 @@ ALL = architectures.list_models()
 PAPER = [n for n in ALL if architectures.model_meta(n)["family"] != "beyond-paper"]
 
 
-def weights_file():
-    env = os.environ.get("BENCH_WEIGHTS")
-    path = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "weights" / "vgg16-features-imagenet.pth"
-    if not path.is_file():
-        if os.environ.get("CI"):
-            pytest.fail("CI: VGG16 weights not found (BENCH_WEIGHTS or ../shared/weights)")
-        pytest.skip("local VGG16 weights not found: set BENCH_WEIGHTS")
-    return path
+from tests.conftest import vgg16_weights_file as weights_file  # noqa: E402
 
 
 def test_registry_has_all_fifteen():

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 import architectures
 from bench.cli import main
+from tests.conftest import vgg16_weights_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,9 +29,11 @@ def smoke_results(camvid_root, tmp_path_factory):
     """Both smoke suites run in-process on the real CamVid (what CI shows working end to end)."""
     base = tmp_path_factory.mktemp("smoke")
     results = base / "results"
+    weights = str(vgg16_weights_file())  # as CI finds them; skipped with the reason elsewhere (no download)
     for suite in ("camvid-controlled", "camvid-decoder-variants"):
         r = CliRunner().invoke(main, ["run", "--suite", suite, "--profile", "smoke", "--data-root", str(camvid_root),
-                                      "--results", str(results), "--checkpoints", str(base / "ckpt")])
+                                      "--results", str(results), "--checkpoints", str(base / "ckpt"),
+                                      "--encoder-weights", weights])
         assert r.exit_code == 0, r.output[-2000:]
     return results
 

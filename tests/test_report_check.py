@@ -174,3 +174,62 @@ def test_every_acknowledgement_names_a_rule_and_says_why():
     ids = {r["id"] for r in rules["bands"]} | {c["id"] for c in rules["claims"]}
     for a in rules.get("acknowledged", []):
         assert a["rule"].split(":")[0] in ids and a["why"].strip() and a["examined_on"]
+
+
+def _rec(member, seed, finished_at, commit, profile="full"):
+    from pathlib import Path
+    run_id = f"{profile}-seed{seed}-{finished_at.replace('-', '').replace(':', '')}"
+    return (Path(f"results/s/{member}/{run_id}/run.json"),
+            {"kind": "training-run", "suite": "s", "member": member, "variant": None, "profile": profile, "seed": seed,
+             "run_id": run_id,
+             "finished_at": finished_at, "provenance": {"git": {"commit": commit}}})
+
+
+def test_records_are_selected_by_profile_commit_date_and_run():
+    from bench.errors import BenchError
+    from bench.records import select_records
+    recs = [_rec("segnet", 0, "2026-11-25T10:00:00Z", "aaaa111"), _rec("segnet", 0, "2026-11-26T21:10:00Z", "bbbb222"),
+            _rec("fcn", 1, "2026-11-26T22:00:00Z", "bbbb222", profile="smoke")]
+    ids = lambda sel: [r["run_id"] for _, r in sel]  # noqa: E731
+    assert ids(select_records(recs, profile="smoke")) == [recs[2][1]["run_id"]]
+    assert ids(select_records(recs, commit="bbbb")) == ids(recs[1:])
+    assert ids(select_records(recs, since="2026-11-26T21:30")) == ids(recs[2:])
+    assert ids(select_records(recs, since="2026-11-26")) == ids(recs[1:])
+    assert ids(select_records(recs, runs=f"x/{recs[0][1]['run_id']}/, {recs[2][1]['run_id']}")) == ids(recs[::2])
+    with pytest.raises(BenchError, match="--since 'last week'"):
+        select_records(recs, since="last week")
+
+
+def test_same_seed_and_recipe_from_two_commits_is_never_pooled():
+    from bench.check import group_training
+    from bench.records import latest_per_seed
+    older, newer = _rec("segnet", 0, "2026-11-25T10:00:00Z", "aaaa111"), _rec("segnet", 0, "2026-11-26T21:10:00Z", "bbbb222")
+    other_seed = _rec("segnet", 1, "2026-11-24T10:00:00Z", "aaaa111")
+    kept, superseded = latest_per_seed([newer, older, other_seed])
+    assert [r for _, r in kept] == [newer[1], other_seed[1]]
+    assert [(r, by) for _, r, by in superseded] == [(older[1], newer[0])]
+    assert len(group_training([older, newer, other_seed])[("s", "segnet", None)]) == 2  # seeds 0 and 1, once each
+
+
+def test_report_and_runs_name_the_record_a_later_one_replaces(made_records, tmp_path):
+    import json
+    root, results = made_records
+    results_copy = tmp_path / "results"
+    shutil.copytree(results, results_copy)
+    first = next((results_copy / "camvid-decoder-variants" / "segnet-basic").glob("*/run.json"))
+    rec = json.loads(first.read_text())
+    rec["run_id"] += "-again"
+    rec["finished_at"] = "2099-01-01T00:00:00Z"
+    again = first.parent.parent / rec["run_id"]
+    shutil.copytree(first.parent, again)
+    (again / "run.json").write_text(json.dumps(rec))
+    out = tmp_path / "reports"
+    r = CliRunner().invoke(main, ["report", "--results", str(results_copy), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    text = (out / "camvid-decoder-variants" / "README.md").read_text()
+    assert "not pooled (the latest wins)" in text and f"(replaced by {rec['run_id']})" in text
+    r = CliRunner().invoke(main, ["runs", "--results", str(results_copy), "--profile", "smoke"])
+    assert r.exit_code == 0, r.output
+    lines = [line for line in r.output.splitlines() if "segnet-basic" in line and f" {rec['variant']} " in line]
+    assert len(lines) == 2 and sum("(old)" in line for line in lines) == 1
+    assert any(f"{rec['run_id']} " in line and "(old)" not in line for line in lines)
