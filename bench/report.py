@@ -54,6 +54,16 @@ class Table:
 
     def __init__(self, key, title, header, notes=()):
         self.key, self.title, self.header, self.rows, self.notes, self.long = key, title, header, [], list(notes), []
+        self.row_records: list[list[dict]] = []  # the records behind each row, where rows come from records
+
+    def link_records(self, link_of: dict):
+        """A last column linking each row's records (their run.json, which holds the config and the curves)."""
+        if not self.row_records or len(self.row_records) != len(self.rows):
+            return
+        self.header = [*self.header, "records"]
+        for row, recs in zip(self.rows, self.row_records):
+            links = [f"[{r['run_id']}]({link_of[id(r)]})" for r in recs if id(r) in link_of]
+            row.append(", ".join(links) or "–")
 
     def markdown(self) -> str:
         lines = [f"### {self.title}", "", "| " + " | ".join(self.header) + " |",
@@ -113,6 +123,7 @@ def table1(groups, profile) -> Table | None:
                 paper = number(row.get(f"{pre}_{split}_{m}", "")) if pre else None
                 cells.append(_cell(vals, paper, t.long, "table1", f"{names[member]} [{variant}]", f"{split}_{m}", profile))
         t.rows.append(cells)
+        t.row_records.append(recs[key])
     return t
 
 
@@ -185,6 +196,7 @@ def table3(groups, profile, suite) -> Table | None:
             cells.append(_cell([r["test"][m] for r in recs[key]], None, t.long, "table3", names[member],
                                f"best-val_{m}", profile, like=False))
         t.rows.append(cells)
+        t.row_records.append(recs[key])
     return t
 
 
@@ -420,11 +432,26 @@ def figure_qualitative(recs_by_key, records_paths, dataset, n_images=3, problems
 
 
 # -- assembly --------------------------------------------------------------------------------------------------
+def markdown_to_html(md: str, images: dict | None = None) -> str:
+    """A report's Markdown as HTML (CommonMark with tables, by markdown-it-py; raw HTML in the Markdown is
+    escaped). ``images``: {file name: PNG bytes} embedded as data URIs, so the page stands alone."""
+    from markdown_it import MarkdownIt
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(md)
+    for name, png in (images or {}).items():
+        body = body.replace(f'src="{name}"', f'src="data:image/png;base64,{base64.b64encode(png).decode()}"')
+    return body
+
+
+def _html_page(title: str, md: str, images: dict | None = None) -> str:
+    return HTML_TEMPLATE.format(title=html.escape(title), body=markdown_to_html(md, images))
+
+
 HTML_TEMPLATE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>body{{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}}table{{border-collapse:collapse;
 font-size:12px;margin-bottom:1em}}td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}}th{{background:#eee}}
-img{{max-width:100%}}.note{{color:#a00}}</style></head>
+img{{max-width:100%}}td:first-child,th:first-child{{text-align:left}}
+blockquote{{margin:1em 0;padding:.6em 1em;background:#fff3cd;border:2px solid #d39e00;font-size:1.1em}}</style></head>
 <body data-ok="0">
 {body}
 <script>
@@ -438,8 +465,21 @@ window.addEventListener("load", function () {{
 """
 
 
+def _runs_without_records(suite: str, groups: dict) -> list[str]:
+    """The suite's (member, variant) runs with no record among ``groups``; [] where the suite file is unknown."""
+    from bench.config import load_suite
+    try:
+        spec = load_suite(suite)
+    except BenchError:
+        return []
+    return [m + (f" [{v}]" if v else "") for m in spec.members for v in (spec.variants or (None,))
+            if (suite, m, v) not in groups]
+
+
 def render_suite(suite, recs, paths, profiles, out_dir: Path, data_root=None, skipped: list | None = None,
-                 superseded: list | None = None, selection: str = "") -> Path:
+                 superseded: list | None = None, selection: str = "", link_base: Path | None = None) -> Path:
+    """One suite's report into ``out_dir``; table rows link their records relative to ``link_base`` (where the
+    report will finally live; default ``out_dir``)."""
     import datasets
     out_dir.mkdir(parents=True, exist_ok=True)
     by_profile = defaultdict(dict)
@@ -460,6 +500,10 @@ def render_suite(suite, recs, paths, profiles, out_dir: Path, data_root=None, sk
                           table2(groups, profile, suite) if suite.startswith("camvid-controlled") else None,
                           *(table6_tables(profiles) if suite.startswith("camvid-controlled") else []),
                           table1_costs(profiles) if suite == "camvid-decoder-variants" else None) if t]
+    link_of = {id(r): Path(os.path.relpath(Path(p).resolve(), Path(link_base or out_dir).resolve())).as_posix()
+               for p, r in zip(paths, recs)}
+    for t in tables:
+        t.link_records(link_of)
     figures = [("curves.png", "Validation G and mIoU against iterations", figure_curves(groups))]
     class_names = list(next(iter(groups.values()))[0]["test"]["per_class"])
     figures.append(("per_class.png", "Per-class test accuracy", figure_per_class(groups, class_names)))
@@ -489,6 +533,11 @@ def render_suite(suite, recs, paths, profiles, out_dir: Path, data_root=None, sk
     if profile == "smoke":
         header += ["> **Smoke records**: a few iterations at reduced resolution on a CPU. They show that the harness "
                    "runs end to end; their numbers say nothing about the paper.", ""]
+    else:
+        absent = _runs_without_records(suite, groups)
+        if absent:
+            header += [f"> **Partial**: no {profile}-profile record yet of {', '.join(absent)}: the tables below "
+                       "show only the runs recorded so far.", ""]
     other = [p for p in by_profile if p != profile]
     if other:
         header += [f"Records of other profiles not shown: {', '.join(other)}.", ""]
@@ -508,13 +557,7 @@ def render_suite(suite, recs, paths, profiles, out_dir: Path, data_root=None, sk
         md += "\n" + "\n".join(f"- {m}" for m in missing) + "\n"
     md += "\nCSV: " + ", ".join(f"[{t.key}.csv]({t.key}.csv)" for t in tables) + "\n"
     (out_dir / "README.md").write_text(md)
-    body = "".join(f"<p>{html.escape(line)}</p>" for line in header if line and not line.startswith("#"))
-    body = f"<h1>{html.escape(suite)}: ours beside the paper</h1>" + body + "<h2>Tables</h2>" + "".join(
-        t.html() for t in tables) + "<h2>Figures</h2>" + "".join(
-        f"<h3>{html.escape(title)}</h3><img alt=\"{html.escape(title)}\" src=\"data:image/png;base64,"
-        f"{base64.b64encode(png).decode()}\">" for _, title, png in figures) + "".join(
-        f"<p class=note>{html.escape(m)}</p>" for m in missing)
-    (out_dir / "index.html").write_text(HTML_TEMPLATE.format(title=html.escape(suite), body=body))
+    (out_dir / "index.html").write_text(_html_page(suite, md, {name: png for name, _, png in figures}))
     return out_dir
 
 
@@ -554,7 +597,7 @@ def render_reports(results="results", out="reports", data_root=None, problems: l
         for suite, items in sorted(suites.items()):
             render_suite(suite, [r for _, r in items], [p for p, _ in items], profiles, tmp / suite, data_root,
                          skipped=skipped, superseded=[o for o in superseded if o[1]["suite"] == suite],
-                         selection=selection)
+                         selection=selection, link_base=out / suite)
             written.append(out / suite)
         index = ["# Reports", "", "Rendered by `bench report` from the records under `results/`"
                  + (f", selected by {selection}" if selection else "") + ".", ""]
@@ -562,6 +605,8 @@ def render_reports(results="results", out="reports", data_root=None, problems: l
         if skipped:
             index += ["", "Skipped (unusable files):", ""] + [f"- {line}" for line in skipped]
         (tmp / "README.md").write_text("\n".join(index) + "\n")
+        page = "\n".join(index).replace("/README.md)", "/index.html)") + "\n"
+        (tmp / "index.html").write_text(_html_page("Reports", page))
         if out.exists():
             os.rename(out, old)
         os.rename(tmp, out)

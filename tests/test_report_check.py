@@ -73,6 +73,16 @@ def test_html_opens_in_headless_browser_without_errors(made_records, tmp_path):
     assert 'data-ok="1"' in dom, dom[-500:]
     assert 'data-error' not in dom
     assert "<table>" in dom and 'data-images="' in dom
+    import re
+    text = re.sub(r"<[^>]+>", " ", re.sub(r"<(script|style)[^>]*>.*?</\1>", " ", dom, flags=re.S))
+    for leftover in ("**", "`", "](", "|---", "\n> ", "\n# "):
+        assert leftover not in text, f"Markdown syntax {leftover!r} in the visible text"
+    assert "<blockquote>" in dom and "Smoke records" in dom  # the smoke banner
+    links = re.findall(r'href="([^"]+)"', dom)
+    runs = [h for h in links if h.endswith("run.json")]
+    assert runs and all((page.parent / h).resolve().is_file() for h in runs)  # every row links its records
+    top = (out / "index.html").read_text()
+    assert 'href="camvid-decoder-variants/index.html"' in top and 'href="camvid-controlled/index.html"' in top
 
 
 def test_check_rescoring_passes_then_catches_altered_predictions(made_records, tmp_path):
