@@ -62,7 +62,10 @@ def data():
 @click.option("--no-checksums", is_flag=True, help="skip the SHA-256 comparison")
 @clean_errors
 def data_verify(dataset, data_root, no_checksums):
-    """Check that DATASET's files are present, decode, and match their SHA-256 list."""
+    """Check that DATASET's files are present, decode, and match their SHA-256 list.
+
+    Example: bench data verify camvid --data-root ../shared/datasets
+    """
     import datasets
     ds = datasets.get_dataset(dataset, data_root)
     summary = ds.verify(checksums=not no_checksums, progress=_progress)
@@ -77,7 +80,10 @@ def data_verify(dataset, data_root, no_checksums):
 @click.option("--manifest", type=click.Path(dir_okay=False), help="SHA-256 list to verify against")
 @clean_errors
 def data_download(dataset, data_root, url, manifest):
-    """Download DATASET from its authors' archive and verify every file."""
+    """Download DATASET from its authors' archive and verify every file.
+
+    Example: bench data download camvid
+    """
     import datasets
     from datasets.download import download_dataset
     ds = datasets.get_dataset(dataset, data_root)
@@ -101,18 +107,25 @@ def format_scores(result: dict) -> str:
 
 @main.command("eval")
 @click.option("--data-root", help=DATA_ROOT_HELP)
-@click.option("--dataset", default="camvid", show_default=True)
-@click.option("--split", default="test", show_default=True)
+@click.option("--dataset", default="camvid", show_default=True, help="registered dataset the predictions are for")
+@click.option("--split", default="test", show_default=True, help="split whose images the files are named after")
 @click.option("--predictions", required=True, type=click.Path(), help="folder of 8-bit PNG label maps named like the split's images")
 @click.option("--out", type=click.Path(dir_okay=False), help="write the scores as JSON here (must not exist)")
 @click.option("--absent", type=click.Choice(["zero", "skip"]), default="zero", show_default=True,
               help="C and mIoU: a class absent from the ground truth scores 0 (authors' script) or is skipped")
-@click.option("--bf-matching", type=click.Choice(["one-to-one", "distance"]), default="one-to-one", show_default=True)
-@click.option("--bf-class-rule", type=click.Choice(["gt-or-pred", "gt"]), default="gt-or-pred", show_default=True)
+@click.option("--bf-matching", type=click.Choice(["one-to-one", "distance"]), default="one-to-one", show_default=True,
+              help="BF: maximum one-to-one matching of boundary pixels (computeBFmeasure.m) or any pixel within the "
+                   "radius (MATLAB bfscore)")
+@click.option("--bf-class-rule", type=click.Choice(["gt-or-pred", "gt"]), default="gt-or-pred", show_default=True,
+              help="BF: a class counts in an image when it has a boundary in the ground truth or the prediction "
+                   "(the script) or in the ground truth only (the paper's text)")
 @click.option("--workers", type=int, default=None, help="processes for BF (default: all cores)")
 @clean_errors
 def eval_cmd(data_root, dataset, split, predictions, out, absent, bf_matching, bf_class_rule, workers):
-    """Score a folder of predicted label maps with G, C, mIoU and BF (the authors' conventions)."""
+    """Score a folder of predicted label maps with G, C, mIoU and BF (the authors' conventions).
+
+    Example: bench eval --predictions my_model/test_predictions --out scores.json
+    """
     import datasets
     from bench.evaluate import evaluate_predictions
     if out and Path(out).exists():
@@ -129,11 +142,15 @@ def eval_cmd(data_root, dataset, split, predictions, out, absent, bf_matching, b
 
 # -- models -------------------------------------------------------------------------------------------
 @main.command("models")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="a table to read, or JSON for scripts")
 @click.option("--pattern", default="*", show_default=True, help="fnmatch pattern of model names")
 @clean_errors
 def models_cmd(fmt, pattern):
-    """List the registered models: parameters, GMACs at 360x480, output size, Table 1 storage multiplier."""
+    """List the registered models: parameters, GMACs at 360x480, output size, Table 1 storage multiplier.
+
+    Example: bench models --pattern "segnet*"
+    """
     import architectures
     from bench.models import describe_model
     rows = [describe_model(n) for n in architectures.list_models(pattern)]
@@ -164,7 +181,8 @@ def models_cmd(fmt, pattern):
 @click.option("--variants", default=None, help="comma-separated subset of the suite's variants")
 @click.option("--seeds", default="0", show_default=True, help="comma-separated seeds; each member runs once per seed")
 @click.option("--data-root", help=DATA_ROOT_HELP)
-@click.option("--results", default="results", show_default=True, type=click.Path(file_okay=False))
+@click.option("--results", default="results", show_default=True, type=click.Path(file_okay=False),
+              help="folder of run records (results/<suite>/<member>/<run>/run.json)")
 @click.option("--checkpoints", default="checkpoints", show_default=True, type=click.Path(file_okay=False),
               help="where checkpoints go (never committed)")
 @click.option("--resume", is_flag=True, help="continue from this run's checkpoint where one exists")
@@ -197,7 +215,10 @@ def models_cmd(fmt, pattern):
 def run_cmd(suite, plan, profile, members, variants, seeds, data_root, results, checkpoints, resume, encoder_weights,
             sets, device, max_minutes, checkpoint_minutes, executor, jobs_dir, time_limit, gpus_per_job, cpus_per_job,
             partition, account, max_parallel, no_wait):
-    """Train every member of a suite with its recipe (or work through a plan) and record the results."""
+    """Train every member of a suite with its recipe (or work through a plan) and record the results.
+
+    Example: bench run --suite camvid-decoder-variants --profile full --members segnet-basic --seeds 0,1,2
+    """
     import math
     import signal
     from bench.config import parse_override
@@ -333,8 +354,10 @@ def record_selection(f):
 
 
 @main.command("runs")
-@click.option("--results", default="results", show_default=True, type=click.Path(file_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--results", default="results", show_default=True, type=click.Path(file_okay=False),
+              help="folder of run records (results/<suite>/<member>/<run>/run.json)")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="a table to read, or JSON for scripts")
 @click.option("--jobs", "jobs_dir", default=None, type=click.Path(file_okay=False),
               help="also list the jobs of `bench run --executor` kept here (queued, running, stopped, failed, "
                    "recorded, with their logs)")
@@ -402,18 +425,24 @@ def _size(text: str):
 @main.command("profile")
 @click.option("--models", default=None, help="comma-separated model names (default: every registered model)")
 @click.option("--device", default=None, help="cuda or cpu (default: cuda where present)")
-@click.option("--dtype", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True)
+@click.option("--dtype", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
+              help="precision of the measured passes (the paper: fp32 in Caffe)")
 @click.option("--size", default="360x480", show_default=True, help="input HxW")
-@click.option("--runs", default=10, show_default=True, type=click.IntRange(1, 10000))
-@click.option("--warmup", default=3, show_default=True, type=click.IntRange(0, 10000))
+@click.option("--runs", default=10, show_default=True, type=click.IntRange(1, 10000), help="timed repetitions per pass")
+@click.option("--warmup", default=3, show_default=True, type=click.IntRange(0, 10000),
+              help="untimed repetitions first")
 @click.option("--train-batch", default=4, show_default=True, type=click.IntRange(1, 1024),
               help="batch of the measured training step (the paper: 4)")
 @click.option("--infer-batch", default=1, show_default=True, type=click.IntRange(1, 1024),
               help="batch of the measured inference (the paper: 1)")
-@click.option("--results", default="results", show_default=True, type=click.Path(file_okay=False))
+@click.option("--results", default="results", show_default=True, type=click.Path(file_okay=False),
+              help="folder of run records (results/<suite>/<member>/<run>/run.json)")
 @clean_errors
 def profile_cmd(models, device, dtype, size, runs, warmup, train_batch, infer_batch, results):
-    """Time forward and backward passes and measure training/inference memory and model size per model."""
+    """Time forward and backward passes and measure training/inference memory and model size per model.
+
+    Example: bench profile --models segnet,deeplab-largefov --device cuda --dtype fp32
+    """
     import architectures
     from bench.profile import run_profile
     names = [m.strip() for m in models.split(",") if m.strip()] if models else architectures.list_models()
@@ -424,8 +453,10 @@ def profile_cmd(models, device, dtype, size, runs, warmup, train_batch, infer_ba
 
 # -- report -------------------------------------------------------------------------------------------
 @main.command("report")
-@click.option("--results", default="results", show_default=True, type=click.Path(file_okay=False))
-@click.option("--out", default="reports", show_default=True, type=click.Path(file_okay=False))
+@click.option("--results", default="results", show_default=True, type=click.Path(file_okay=False),
+              help="folder of run records (results/<suite>/<member>/<run>/run.json)")
+@click.option("--out", default="reports", show_default=True, type=click.Path(file_okay=False),
+              help="folder the reports are written to (replaced whole when rendering succeeds)")
 @click.option("--data-root", help=DATA_ROOT_HELP + " (for the qualitative figure)")
 @record_selection
 @clean_errors
@@ -450,12 +481,17 @@ def report_cmd(results, out, data_root, profile, commit, since, runs):
 
 # -- check ----------------------------------------------------------------------------------------------
 @main.command("check")
-@click.option("--results", default="results", show_default=True, type=click.Path(file_okay=False))
+@click.option("--results", default="results", show_default=True, type=click.Path(file_okay=False),
+              help="folder of run records (results/<suite>/<member>/<run>/run.json)")
 @click.option("--data-root", help=DATA_ROOT_HELP)
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="a table to read, or JSON for scripts")
 @clean_errors
 def check_cmd(results, data_root, fmt):
-    """Regression gate: recorded results against the published numbers, and predictions re-scored."""
+    """Regression gate: recorded results against the published numbers, and predictions re-scored.
+
+    Example: bench check --data-root ../shared/datasets
+    """
     from bench.check import run_check
     report = run_check(results, data_root)
     if fmt == "json":

@@ -25,3 +25,23 @@ def test_unknown_name_is_an_attribute_error():
         assert "no_such_function" in str(exc)
     else:
         raise AssertionError("bench.no_such_function resolved")
+
+
+def test_every_cli_option_is_described_and_every_command_shows_an_example():
+    import click
+    from click.testing import CliRunner
+
+    from bench.cli import main
+
+    def commands(cmd, path=()):
+        if isinstance(cmd, click.Group):
+            for name, sub in cmd.commands.items():
+                yield from commands(sub, (*path, name))
+        else:
+            yield path, cmd
+
+    for path, cmd in commands(main):
+        undescribed = [p.opts[0] for p in cmd.params if isinstance(p, click.Option) and not p.help]
+        assert not undescribed, f"bench {' '.join(path)}: {undescribed} without help"
+        text = CliRunner().invoke(main, [*path, "--help"]).output
+        assert "Example: bench " + path[0] in text, f"bench {' '.join(path)} --help shows no example"
