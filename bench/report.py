@@ -55,6 +55,18 @@ class Table:
     def __init__(self, key, title, header, notes=()):
         self.key, self.title, self.header, self.rows, self.notes, self.long = key, title, header, [], list(notes), []
         self.row_records: list[list[dict]] = []  # the records behind each row, where rows come from records
+        self.ours: dict = {}  # {column index: {row index: our mean}} of the columns whose best value is marked
+
+    def mark_best(self):
+        """Bold the best (highest) of our means in each column that has one, where two or more rows compete."""
+        for col, by_row in self.ours.items():
+            vals = {r: v for r, v in by_row.items() if v is not None}
+            if len(vals) < 2:
+                continue
+            best = max(vals.values())
+            for r, v in vals.items():
+                if v == best:
+                    self.rows[r][col] = f"**{self.rows[r][col]}**"
 
     def link_records(self, link_of: dict):
         """A last column linking each row's records (their run.json, which holds the config and the curves)."""
@@ -88,15 +100,37 @@ class Table:
                 w.writerow({k: r.get(k) for k in fields})
 
 
-def _cell(ours_vals, paper, long, table, row, column, profile, like=True):
+IN_BAND, OUT_OF_BAND = "✓", "✗"
+
+
+def _cells(t: Table, cells: list, ours_vals, paper, row, column, profile, like=True, tolerance=None):
+    """Appends three cells, ours (mean ± std), paper, and delta (marked ✓ inside `bench check`'s tolerance
+    band, ✗ outside, where the column has one), to ``cells``; keeps the numbers long-form for the CSV."""
     m, s, n = mean_std(ours_vals)
     delta = (m - paper) if (m is not None and paper is not None) else None
-    long.append({"table": table, "row": row, "column": column, "ours_mean": m, "ours_std": s, "n": n, "paper": paper,
-                 "delta": delta, "profile": profile, "like_for_like": like})
-    text = fmt(m, s)
-    if paper is not None:
-        text += f" / {paper:.2f}" + (f" ({delta:+.2f})" if delta is not None else "")
-    return text
+    t.long.append({"table": t.key, "row": row, "column": column, "ours_mean": m, "ours_std": s, "n": n,
+                   "paper": paper, "delta": delta, "profile": profile, "like_for_like": like})
+    t.ours.setdefault(len(cells), {})[len(t.rows)] = m
+    mark = "" if delta is None or tolerance is None else f" {IN_BAND if abs(delta) <= tolerance else OUT_OF_BAND}"
+    cells += [fmt(m, s), "–" if paper is None else f"{paper:.2f}", "–" if delta is None else f"{delta:+.2f}{mark}"]
+
+
+def _ours_cell(t: Table, cells: list, ours_vals, row, column, profile, like=True):
+    """Appends our mean ± std alone (no published value for this cell)."""
+    m, s, n = mean_std(ours_vals)
+    t.long.append({"table": t.key, "row": row, "column": column, "ours_mean": m, "ours_std": s, "n": n,
+                   "paper": None, "delta": None, "profile": profile, "like_for_like": like})
+    t.ours.setdefault(len(cells), {})[len(t.rows)] = m
+    cells.append(fmt(m, s))
+
+
+def _band_tolerances(suite: str, variant: str | None) -> dict:
+    """{metric: tolerance} of `bench check`'s band for these records ({} where none applies)."""
+    from bench.check import load_rules
+    for band in load_rules().get("bands", []):
+        if band["suite"] == suite and band.get("variant") == variant:
+            return band["tolerance"]
+    return {}
 
 
 def table1(groups, profile) -> Table | None:
@@ -104,26 +138,33 @@ def table1(groups, profile) -> Table | None:
     recs = {k: v for k, v in groups.items() if k[0] == "camvid-decoder-variants"}
     if not recs:
         return None
-    t = Table("table1", f"Table 1: decoder variants on CamVid ({profile} profile). Cells: ours (mean ± std over "
-              "seeds) / paper (delta)", ["variant", "balancing", "n", "test G", "test C", "test mIoU", "test BF",
-                                          "train G", "train C", "train mIoU"],
+    header = ["variant", "balancing", "n"]
+    for split, metrics in (("test", METRICS), ("train", METRICS[:3])):
+        header += [h for m in metrics for h in (f"{split} {m}", "paper", "Δ")]
+    t = Table("table1", f"Table 1: decoder variants on CamVid ({profile} profile). Ours: mean ± std over the n "
+              "seeds; Δ = ours − paper", header,
               notes=["Paper: Table 1 (S1, arXiv 1511.00561v3), median-frequency (authors' prototxt weights) and "
                      "natural-frequency halves.", "Train scores are G, C, mIoU on the training set at the selected "
-                     "iteration (the paper reports no train BF)."])
+                     "iteration (the paper reports no train BF).",
+                     f"Δ {IN_BAND}: inside `bench check`'s tolerance band for the test metrics; {OUT_OF_BAND}: "
+                     "outside. Bold: the best of ours in the column."])
     order = [r["variant"] for r in read_rows("table1")]
     keys = sorted(recs, key=lambda k: (order.index(names[k[1]]) if names[k[1]] in order else 99, k[2] or ""))
     for key in keys:
         _, member, variant = key
         pre = VARIANT_PREFIX.get(variant or "", "")
         row = row_by("table1", "variant", names[member]) or {}
+        band = _band_tolerances(key[0], variant) if profile == "full" else {}
         cells = [names[member], variant or "-", len(recs[key])]
         for split, metrics in (("test", METRICS), ("train", METRICS[:3])):
             for m in metrics:
                 vals = [r[split][m] if r.get(split) else None for r in recs[key]]
                 paper = number(row.get(f"{pre}_{split}_{m}", "")) if pre else None
-                cells.append(_cell(vals, paper, t.long, "table1", f"{names[member]} [{variant}]", f"{split}_{m}", profile))
+                _cells(t, cells, vals, paper, f"{names[member]} [{variant}]", f"{split}_{m}", profile,
+                       tolerance=band.get(m) if split == "test" else None)
         t.rows.append(cells)
         t.row_records.append(recs[key])
+    t.mark_best()
     return t
 
 
@@ -153,51 +194,59 @@ def row_name(names, member, recs, notes) -> str:
     return f"{names[member]} {FC_NOT_PRETRAINED}"
 
 
-def _updates(recs) -> str:
-    """The iterations (updates) at which the records' budget columns were scored, e.g. "3,700 / 7,400 / 11,100"."""
-    seen = sorted({tuple(b["iteration"] for b in r.get("budgets", [])) for r in recs})
-    return "; ".join(" / ".join(f"{i:,}" for i in its) for its in seen) or "–"
-
-
-def table3(groups, profile, suite) -> Table | None:
+def table3(groups, profile, suite) -> list[Table]:
+    """Table 3 as the paper splits it by training budget: one table per budget (ours at the profile's budgets in
+    order beside the paper's 40K / 80K / >80K iterations), then the test scores at the iteration validation
+    selected (ours only)."""
     names = _paper_names()
     recs = {k: v for k, v in groups.items() if k[0] == suite}
     if not recs:
-        return None
-    cols = [("it40k", "40K"), ("it80k", "80K"), ("itmax", ">80K")]
-    header = (["network", "n", "updates at the budgets (ours)", "paper iterations"]
-              + [f"{lab} {m}" for _, lab in cols for m in METRICS] + [f"best-val {m}" for m in METRICS])
+        return []
     first = next(iter(recs.values()))[0]
     cfg = first.get("config", {})
     schedule = (f"{', '.join(map(str, cfg['budgets_epochs']))} epochs" if cfg.get("budgets_epochs")
                 and not cfg.get("budgets_iters") else "the iterations shown")
-    t = Table(suite.replace("-", "_"), f"Table 3: controlled benchmark ({suite}, {profile} profile). Budget "
-              "columns are ours at the profile's budgets in order beside the paper's 40K / 80K / >80K iterations",
-              header, notes=[NOT_LIKE_FOR_LIKE_T3 + ".",
-                             f"Profile {profile}: test scores at {schedule} of mini-batch "
-                             f"{cfg.get('batch_size', '?')} on {first.get('train_images', 'CamVid')} training images "
-                             "(column \"updates\"); the paper's columns are 40K / 80K / \"Max iter\" updates of "
-                             "mini-batch 5 on 3,433 images. The `paper` profile uses the paper's iteration counts.",
-                             "Paper: Table 3 (S1)."])
+    notes = [NOT_LIKE_FOR_LIKE_T3 + ".",
+             f"Profile {profile}: test scores at {schedule} of mini-batch {cfg.get('batch_size', '?')} on "
+             f"{first.get('train_images', 'CamVid')} training images (column \"updates\"); the paper's columns are "
+             "40K / 80K / \"Max iter\" updates of mini-batch 5 on 3,433 images. The `paper` profile uses the "
+             "paper's iteration counts.", "Paper: Table 3 (S1). Δ = ours − paper; bold: the best of ours in the column."]
     if suite.endswith("-mfb"):
-        t.notes.append("This suite uses median-frequency balancing; Table 3's rows use none: paper numbers shown for "
-                       "orientation only.")
-    for key in sorted(recs):
-        member = key[1]
-        row = row_by("table3", "network", names[member]) or {}
-        cells = [row_name(names, member, recs[key], t.notes), len(recs[key]), _updates(recs[key]),
-                 f"40K / 80K / {row['max_iter']}" if row.get("max_iter") else "–"]
-        for i, (col, lab) in enumerate(cols):
+        notes.append("This suite uses median-frequency balancing; Table 3's rows use none: paper numbers shown for "
+                     "orientation only.")
+    base = suite.replace("-", "_")
+    tables = []
+    for i, (col, lab) in enumerate([("it40k", "40K"), ("it80k", "80K"), ("itmax", ">80K")]):
+        t = Table(f"{base}_{col}", f"Table 3, {lab} iterations column: controlled benchmark ({suite}, {profile} "
+                  f"profile), ours at budget {i + 1}",
+                  ["network", "n", "updates (ours)", "paper iterations"]
+                  + [h for m in METRICS for h in (m, "paper", "Δ")], notes=list(notes))
+        for key in sorted(recs):
+            member = key[1]
+            row = row_by("table3", "network", names[member]) or {}
+            budgets = [r["budgets"][i] if len(r.get("budgets", [])) > i else None for r in recs[key]]
+            its = sorted({b["iteration"] for b in budgets if b and "iteration" in b})
+            cells = [row_name(names, member, recs[key], t.notes), len(recs[key]), ", ".join(f"{n:,}" for n in its) or "–",
+                     (row.get("max_iter") or "–") if col == "itmax" else lab]
             for m in METRICS:
-                vals = [r["budgets"][i][m] if len(r.get("budgets", [])) > i else None for r in recs[key]]
-                cells.append(_cell(vals, number(row.get(f"{col}_{m}", "")), t.long, "table3", names[member],
-                                   f"{lab}_{m}", profile, like=False))
+                _cells(t, cells, [b[m] if b else None for b in budgets], number(row.get(f"{col}_{m}", "")),
+                       names[member], f"{lab}_{m}", profile, like=False)
+            t.rows.append(cells)
+            t.row_records.append(recs[key])
+        t.mark_best()
+        tables.append(t)
+    t = Table(f"{base}_selected", f"Table 3, ours at the iteration validation selected ({suite}, {profile} profile)",
+              ["network", "n", "updates (ours)"] + list(METRICS), notes=["The paper reports no such column."])
+    for key in sorted(recs):
+        selected = sorted({r["selected"]["iteration"] for r in recs[key] if r.get("selected")})
+        cells = [row_name(names, key[1], recs[key], t.notes), len(recs[key]), ", ".join(f"{n:,}" for n in selected)]
         for m in METRICS:
-            cells.append(_cell([r["test"][m] for r in recs[key]], None, t.long, "table3", names[member],
-                               f"best-val_{m}", profile, like=False))
+            _ours_cell(t, cells, [r["test"][m] for r in recs[key]], names[key[1]], f"selected_{m}", profile, like=False)
         t.rows.append(cells)
         t.row_records.append(recs[key])
-    return t
+    t.mark_best()
+    tables.append(t)
+    return tables
 
 
 def table2(groups, profile, suite) -> Table | None:
@@ -214,11 +263,11 @@ def table2(groups, profile, suite) -> Table | None:
         cells = [row_name(names, key[1], recs[key], t.notes) + (f" [{key[2]}]" if key[2] else ""), len(recs[key])]
         for col, cls in TABLE2_COLUMNS.items():
             vals = [r["test"]["per_class"][cls]["accuracy"] for r in recs[key]]
-            cells.append(_cell(vals, None, t.long, "table2", names[key[1]], cls, profile, like=False))
+            _ours_cell(t, cells, vals, names[key[1]], cls, profile, like=False)
         for m in ("C", "G", "mIoU", "BF"):
-            cells.append(_cell([r["test"][m] for r in recs[key]], None, t.long, "table2", names[key[1]], m, profile,
-                               like=False))
+            _ours_cell(t, cells, [r["test"][m] for r in recs[key]], names[key[1]], m, profile, like=False)
         t.rows.append(cells)
+    t.mark_best()
     if paper:
         t.rows.append(["paper: SegNet (3.5K, 140K iterations)", "-"] + [paper[c] for c in TABLE2_COLUMNS] +
                       [paper["class_avg"], paper["global_avg"], paper["mIoU"], paper["BF"]])
@@ -496,7 +545,7 @@ def render_suite(suite, recs, paths, profiles, out_dir: Path, data_root=None, sk
     except Exception:
         ds = None
     tables = [t for t in (table1(groups, profile) if suite == "camvid-decoder-variants" else None,
-                          table3(groups, profile, suite) if suite.startswith("camvid-controlled") else None,
+                          *(table3(groups, profile, suite) if suite.startswith("camvid-controlled") else []),
                           table2(groups, profile, suite) if suite.startswith("camvid-controlled") else None,
                           *(table6_tables(profiles) if suite.startswith("camvid-controlled") else []),
                           table1_costs(profiles) if suite == "camvid-decoder-variants" else None) if t]

@@ -243,3 +243,22 @@ def test_report_and_runs_name_the_record_a_later_one_replaces(made_records, tmp_
     lines = [line for line in r.output.splitlines() if "segnet-basic" in line and f" {rec['variant']} " in line]
     assert len(lines) == 2 and sum("(old)" in line for line in lines) == 1
     assert any(f"{rec['run_id']} " in line and "(old)" not in line for line in lines)
+
+
+def test_table1_puts_ours_paper_and_delta_in_columns_marks_the_band_and_the_best():
+    from bench.report import IN_BAND, OUT_OF_BAND, table1
+
+    def rec(G, C, mIoU, BF):
+        return {"test": {"G": G, "C": C, "mIoU": mIoU, "BF": BF}, "train": {"G": 90.0, "C": 80.0, "mIoU": 70.0}}
+    groups = {("camvid-decoder-variants", "segnet-basic", "median-frequency"): [rec(82.0, 60.0, 47.0, 34.0)],
+              ("camvid-decoder-variants", "bilinear-interpolation", "median-frequency"): [rec(79.0, 61.0, 43.0, 29.0)]}
+    t = table1(groups, "full")
+    col = {h: i for i, h in reversed(list(enumerate(t.header)))}  # first column of each name
+    seg = next(r for r in t.rows if r[0] == "SegNet-Basic")
+    bil = next(r for r in t.rows if r[0] == "Bilinear-Interpolation")
+    g = col["test G"]
+    assert seg[g] == "**82.00**" and seg[g + 1] == "82.70" and seg[g + 2] == f"-0.70 {IN_BAND}"  # paper 82.7, band 3
+    bf = col["test BF"]
+    assert bil[bf + 2] == f"+8.17 {OUT_OF_BAND}" and bil[bf] == "29.00"  # paper 20.83, band 5
+    assert bil[col["test C"]] == "**61.00**"
+    assert seg[col["train G"] + 2].count(IN_BAND) == 0  # no band on train scores
