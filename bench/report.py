@@ -376,34 +376,137 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def figure_curves(recs_by_key) -> bytes:
+MARKERS = "osD^vP*Xhp<>"
+VARIANT_LINES = {None: "-", "median-frequency": "-", "natural-frequency": "--"}
+
+
+def model_style(member: str) -> dict:
+    """One colour and marker per registered model, the same in every figure of every report."""
+    import architectures
+    import matplotlib
+    names = architectures.list_models()
+    i = names.index(member) if member in names else len(names) + sum(map(ord, member)) % 7
+    return {"color": matplotlib.colormaps["tab20"](i % 20), "marker": MARKERS[i % len(MARKERS)]}
+
+
+def _label(key) -> str:
+    return key[1] + (f" [{key[2]}]" if key[2] else "")
+
+
+def _panels(n: int, width: float = 3.4, height: float = 2.6, ncols: int = 4):
+    """Small multiples: n panels in rows of ``ncols``; the unused ones hidden."""
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for key, recs in sorted(recs_by_key.items()):
-        label = key[1] + (f" [{key[2]}]" if key[2] else "")
-        rec = recs[0]
-        val = rec["curves"]["val"]
-        its = [p["iteration"] for p in val]
-        for ax, m in zip(axes, ("G", "mIoU")):
-            ax.plot(its, [p[m] for p in val], marker="o", ms=3, label=label)
-    for ax, m in zip(axes, ("G", "mIoU")):
-        ax.set_xlabel("iteration")
-        ax.set_ylabel(f"validation {m} (%)")
+    ncols = max(1, min(ncols, n))
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False)
+    flat = [ax for row in axes for ax in row]
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
+
+
+def _by_member(recs_by_key) -> dict:
+    out = defaultdict(list)
+    for key in sorted(recs_by_key, key=lambda k: (k[1], k[2] or "")):
+        out[key[1]].append(key)
+    return out
+
+
+def figure_curves(recs_by_key) -> bytes:
+    """Validation G and mIoU against iterations: one panel per model, its variants as line styles."""
+    from matplotlib.ticker import MaxNLocator
+    members = _by_member(recs_by_key)
+    fig, axes = _panels(len(members))
+    for ax, (member, keys) in zip(axes, members.items()):
+        style = model_style(member)
+        for key in keys:
+            val = recs_by_key[key][0]["curves"]["val"]
+            its = [p["iteration"] for p in val]
+            ls = VARIANT_LINES.get(key[2], ":")
+            ax.plot(its, [p["mIoU"] for p in val], ls=ls, marker=style["marker"], ms=3, color=style["color"],
+                    label=f"mIoU {key[2] or ''}".strip())
+            ax.plot(its, [p["G"] for p in val], ls=ls, color=style["color"], alpha=0.45, label=f"G {key[2] or ''}".strip())
+        ax.set_title(member, fontsize=9)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
+        ax.set_xlabel("iteration", fontsize=8)
+        ax.set_ylabel("validation (%)", fontsize=8)
+        ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=7, loc="best")
-    fig.suptitle("Validation curves (first seed of each member)")
+        ax.legend(fontsize=6, loc="lower right")
+    fig.suptitle("Validation G (light) and mIoU against iterations (first seed of each run)")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def figure_losses(recs_by_key, paths_by_key) -> bytes | None:
+    """Training loss against iterations (each run's loss.npy, a running mean over 1 % of the run)."""
+    from matplotlib.ticker import MaxNLocator
+    members = _by_member(recs_by_key)
+    curves = {}
+    for key in recs_by_key:
+        f = paths_by_key[key][0].parent / "loss.npy"
+        try:
+            loss = np.load(f)
+        except (OSError, ValueError):
+            continue
+        if loss.ndim == 1 and loss.size:
+            w = max(1, loss.size // 100)
+            curves[key] = np.convolve(loss, np.ones(w) / w, mode="valid")
+    if not curves:
+        return None
+    members = {m: [k for k in keys if k in curves] for m, keys in members.items()}
+    members = {m: keys for m, keys in members.items() if keys}
+    fig, axes = _panels(len(members))
+    for ax, (member, keys) in zip(axes, members.items()):
+        style = model_style(member)
+        for key in keys:
+            y = curves[key]
+            ax.plot(np.arange(1, y.size + 1), y, ls=VARIANT_LINES.get(key[2], ":"), color=style["color"],
+                    label=key[2] or member)
+        ax.set_title(member, fontsize=9)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
+        ax.set_xlabel("iteration", fontsize=8)
+        ax.set_ylabel("training loss", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+    fig.suptitle("Training loss (running mean; first seed of each run)")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def figure_confusion(recs_by_key, class_names) -> bytes:
+    """Test confusion matrices, rows normalised to the ground truth (recall per class), one panel per run."""
+    keys = sorted(recs_by_key, key=lambda k: (k[1], k[2] or ""))
+    fig, axes = _panels(len(keys), width=3.6, height=3.5)
+    k = len(class_names)
+    for ax, key in zip(axes, keys):
+        cm = np.sum([np.asarray(r["test"]["confusion_matrix"], float)[:, :k] for r in recs_by_key[key]], axis=0)
+        norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+        ax.imshow(100 * norm, vmin=0, vmax=100, cmap="viridis")
+        ax.set_title(_label(key), fontsize=8)
+        ax.set_xticks(range(k))
+        ax.set_yticks(range(k))
+        ax.set_xticklabels(class_names, rotation=90, fontsize=5)
+        ax.set_yticklabels(class_names, fontsize=5)
+        ax.set_xlabel("prediction", fontsize=7)
+        ax.set_ylabel("ground truth", fontsize=7)
+    fig.suptitle("Test confusion matrices, % of each ground-truth class (void ignored)")
+    fig.tight_layout()
     return _png(fig)
 
 
 def figure_per_class(recs_by_key, class_names) -> bytes:
     import matplotlib.pyplot as plt
-    keys = sorted(recs_by_key)
+    keys = sorted(recs_by_key, key=lambda k: (k[1], k[2] or ""))
     fig, ax = plt.subplots(figsize=(12, 4))
     width = 0.8 / max(1, len(keys))
     x = np.arange(len(class_names))
     for i, key in enumerate(keys):
         vals = [np.mean([r["test"]["per_class"][c]["accuracy"] or 0 for r in recs_by_key[key]]) for c in class_names]
-        ax.bar(x + i * width, vals, width, label=key[1] + (f" [{key[2]}]" if key[2] else ""))
+        style = model_style(key[1])
+        ax.bar(x + i * width, vals, width, label=_label(key), color=style["color"],
+               hatch="//" if key[2] == "natural-frequency" else None, edgecolor="white", linewidth=0.3)
     ax.set_xticks(x + 0.4 - width / 2)
     ax.set_xticklabels(class_names, rotation=30)
     ax.set_ylabel("test class accuracy (%)")
@@ -425,8 +528,9 @@ def figure_tradeoff(recs_by_key, profiles) -> bytes | None:
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 4))
     for k, miou, m in pts:
-        ax.scatter(m, miou)
-        ax.annotate(k[1] + (f" [{k[2]}]" if k[2] else ""), (m, miou), fontsize=7)
+        style = model_style(k[1])
+        ax.scatter(m, miou, color=style["color"], marker=style["marker"], s=40)
+        ax.annotate(_label(k), (m, miou), fontsize=7)
     ax.set_xlabel(f"inference memory, MB ({'device' if gpu else 'CPU process RSS growth'})")
     ax.set_ylabel("test mIoU (%)")
     ax.grid(alpha=0.3)
@@ -554,8 +658,12 @@ def render_suite(suite, recs, paths, profiles, out_dir: Path, data_root=None, sk
     for t in tables:
         t.link_records(link_of)
     figures = [("curves.png", "Validation G and mIoU against iterations", figure_curves(groups))]
+    losses = figure_losses(groups, gpaths)
+    if losses:
+        figures.append(("loss.png", "Training loss", losses))
     class_names = list(next(iter(groups.values()))[0]["test"]["per_class"])
     figures.append(("per_class.png", "Per-class test accuracy", figure_per_class(groups, class_names)))
+    figures.append(("confusion.png", "Test confusion matrices", figure_confusion(groups, class_names)))
     trade = figure_tradeoff(groups, profiles)
     missing = []
     if trade:

@@ -37,7 +37,8 @@ def test_report_renders_every_table_and_figure(made_records, tmp_path):
     assert r.exit_code == 0, r.output
     t1 = (out / "camvid-decoder-variants" / "README.md").read_text()
     assert "Table 1" in t1 and "SegNet-Basic" in t1 and "FCN-Basic" in t1 and "Smoke records" in t1
-    for name in ("curves.png", "per_class.png", "qualitative.png", "index.html", "table1.csv"):
+    for name in ("curves.png", "loss.png", "confusion.png", "per_class.png", "qualitative.png", "index.html",
+                 "table1.csv"):
         assert (out / "camvid-decoder-variants" / name).stat().st_size > 0, name
     t3 = (out / "camvid-controlled" / "README.md").read_text()
     assert "Table 3" in t3 and "Table 2" in t3 and "not like for like" in t3
@@ -262,3 +263,11 @@ def test_table1_puts_ours_paper_and_delta_in_columns_marks_the_band_and_the_best
     assert bil[bf + 2] == f"+8.17 {OUT_OF_BAND}" and bil[bf] == "29.00"  # paper 20.83, band 5
     assert bil[col["test C"]] == "**61.00**"
     assert seg[col["train G"] + 2].count(IN_BAND) == 0  # no band on train scores
+
+
+def test_every_model_keeps_one_colour_and_marker_in_every_figure():
+    import architectures
+    from bench.report import model_style
+    styles = {m: model_style(m) for m in architectures.list_models()}
+    assert len({tuple(s["color"]) for s in styles.values()}) == len(styles)  # distinct colours
+    assert all(model_style(m) == styles[m] for m in styles)  # the same whenever asked
