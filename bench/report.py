@@ -441,7 +441,6 @@ def figure_curves(recs_by_key) -> bytes:
 def figure_losses(recs_by_key, paths_by_key) -> bytes | None:
     """Training loss against iterations (each run's loss.npy, a running mean over 1 % of the run)."""
     from matplotlib.ticker import MaxNLocator
-    members = _by_member(recs_by_key)
     curves = {}
     for key in recs_by_key:
         f = paths_by_key[key][0].parent / "loss.npy"
@@ -454,8 +453,7 @@ def figure_losses(recs_by_key, paths_by_key) -> bytes | None:
             curves[key] = np.convolve(loss, np.ones(w) / w, mode="valid")
     if not curves:
         return None
-    members = {m: [k for k in keys if k in curves] for m, keys in members.items()}
-    members = {m: keys for m, keys in members.items() if keys}
+    members = _by_member(curves)  # only runs whose loss could be read
     fig, axes = _panels(len(members))
     for ax, (member, keys) in zip(axes, members.items()):
         style = model_style(member)
