@@ -201,7 +201,7 @@ class BoundaryScorer:
         self._prepare(gt.shape)
         if self.engine != "numpy":
             if self._work is None:
-                self._work = bf_workspace(gt.shape, self.pad)
+                self._work = bf_workspace(gt.shape, self.pad, self.num_classes)
             counts = native_bf_counts(pred, gt, self.num_classes, self.offsets, self.pad, self.matching, self._work,
                                       self.seconds)
             if counts is not None:

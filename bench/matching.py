@@ -68,7 +68,8 @@ def _load_native():
         lib.max_matching.restype = ctypes.c_int
         lib.bf_counts.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int,
                                   ctypes.c_int, ptr, ptr, ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p,
-                                  ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_longlong), ctypes.c_void_p]
+                                  ctypes.c_void_p, ctypes.c_long, ctypes.c_void_p, ctypes.POINTER(ctypes.c_longlong),
+                                  ctypes.c_void_p]
         lib.bf_counts.restype = ctypes.c_int
         _lib = lib
     except Exception as exc:  # no compiler, read-only cache, ...: fall back to SciPy
@@ -96,11 +97,14 @@ def augmenting_path_matching(hits: np.ndarray, n_g: int):
     return ml >= 0, mr >= 0
 
 
-def bf_workspace(shape, pad: int):
-    """The C counter's work planes for images of ``shape`` (zero borders; reuse them for every image)."""
+def bf_workspace(shape, pad: int, num_classes: int = 64):
+    """The C counter's work planes for images of ``shape`` (zero borders; reuse them for every image). The
+    third is flat and large enough for the one-to-one rule's bit planes of ``num_classes`` classes too."""
     h, w = shape
     plane = (h + 2 * pad, w + 2 * pad)
-    return np.zeros(plane, np.uint64), np.zeros(plane, np.uint64), np.zeros(plane, np.uint64), np.zeros(plane, np.int32)
+    bit_planes = 3 * num_classes * plane[0] * -(-plane[1] // 64)
+    return (np.zeros(plane, np.uint64), np.zeros(plane, np.uint64), np.zeros(max(plane[0] * plane[1], bit_planes), np.uint64),
+            np.zeros(plane, np.int32))
 
 
 def native_bf_counts(pred: np.ndarray, gt: np.ndarray, num_classes: int, offsets: np.ndarray, pad: int,
@@ -109,7 +113,7 @@ def native_bf_counts(pred: np.ndarray, gt: np.ndarray, num_classes: int, offsets
     ground-truth pixels of each class; None where the C code is unavailable or a label is outside 0..63.
 
     ``offsets`` must form a disk (one run of dx per row) within ``pad``, as `bench.boundary.disk_offsets`
-    gives; ``workspace`` is `bf_workspace(gt.shape, pad)`. Where ``seconds`` (float64, 3) is given, the time
+    gives; ``workspace`` is `bf_workspace(gt.shape, pad, num_classes)`. Where ``seconds`` (float64, 3) is given, the time
     spent on boundaries, candidate pixels and matching is added to it (for the speed benchmark).
     """
     lib = _load_native()
@@ -123,7 +127,7 @@ def native_bf_counts(pred: np.ndarray, gt: np.ndarray, num_classes: int, offsets
     pred = np.ascontiguousarray(pred, dtype=np.uint8)
     gt = np.ascontiguousarray(gt, dtype=np.uint8)
     h, w = gt.shape
-    pb, gb, box, gbase = workspace if workspace is not None else bf_workspace((h, w), pad)
+    pb, gb, box, gbase = workspace if workspace is not None else bf_workspace((h, w), pad, num_classes)
     if pb.shape != (h + 2 * pad, w + 2 * pad):
         raise ValueError(f"workspace of {pb.shape} for an image of {(h, w)} with border {pad}")
     off_dy = np.ascontiguousarray(offsets[:, 0], dtype=np.int32)
@@ -132,7 +136,7 @@ def native_bf_counts(pred: np.ndarray, gt: np.ndarray, num_classes: int, offsets
     ptr = ctypes.POINTER(ctypes.c_int)
     status = lib.bf_counts(h, w, pred.ctypes.data, gt.ctypes.data, num_classes, len(offsets), off_dy.ctypes.data_as(ptr),
                            off_dx.ctypes.data_as(ptr), pad, {"one-to-one": 0, "distance": 1}[rule],
-                           pb.ctypes.data, gb.ctypes.data, box.ctypes.data, gbase.ctypes.data,
+                           pb.ctypes.data, gb.ctypes.data, box.ctypes.data, box.size, gbase.ctypes.data,
                            out.ctypes.data_as(ctypes.POINTER(ctypes.c_longlong)),
                            None if seconds is None else seconds.ctypes.data)
     if status == -2:

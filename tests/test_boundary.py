@@ -230,3 +230,25 @@ def test_native_counter_rejects_offsets_that_are_not_a_disk():
         matching.native_bf_counts(gt, gt, 11, np.array([[0, -2], [0, 2]]), 2)
     with pytest.raises(ValueError, match="engine"):
         BoundaryScorer(engine="fortran")
+
+
+@native_only
+@pytest.mark.camvid
+def test_bit_plane_and_graph_matchers_give_the_same_counts(camvid_test_labels):
+    """bf_counts matches on bit planes where they fit its work plane and on the implicit graph otherwise:
+    scored with 11 classes (bit planes) and with 64 classes in a work plane too small for 64 bit planes
+    (graph), the same maps give the same counts, and nothing for the labels that do not occur."""
+    ds, samples, labels = camvid_test_labels
+    from bench.benchmarks.eval_speed import imperfect_prediction, salt_and_pepper
+    rng = np.random.default_rng(14)
+    pad = 4
+    offsets = disk_offsets(0.0075 * np.hypot(H, W))
+    pb, gb, _, gbase = matching.bf_workspace((H, W), pad, 64)
+    small = (pb, gb, np.zeros((H + 2 * pad, W + 2 * pad), np.uint64), gbase)  # room for 20 classes' planes
+    for i in rng.choice(len(labels), 4, replace=False):
+        gt = labels[i]
+        pred = salt_and_pepper(imperfect_prediction(gt, rng), float(rng.choice([0.0, 0.02])), rng)
+        planes = matching.native_bf_counts(pred, gt, 11, offsets, pad)
+        graph = matching.native_bf_counts(pred, gt, 64, offsets, pad, workspace=small)
+        np.testing.assert_array_equal(graph[:, :11], planes)
+        assert not graph[:, 12:].any() and planes[2].sum() > 0  # 11 is void: scored as a class here

@@ -18,7 +18,13 @@
  *   read). Predicted pixels with no ground-truth boundary of their class in the disk's bounding box
  *   never enter the matching.
  *
- * Both use one matcher, kuhn_match (the proof of exactness is at the function). A maximum matching's
+ * bf_counts' one-to-one rule runs on bit planes (match_on_planes, kuhn_match_planes: one bit per pixel
+ * and class, a disk row read with one or two word operations, each right node examined once per search)
+ * where a disk row fits a word and the planes fit the caller's work plane: CamVid, SUN RGB-D and any
+ * image up to a few thousand pixels wide with up to ~30 classes. Otherwise (very large tolerances, many
+ * classes on small images) it runs on the implicit graph below.
+ *
+ * All use one search, kuhn_match (the proof of exactness is at the function). A maximum matching's
  * size per class is unique (the classes are disconnected), so the counts are exact whichever maximum
  * matching is found.
  */
@@ -202,6 +208,254 @@ done:
     return status;
 }
 
+/* The same search on bit planes, for bf_counts when a disk row fits a word (2 pad + 1 <= 64). Plane n of
+ * `free` holds the ground-truth boundary of class n as bit rows (bit x of row y: pixel (y, x) of the
+ * padded image) whose bits clear as right nodes are taken; plane n of `unseen` starts as the same
+ * boundary, and its bits clear as the current search examines right nodes (for good in a failed search;
+ * set again after an augmenting one). A disk row of a node is one or two word reads, so a lookahead costs
+ * 2 pad + 1 reads, and the depth-first descent walks a node's neighbours straight off `unseen` (bottom
+ * row first, right to left, as build_adjacency): the disks of neighbouring nodes overlap, and a right
+ * node is examined once per search, the seen ones costing nothing.
+ *
+ * Exactness, with kuhn_match's proof: a left node is visited only through its partner (the root has
+ * none), so "partner examined" is "visited"; the right nodes a failed search examined are all matched
+ * to nodes it visited or retired, so they are exactly the neighbours of the retired set D, whose
+ * partners never change: leaving them seen for good skips D and nothing else. */
+typedef struct {
+    int pad, ww;  /* disk radius; words per bit row */
+    long wp, plane;  /* row length of the padded image; words per class plane */
+    const int *lo, *hi;
+    uint64_t *free, *unseen;
+    const uint64_t *gb;
+    const int *gbase;
+    const int *left_y, *left_x;  /* padded coordinates */
+    const unsigned char *left_class;
+} Planes;
+
+/* bits b0 .. b0 + n - 1 of a bit row (n <= 64), lowest first */
+static inline uint64_t row_bits(const uint64_t *row, long b0, int n)
+{
+    long i = b0 >> 6;
+    int s = (int)(b0 & 63);
+    uint64_t v = row[i] >> s;
+    if (s && s + n > 64) v |= row[i + 1] << (64 - s);
+    return n == 64 ? v : v & (((uint64_t)1 << n) - 1);
+}
+
+static inline int plane_right_id(const Planes *g, long q, int n)
+{
+    uint64_t lower = g->gb[q] & (((uint64_t)1 << n) - 1);
+    return g->gbase[q] + (lower ? ((lower & (lower - 1)) ? popcount64(lower) : 1) : 0);
+}
+
+/* take the first free right neighbour of u, earliest pixel first (top row first, left to right: as
+ * take_free_neighbour); -1 when none */
+static int planes_take_free(const Planes *g, int u)
+{
+    int n = g->left_class[u], y = g->left_y[u], x = g->left_x[u];
+    uint64_t *base = g->free + n * g->plane;
+    for (int dy = -g->pad; dy <= g->pad; dy++) {
+        int lo = g->lo[dy + g->pad], len = g->hi[dy + g->pad] - lo + 1;
+        if (len <= 0) continue;
+        uint64_t *row = base + (long)(y + dy) * g->ww;
+        uint64_t v = row_bits(row, x + lo, len);
+        if (v) {
+            long b = x + lo + __builtin_ctzll(v);
+            row[b >> 6] &= ~((uint64_t)1 << (b & 63));
+            return plane_right_id(g, (long)(y + dy) * g->wp + b, n);
+        }
+    }
+    return -1;
+}
+
+/* the next unseen neighbour of u in the descent order, marked seen (its bit index into `unseen` appended to
+ * `examined`), or -1; the state is the row (dy) and the bits of it not yet tried */
+static inline int planes_next(const Planes *g, int u, int *it_dy, uint64_t *it_bits, long *examined, int *n_examined)
+{
+    int n = g->left_class[u], y = g->left_y[u], x = g->left_x[u];
+    int dy = it_dy[u];
+    uint64_t bits = it_bits[u];
+    for (;;) {
+        while (!bits) {
+            if (--dy < -g->pad) { it_dy[u] = dy; it_bits[u] = 0; return -1; }
+            int lo = g->lo[dy + g->pad], len = g->hi[dy + g->pad] - lo + 1;
+            if (len <= 0) continue;
+            long r = n * g->plane + (long)(y + dy) * g->ww;
+            bits = row_bits(g->unseen + r, x + lo, len);
+        }
+        int j = 63 - __builtin_clzll(bits);
+        bits &= ~((uint64_t)1 << j);
+        long b = x + g->lo[dy + g->pad] + j;
+        long word = n * g->plane + (long)(y + dy) * g->ww + (b >> 6);
+        uint64_t bit = (uint64_t)1 << (b & 63);
+        if (!(g->unseen[word] & bit)) continue;  /* seen by a descendant since the row was read */
+        g->unseen[word] &= ~bit;
+        examined[(*n_examined)++] = word * 64 + (b & 63);
+        it_dy[u] = dy;
+        it_bits[u] = bits;
+        return plane_right_id(g, (long)(y + dy) * g->wp + b, n);
+    }
+}
+
+static int kuhn_match_planes(const Planes *g, int n_left, int n_right, int *match_left, int *match_right)
+{
+    int size = 0;
+    for (int u = 0; u < n_left; u++) match_left[u] = -1;
+    for (int v = 0; v < n_right; v++) match_right[v] = -1;
+    if (n_left == 0 || n_right == 0) return 0;
+    int *it_dy = malloc(sizeof(int) * n_left);  /* pending: lookahead not done yet in this search */
+    uint64_t *it_bits = malloc(sizeof(uint64_t) * n_left);
+    int *via = malloc(sizeof(int) * n_left);
+    int *stack = malloc(sizeof(int) * n_left);
+    long *examined = malloc(sizeof(long) * n_right);
+    unsigned char *saturated = calloc(n_left, 1);
+    int status = -1;
+    if (!it_dy || !it_bits || !via || !stack || !examined || !saturated) goto done;
+    const int pending = g->pad + 2, start = g->pad + 1;
+    for (int root = 0; root < n_left; root++) {
+        int top = 0, n_examined = 0, augmented = 0;
+        it_dy[root] = pending;
+        stack[top++] = root;
+        while (top > 0) {
+            int x = stack[top - 1];
+            if (it_dy[x] == pending) {
+                int free_v = saturated[x] ? -1 : planes_take_free(g, x);
+                if (free_v >= 0) {
+                    via[x] = free_v;
+                    for (int i = top - 1; i >= 0; i--) {
+                        int a = stack[i];
+                        match_left[a] = via[a];
+                        match_right[via[a]] = a;
+                    }
+                    size++;
+                    augmented = 1;
+                    break;
+                }
+                saturated[x] = 1;
+                it_dy[x] = start;
+                it_bits[x] = 0;
+            }
+            int v = planes_next(g, x, it_dy, it_bits, examined, &n_examined);
+            if (v < 0) { top--; continue; }
+            int w = match_right[v];  /* a saturated node's neighbours are all matched */
+            via[x] = v;
+            it_dy[w] = pending;
+            stack[top++] = w;
+        }
+        if (augmented) for (int i = 0; i < n_examined; i++) g->unseen[examined[i] >> 6] |= (uint64_t)1 << (examined[i] & 63);
+    }
+    status = size;
+done:
+    free(it_dy); free(it_bits); free(via); free(stack); free(examined); free(saturated);
+    return status;
+}
+
+/* dst = src with every set bit spread at least `pad` places both ways (pad < 64): a superset of the
+ * row's dilation by pad, which is all a filter needs */
+static void spread_row(uint64_t *dst, const uint64_t *src, int ww, int pad)
+{
+    memcpy(dst, src, sizeof(uint64_t) * ww);
+    for (int done = 0, s = 1; done < pad; done += s, s = done + 1 < 64 - done ? done + 1 : 63 - done) {
+        uint64_t carry = 0;  /* dst[i - 1] before this step */
+        for (int i = 0; i < ww; i++) {
+            uint64_t d = dst[i], next = i + 1 < ww ? dst[i + 1] : 0;
+            dst[i] = d | d << s | carry >> (64 - s) | d >> s | next << (64 - s);
+            carry = d;
+        }
+    }
+}
+
+/* bf_counts' one-to-one rule on bit planes (kuhn_match_planes), from the boundary bit sets pb and gb and
+ * their rows' nonzero pixels nz_pred and nz_gt. `planes` holds 3 K class planes of (h + 2 pad) bit rows of
+ * ww words: the ground-truth boundary (which becomes the free pixels), a dilated copy (which becomes the
+ * unseen pixels) and scratch. A predicted (pixel, class) is a left node when the dilated plane has the
+ * pixel: the bounding box of its disk holds a ground-truth pixel of the class. Adds to out as bf_counts;
+ * returns 0, or -1 when out of memory. */
+static int match_on_planes(int h, int w, int k, int pad, const int *lo, const int *hi, long wp, int ww,
+                           const uint64_t *pb, const uint64_t *gb, const uint64_t *nz_pred, const uint64_t *nz_gt,
+                           uint64_t *planes, int *gbase, long long *out,
+                           double *seconds, double t0)
+{
+    long plane = (long)(h + 2 * pad) * ww;
+    memset(planes, 0, sizeof(uint64_t) * k * plane);
+    int n_right = 0, nw = (w + 63) / 64;
+    for (int y = 0; y < h; y++)
+        for (int i = 0; i < nw; i++)
+            for (uint64_t z = nz_gt[(long)y * nw + i]; z; z &= z - 1) {
+                long x = pad + 64 * i + __builtin_ctzll(z), p = (y + pad) * wp + x;
+                uint64_t b = gb[p];
+                gbase[p] = n_right;
+                long at = (y + pad) * ww + (x >> 6);
+                for (uint64_t t = b; t; t &= t - 1) {
+                    int n = __builtin_ctzll(t);
+                    out[k + n]++;
+                    n_right++;
+                    planes[n * plane + at] |= (uint64_t)1 << (x & 63);
+                }
+            }
+    /* near (in the unseen planes' place until the matching starts): the ground-truth planes dilated by at
+     * least the disk's bounding box, so one bit says whether a predicted pixel can have a neighbour */
+    uint64_t *near = planes + k * plane, *spread = planes + 2 * k * plane;
+    for (long r = 0; r < k * (long)(h + 2 * pad); r++) spread_row(spread + r * ww, planes + r * ww, ww, pad);
+    for (int n = 0; n < k; n++) {
+        for (int y = 0; y < h; y++) {
+            uint64_t *dst = near + n * plane + (long)(y + pad) * ww;
+            const uint64_t *src = spread + n * plane + (long)y * ww;  /* rows y + pad - pad .. y + pad + pad */
+            memcpy(dst, src, sizeof(uint64_t) * ww);
+            for (int dy = 1; dy <= 2 * pad; dy++) for (int i = 0; i < ww; i++) dst[i] |= src[(long)dy * ww + i];
+        }
+    }
+    long cap = 1 << 14;
+    int n_left = 0;
+    int *left_y = malloc(sizeof(int) * cap), *left_x = malloc(sizeof(int) * cap);
+    unsigned char *left_class = malloc(cap);
+    int *match_left = NULL, *match_right = NULL;
+    int status = -1;
+    if (!left_y || !left_x || !left_class) goto done;
+    for (int y = 0; y < h; y++)
+        for (int i = 0; i < nw; i++)
+            for (uint64_t z = nz_pred[(long)y * nw + i]; z; z &= z - 1) {
+                int x = pad + 64 * i + __builtin_ctzll(z);
+                uint64_t b = pb[(y + pad) * wp + x];
+                for (uint64_t t = b; t; t &= t - 1) {
+                    int n = __builtin_ctzll(t);
+                    out[n]++;
+                    if (!((near[n * plane + (long)(y + pad) * ww + (x >> 6)] >> (x & 63)) & 1)) continue;
+                    if (n_left == cap) {
+                        cap *= 2;
+                        int *ny = realloc(left_y, sizeof(int) * cap);
+                        if (ny) left_y = ny;
+                        int *nx = realloc(left_x, sizeof(int) * cap);
+                        if (nx) left_x = nx;
+                        unsigned char *nc = realloc(left_class, cap);
+                        if (nc) left_class = nc;
+                        if (!ny || !nx || !nc) goto done;
+                    }
+                    left_y[n_left] = y + pad;
+                    left_x[n_left] = x;
+                    left_class[n_left] = (unsigned char)n;
+                    n_left++;
+                }
+            }
+    memcpy(planes + k * plane, planes, sizeof(uint64_t) * k * plane);  /* free, unseen: both start as the boundary */
+    match_left = malloc(sizeof(int) * (n_left > 0 ? n_left : 1));
+    match_right = malloc(sizeof(int) * (n_right > 0 ? n_right : 1));
+    if (!match_left || !match_right) goto done;
+    if (seconds) { double t1 = now(); seconds[1] += t1 - t0; t0 = t1; }
+    Planes g = {.pad = pad, .ww = ww, .wp = wp, .plane = plane, .lo = lo, .hi = hi, .free = planes,
+                .unseen = planes + k * plane, .gb = gb, .gbase = gbase,
+                .left_y = left_y, .left_x = left_x, .left_class = left_class};
+    if (kuhn_match_planes(&g, n_left, n_right, match_left, match_right) < 0) goto done;
+    if (seconds) seconds[2] += now() - t0;
+    for (int u = 0; u < n_left; u++) {
+        if (match_left[u] >= 0) { out[2 * k + left_class[u]]++; out[3 * k + left_class[u]]++; }
+    }
+    status = 0;
+done:
+    free(left_y); free(left_x); free(left_class); free(match_left); free(match_right);
+    return status;
+}
+
 int max_matching(int n_left, int n_right, int n_off, const int *hits, int *match_left, int *match_right)
 {
     long n_edges = 0;
@@ -232,14 +486,19 @@ static inline uint64_t differ(unsigned a, unsigned b)
     return (((uint64_t)1 << a) | ((uint64_t)1 << b)) & -(uint64_t)(a != b);
 }
 
-static void class_boundary_bits(int h, int w, const unsigned char *lab, uint64_t keep, int pad, uint64_t *bits)
+static void class_boundary_bits(int h, int w, const unsigned char *lab, uint64_t keep, int pad, uint64_t *bits,
+                                uint64_t *nz)
 {
-    int wp = w + 2 * pad;
+    int wp = w + 2 * pad, nw = (w + 63) / 64;
+    memset(nz, 0, sizeof(uint64_t) * h * nw);
     for (int y = 0; y < h; y++) {
         const unsigned char *row = lab + (long)y * w;
         uint64_t *out = bits + (long)(y + pad) * wp + pad;
         if (y + 1 == h) {  /* last row: east neighbours only */
-            for (int x = 0; x + 1 < w; x++) out[x] = differ(row[x], row[x + 1]) & keep;
+            for (int x = 0; x + 1 < w; x++) {
+                out[x] = differ(row[x], row[x + 1]) & keep;
+                nz[(long)y * nw + (x >> 6)] |= (uint64_t)(out[x] != 0) << (x & 63);
+            }
             out[w - 1] = 0;
             continue;
         }
@@ -257,8 +516,10 @@ static void class_boundary_bits(int h, int w, const unsigned char *lab, uint64_t
             }
             unsigned a = row[x];
             out[x] = (differ(a, row[x + 1]) | differ(a, below[x]) | differ(a, below[x + 1])) & keep;
+            nz[(long)y * nw + (x >> 6)] |= (uint64_t)(out[x] != 0) << (x & 63);
         }
         out[w - 1] = differ(row[w - 1], below[w - 1]) & keep;  /* last column: south only */
+        nz[(long)y * nw + ((w - 1) >> 6)] |= (uint64_t)(out[w - 1] != 0) << ((w - 1) & 63);
     }
 }
 
@@ -278,13 +539,14 @@ static int any_within(const uint64_t *other, long p, long wp, int pad, const int
  * boundary of its class lies within the disk. Labels must be < 64; classes 0..num_classes-1 are scored.
  * The offsets must form a disk (each row one run of dx) within pad. pb, gb, near (uint64) and gbase
  * (int) are the caller's work planes of (h + 2 pad) x (w + 2 pad), zero on their border: kept between
- * calls, so no page is faulted in per image. Returns 0; -1 when out of memory; -2 when the offsets are
+ * calls, so no page is faulted in per image; near holds near_words words (at least a plane; the bit
+ * planes of the one-to-one rule need 3 K (h + 2 pad) ceil((w + 2 pad) / 64)). Returns 0; -1 when out of memory; -2 when the offsets are
  * not a disk within pad. When `seconds` is not NULL, the time spent is added to seconds[0] (boundaries),
  * seconds[1] (candidate pixels: node ids, the near planes, the left nodes) and seconds[2] (matching; for
  * the distance rule, the disk searches). */
 int bf_counts(int h, int w, const unsigned char *pred, const unsigned char *gt, int num_classes, int n_off,
               const int *off_dy, const int *off_dx, int pad, int rule, uint64_t *pb, uint64_t *gb, uint64_t *near,
-              int *gbase, long long *out, double *seconds)
+              long near_words, int *gbase, long long *out, double *seconds)
 {
     int k = num_classes;
     uint64_t keep = k >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << k) - 1);
@@ -306,9 +568,20 @@ int bf_counts(int h, int w, const unsigned char *pred, const unsigned char *gt, 
     if (runs != n_off) return -2;  /* a row with a gap, or a repeated offset */
 
     double t0 = seconds ? now() : 0, t1 = 0;
-    class_boundary_bits(h, w, pred, keep, pad, pb);
-    class_boundary_bits(h, w, gt, keep, pad, gb);
+    int nw = (w + 63) / 64;  /* nz_pred, nz_gt: bit x of row y set where the pixel has a boundary class */
+    uint64_t *nz_pred = malloc(sizeof(uint64_t) * 2 * h * nw), *nz_gt = nz_pred + (long)h * nw;
+    if (!nz_pred) return -1;
+    class_boundary_bits(h, w, pred, keep, pad, pb, nz_pred);
+    class_boundary_bits(h, w, gt, keep, pad, gb, nz_gt);
     if (seconds) { t1 = now(); seconds[0] += t1 - t0; t0 = t1; }
+
+    int ww = (int)((wp + 63) / 64);
+    if (rule == 0 && 2 * pad + 1 <= 64 && 3L * k * (h + 2 * pad) * ww <= near_words) {  /* the planes fit in near */
+        int status = match_on_planes(h, w, k, pad, lo, hi, wp, ww, pb, gb, nz_pred, nz_gt, near, gbase, out,
+                                     seconds, t0);
+        free(nz_pred);
+        return status;
+    }
 
     /* right node ids: (pixel, class) in raster order, classes ascending within a pixel; gbase[p] is the
      * id of pixel p's first node (set where gb[p] has a class). near[p]: OR of gb over p - pad .. p + pad,
@@ -406,5 +679,6 @@ int bf_counts(int h, int w, const unsigned char *pred, const unsigned char *gt, 
     status = 0;
 done:
     free(left_pix); free(left_class); free(match_left); free(match_right); free(start); free(deg); free(g.adj);
+    free(nz_pred);
     return status;
 }

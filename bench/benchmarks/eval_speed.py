@@ -110,7 +110,7 @@ def main(argv=None):
     ap.add_argument("--data-root")
     ap.add_argument("--workers", type=int, default=None, help="processes for `bench eval` (default: all cores)")
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--cases", default=",".join(CASES), help=f"comma-separated subset of: {', '.join(CASES)}")
+    ap.add_argument("--cases", default=",".join(CASES), help="comma-separated subset of: " + ", ".join(CASES).replace("%", "%%"))
     ap.add_argument("--out", help="also write the figures as JSON here (with provenance; never overwritten)")
     args = ap.parse_args(argv)
     if args.out and Path(args.out).exists():
