@@ -32,8 +32,8 @@ _lib_error: str | None = None
 
 
 def _cache_dir() -> Path:
-    base = os.environ.get("BENCH_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "segnet-bench")
-    return Path(base) / "native"
+    from bench.cache import cache_dir
+    return cache_dir("native")
 
 
 def _load_native():
@@ -71,6 +71,9 @@ def _load_native():
                                   ctypes.c_void_p, ctypes.c_long, ctypes.c_void_p, ctypes.POINTER(ctypes.c_longlong),
                                   ctypes.c_void_p]
         lib.bf_counts.restype = ctypes.c_int
+        lib.pair_counts_u8.argtypes = [ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
+                                       ctypes.c_void_p]
+        lib.pair_counts_u8.restype = ctypes.c_int
         _lib = lib
     except Exception as exc:  # no compiler, read-only cache, ...: fall back to SciPy
         _lib_error = f"{type(exc).__name__}: {exc}"
@@ -80,6 +83,21 @@ def _load_native():
 def backend() -> str:
     """Which implementation `max_matching` uses here."""
     return "augmenting paths (C)" if _load_native() is not None else f"scipy max-flow ({_lib_error})"
+
+
+def native_pair_counts(first: np.ndarray, second: np.ndarray) -> np.ndarray | None:
+    """The joint histogram of two uint8 arrays of one shape: counts[a, b] = pixels with first == a and
+    second == b, for a and b up to the largest value of each (int64); None where the C code is unavailable."""
+    lib = _load_native()
+    if lib is None:
+        return None
+    first = np.ascontiguousarray(first, dtype=np.uint8)
+    second = np.ascontiguousarray(second, dtype=np.uint8)
+    rows, cols = int(first.max(initial=0)) + 1, int(second.max(initial=0)) + 1
+    counts = np.zeros((rows, cols), dtype=np.int64)
+    if lib.pair_counts_u8(first.size, first.ctypes.data, second.ctypes.data, rows, cols, counts.ctypes.data):
+        raise MemoryError("the C histogram could not allocate its work arrays")
+    return counts
 
 
 def augmenting_path_matching(hits: np.ndarray, n_g: int):

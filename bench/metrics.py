@@ -55,10 +55,14 @@ def confusion_matrix(pred, target, num_classes: int = 11, ignore_index: int | No
     if target.size == 0:
         return np.zeros((k, k + 1), dtype=np.int64)
     if target.dtype == np.uint8 and pred.dtype == np.uint8 and k < 256 and (ignore_index is None or ignore_index >= k):
-        # 8-bit label maps (every PNG): one joint 256 x 256 histogram, then fold it
-        joint = np.bincount((target.astype(np.uint16) << 8) | pred, minlength=1 << 16).reshape(256, 256)
-        beyond = joint[k:].sum(axis=1)  # pixels per target value k..255
-        if ignore_index is not None and ignore_index < 256:
+        # 8-bit label maps (every PNG): one joint histogram (in C where it is built), then fold it
+        from bench.matching import native_pair_counts
+        joint = native_pair_counts(target, pred)  # up to the largest target and prediction values
+        if joint is None:
+            joint = np.bincount((target.astype(np.uint16) << 8) | pred, minlength=1 << 16).reshape(256, 256)
+        joint = np.pad(joint, ((0, max(0, k + 1 - joint.shape[0])), (0, max(0, k + 1 - joint.shape[1]))))
+        beyond = joint[k:].sum(axis=1)  # pixels per target value from k on
+        if ignore_index is not None and ignore_index - k < len(beyond):
             beyond[ignore_index - k] = 0
         if beyond.any():
             raise ValueError(f"target values must be in 0..{k - 1} or {ignore_index} (void)")

@@ -177,3 +177,33 @@ def test_ground_truth_is_decoded_once_per_process_and_reread_when_the_file_chang
     again = ds.read_label(s)
     assert again is not first
     np.testing.assert_array_equal(again, changed)
+
+
+def test_ground_truth_disk_cache_skips_decoding_and_survives_a_bad_entry(fake_root, tmp_path, monkeypatch):
+    """A new process (the in-process cache cleared) reads the checked map from the disk cache without
+    decoding the PNG; a corrupt or out-of-range cache entry is decoded afresh and replaced."""
+    import datasets.camvid as camvid
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
+    ds = datasets.get_dataset("camvid", fake_root)
+    s = ds.samples("test")[0]
+    first = np.array(ds.read_label(s))
+    entries = list((tmp_path / "cache" / "labels").glob("*.npy"))
+    assert len(entries) == 1
+    camvid._GROUND_TRUTH_CACHE.clear()
+    decoded = []
+    monkeypatch.setattr(camvid, "read_label_png", lambda *a, **k: decoded.append(a) or first.copy())
+    np.testing.assert_array_equal(ds.read_label(s), first)
+    assert decoded == []  # from the disk cache
+    for bad in (b"not an npy file", None):
+        camvid._GROUND_TRUTH_CACHE.clear()
+        if bad is None:  # a readable entry with a label above void
+            np.save(entries[0], np.full_like(first, 200))
+        else:
+            entries[0].write_bytes(bad)
+        np.testing.assert_array_equal(ds.read_label(s), first)
+        np.testing.assert_array_equal(np.load(entries[0]), first)  # replaced
+    assert len(decoded) == 2
+    camvid._GROUND_TRUTH_CACHE.clear()
+    monkeypatch.setenv("BENCH_NO_LABEL_CACHE", "1")
+    ds.read_label(s)
+    assert len(decoded) == 3

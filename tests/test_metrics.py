@@ -66,6 +66,21 @@ def test_torch_and_numpy_agree_and_batches_add_up():
     np.testing.assert_array_equal(t.numpy(), whole)
 
 
+@pytest.mark.parametrize("k, void, pred_high", [(11, 11, 12), (11, 11, 256), (3, 255, 4), (2, None, 2), (20, 20, 21)])
+def test_8bit_fast_path_equals_the_general_path(k, void, pred_high):
+    """uint8 maps go through one joint histogram (C where built); int64 maps through the general path."""
+    rng = np.random.default_rng(k + pred_high)
+    gt = rng.integers(0, k, size=(37, 53)).astype(np.uint8)
+    if void is not None:
+        gt[rng.random(gt.shape) < 0.2] = void
+    pr = rng.integers(0, pred_high, size=gt.shape).astype(np.uint8)
+    fast = confusion_matrix(pr, gt, k, void)
+    np.testing.assert_array_equal(fast, confusion_matrix(pr.astype(np.int64), gt.astype(np.int64), k, void))
+    assert fast.sum() == (gt != void).sum() if void is not None else gt.size
+    with pytest.raises(ValueError):
+        confusion_matrix(pr, np.full_like(gt, k if void != k else k + 1), k, void)
+
+
 def test_target_out_of_range_is_an_error():
     with pytest.raises(ValueError):
         confusion_matrix(np.array([0]), np.array([12]))

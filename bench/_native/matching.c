@@ -682,3 +682,34 @@ done:
     free(nz_pred);
     return status;
 }
+
+/* The joint histogram of two 8-bit label maps, from which bench/metrics.py folds the confusion matrix
+ * (numpy's bincount of the same is several times slower): counts[a * cols + b] += the number of pixels i
+ * with first[i] == a and second[i] == b. Every first[i] must be < rows and every second[i] < cols.
+ * Returns 0, -1 when out of memory. Four partial tables break the store-to-load chains of runs of equal
+ * pixels. */
+int pair_counts_u8(long n, const unsigned char *first, const unsigned char *second, int rows, int cols,
+                   long long *counts)
+{
+    long size = (long)rows * cols;
+    uint32_t small[4 * 1024], *part = size <= 1024 ? small : malloc(sizeof(uint32_t) * 4 * size);
+    if (!part) return -1;
+    memset(part, 0, sizeof(uint32_t) * 4 * size);
+    long i = 0;
+    while (i < n) {
+        long end = n - i > 0x3fffffffL ? i + 0x3fffffffL : n;  /* a partial count stays below 2^32 */
+        for (; i + 4 <= end; i += 4) {
+            part[first[i] * cols + second[i]]++;
+            part[size + first[i + 1] * cols + second[i + 1]]++;
+            part[2 * size + first[i + 2] * cols + second[i + 2]]++;
+            part[3 * size + first[i + 3] * cols + second[i + 3]]++;
+        }
+        for (; i < end; i++) part[first[i] * cols + second[i]]++;
+        for (long j = 0; j < size; j++) {
+            counts[j] += (long long)part[j] + part[size + j] + part[2 * size + j] + part[3 * size + j];
+            part[j] = part[size + j] = part[2 * size + j] = part[3 * size + j] = 0;
+        }
+    }
+    if (part != small) free(part);
+    return 0;
+}
