@@ -513,38 +513,92 @@ def figure_per_class(recs_by_key, class_names) -> bytes:
     return _png(fig)
 
 
-def figure_tradeoff(recs_by_key, profiles) -> bytes | None:
+def paper_tradeoff_points() -> dict:
+    """{paper network name: (GPU inference memory in MB from Table 6, mIoU at the most iterations from Table 3)}
+    for the networks both tables report."""
+    miou = {r["network"]: number(r["itmax_mIoU"]) for r in read_rows("table3")}
+    return {r["network"]: (number(r["gpu_infer_mem_MB"]), miou[r["network"]]) for r in read_rows("table6")
+            if miou.get(r["network"]) is not None and number(r["gpu_infer_mem_MB"]) is not None}
+
+
+def figure_tradeoff(recs_by_key, profiles, with_paper: bool = False) -> tuple[bytes | None, list[str]]:
+    """Test mIoU against inference memory: ours (one point per model and variant, from the latest profile
+    records of one device) and, with ``with_paper``, the paper's (Table 3 mIoU against Table 6 memory) in a
+    panel beside it, in the same colour and marker per model. Returns the PNG (None when there is nothing to
+    draw) and notes naming the models left out for want of a profile record."""
     latest = latest_profile_rows(profiles)
-    if not latest:
-        return None
     gpu = any(s["device"].startswith("cuda") for _, s, _ in latest.values())
     mem = {m: row["inference_memory"].get(_mem_key(st)) for m, (row, st, _) in latest.items()}
-    pts = [(k, np.mean([r["test"]["mIoU"] for r in v]), mem.get(k[1])) for k, v in recs_by_key.items()
-           if mem.get(k[1]) is not None]
-    if not pts:
-        return None
+    pts = [(k, np.mean([r["test"]["mIoU"] for r in v]), mem.get(k[1])) for k, v in sorted(recs_by_key.items(),
+           key=lambda kv: (kv[0][1], kv[0][2] or "")) if mem.get(k[1]) is not None]
+    no_profile = sorted({k[1] for k in recs_by_key if mem.get(k[1]) is None})
+    notes = [f"Not in the trade-off figure (no profile record; run `bench profile --model NAME`): "
+             f"{', '.join(no_profile)}."] if no_profile else []
+    paper_names = _paper_names()
+    paper = {}
+    if with_paper:
+        members = {paper_name: member for member, paper_name in paper_names.items()}
+        paper = {name: (m, miou, members.get(name)) for name, (m, miou) in paper_tradeoff_points().items()}
+    if not pts and not paper:
+        return None, notes
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, axes = plt.subplots(1, 2 if paper else 1, figsize=(11 if paper else 6, 4), squeeze=False, sharey=False)
+    ax = axes[0][0]
     for k, miou, m in pts:
         style = model_style(k[1])
-        ax.scatter(m, miou, color=style["color"], marker=style["marker"], s=40)
-        ax.annotate(_label(k), (m, miou), fontsize=7)
-    ax.set_xlabel(f"inference memory, MB ({'device' if gpu else 'CPU process RSS growth'})")
+        ax.scatter(m, miou, color=style["color"], marker=style["marker"], s=45, label=_label(k))
+    if pts:
+        ax.legend(fontsize=7, loc="best")
+    else:
+        ax.text(0.5, 0.5, "no profile record of these models:\nrun `bench profile`", ha="center", va="center",
+                transform=ax.transAxes, fontsize=9)
+    ax.set_xlabel(f"inference memory, MB ({'GPU' if gpu else 'CPU process RSS growth'}, ours)")
     ax.set_ylabel("test mIoU (%)")
+    ax.set_title("Ours", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.set_title("Accuracy against inference memory")
-    return _png(fig)
+    if paper:
+        ax = axes[0][1]
+        for name, (m, miou, member) in sorted(paper.items()):
+            style = model_style(member) if member else {"color": "grey", "marker": "o"}
+            ax.scatter(m, miou, facecolors="none", edgecolors=[style["color"]], marker=style["marker"], s=55,
+                       linewidths=1.5, label=name)
+        ax.legend(fontsize=7, loc="best")
+        ax.set_xlabel("GPU inference memory, MB (Table 6)")
+        ax.set_ylabel("test mIoU (%), Table 3 (3,433 training images)")
+        ax.set_title("Paper", fontsize=10)
+        ax.grid(alpha=0.3)
+    fig.suptitle("Accuracy against inference memory", fontsize=11)
+    return _png(fig), notes
 
 
-def figure_qualitative(recs_by_key, records_paths, dataset, n_images=3, problems: list | None = None) -> bytes | None:
-    """Test images, ground truth and each member's prediction in CamVid colours (like the paper's Fig. 4).
-    An unreadable prediction PNG is drawn blank and named in ``problems``."""
+def spread_over_sequences(names, n: int) -> list[str]:
+    """``n`` image names from as many sequences as possible (a name's part before its last "_", as in CamVid's
+    0001TP_008550.png), evenly spaced within each sequence, the sequences taken in turn."""
+    seqs = defaultdict(list)
+    for name in sorted(names):
+        seqs[name.rsplit("_", 1)[0]].append(name)
+    quota = dict.fromkeys(seqs, 0)
+    while sum(quota.values()) < min(n, len(names)):
+        for seq in seqs:
+            if quota[seq] < len(seqs[seq]) and sum(quota.values()) < n:
+                quota[seq] += 1
+    picks = {seq: [seqs[seq][(2 * j + 1) * len(seqs[seq]) // (2 * q)] for j in range(q)] for seq, q in quota.items()}
+    return [picks[seq][j] for j in range(max(quota.values(), default=0)) for seq in seqs if j < quota[seq]]
+
+
+def figure_qualitative(recs_by_key, records_paths, dataset, n_images=4, problems: list | None = None,
+                       ncols: int = 6) -> bytes | None:
+    """Test images, ground truth and each member's prediction in the dataset's colours (like the paper's
+    Fig. 4): images from different sequences, each image's panels wrapped in rows of ``ncols``, and a legend
+    of the class colours. An unreadable prediction PNG is drawn blank and named in ``problems``."""
+    from matplotlib.patches import Patch
+
     from datasets.camvid import read_label_png, resize_image, resize_label
     import matplotlib.pyplot as plt
-    keys = sorted(recs_by_key)
+    keys = sorted(recs_by_key, key=lambda k: (k[1], k[2] or ""))
     first = records_paths[keys[0]][0]
     folder = first.parent / "predictions"
-    names = sorted(p.name for p in folder.iterdir())[:n_images] if folder.is_dir() else []
+    names = spread_over_sequences([p.name for p in folder.iterdir()], n_images) if folder.is_dir() else []
     if not names:
         return None
     size = tuple(recs_by_key[keys[0]][0]["predictions"]["resolution"])
@@ -561,24 +615,39 @@ def figure_qualitative(recs_by_key, records_paths, dataset, n_images=3, problems
     except Exception:
         return None
     palette = np.array(list(dataset.palette) + [(0, 0, 0)] * (256 - len(dataset.palette)), dtype=np.uint8)
-    cols = 2 + len(keys)
-    fig, axes = plt.subplots(len(names), cols, figsize=(2.2 * cols, 1.8 * len(names)), squeeze=False)
+    n_panels = 2 + len(keys)
+    ncols = min(ncols, n_panels)
+    rows_per_image = -(-n_panels // ncols)
+    nrows = rows_per_image * len(names)
+    aspect = size[0] / size[1]
+    handles = [Patch(facecolor=palette[c] / 255, edgecolor="grey", label=name)
+               for c, name in enumerate(dataset.class_names)]
+    handles.append(Patch(facecolor=palette[dataset.void_label] / 255, edgecolor="grey", label="void (not scored)"))
+    legend_cols = min(len(handles), 2 * ncols)
+    legend_h = 0.25 * -(-len(handles) // legend_cols) + 0.1
+    fig_h = (2.3 * aspect + 0.45) * nrows + legend_h
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.3 * ncols, fig_h), squeeze=False)
     for i, name in enumerate(names):
         s = samples.get(name)
         img = resize_image(dataset.read_image(s), size) if s else np.zeros((*size, 3), np.uint8)
         gt = resize_label(dataset.read_label(s), size) if s else np.zeros(size, np.uint8)
-        panels = [("image", img), ("ground truth", palette[gt])]
+        panels = [(name, img), ("ground truth", palette[gt])]
         for k in keys:
             p = records_paths[k][0].parent / "predictions" / name
             pred = read_pred(p) if p.is_file() else np.zeros(size, np.uint8)
             panels.append((k[1] + (f"\n[{k[2]}]" if k[2] else ""), palette[pred]))
-        for j, (title, im) in enumerate(panels):
-            ax = axes[i][j]
-            ax.imshow(im)
+        for j in range(rows_per_image * ncols):
+            ax = axes[i * rows_per_image + j // ncols][j % ncols]
             ax.set_xticks([])
             ax.set_yticks([])
-            if i == 0:
-                ax.set_title(title, fontsize=7)
+            if j >= len(panels):
+                ax.set_visible(False)
+                continue
+            title, im = panels[j]
+            ax.imshow(im)
+            ax.set_title(title, fontsize=7)
+    fig.legend(handles=handles, loc="lower center", ncol=legend_cols, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, legend_h / fig_h, 1, 1), h_pad=0.4, w_pad=0.3)
     return _png(fig)
 
 
@@ -662,10 +731,10 @@ def render_suite(suite, recs, paths, profiles, out_dir: Path, data_root=None, sk
     class_names = list(next(iter(groups.values()))[0]["test"]["per_class"])
     figures.append(("per_class.png", "Per-class test accuracy", figure_per_class(groups, class_names)))
     figures.append(("confusion.png", "Test confusion matrices", figure_confusion(groups, class_names)))
-    trade = figure_tradeoff(groups, profiles)
-    missing = []
+    trade, missing = figure_tradeoff(groups, profiles, with_paper=suite.startswith("camvid-controlled"))
     if trade:
-        figures.append(("tradeoff.png", "Accuracy against inference memory (one point per model)", trade))
+        figures.append(("tradeoff.png", "Accuracy against inference memory (ours; the paper's beside)"
+                        if suite.startswith("camvid-controlled") else "Accuracy against inference memory", trade))
     else:
         missing.append("Accuracy against inference memory: no profile record (run `bench profile`).")
     bad_predictions: list = []

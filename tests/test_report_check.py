@@ -42,6 +42,9 @@ def test_report_renders_every_table_and_figure(made_records, tmp_path):
         assert (out / "camvid-decoder-variants" / name).stat().st_size > 0, name
     t3 = (out / "camvid-controlled" / "README.md").read_text()
     assert "Table 3" in t3 and "Table 2" in t3 and "not like for like" in t3
+    # no profile record in these results: the paper's trade-off points are drawn, ours are named as missing
+    assert (out / "camvid-controlled" / "tradeoff.png").stat().st_size > 0
+    assert "Not in the trade-off figure (no profile record" in t3 and "deeplab-largefov, segnet." in t3
     rows = (out / "camvid-decoder-variants" / "table1.csv").read_text().splitlines()
     assert rows[0].startswith("table,row,column,ours_mean") and len(rows) > 2
     # published numbers sit beside ours: SegNet-Basic's median-frequency test G from Table 1
@@ -271,3 +274,24 @@ def test_every_model_keeps_one_colour_and_marker_in_every_figure():
     styles = {m: model_style(m) for m in architectures.list_models()}
     assert len({tuple(s["color"]) for s in styles.values()}) == len(styles)  # distinct colours
     assert all(model_style(m) == styles[m] for m in styles)  # the same whenever asked
+
+
+def test_qualitative_images_spread_over_sequences():
+    """Sequences taken in turn, images evenly spaced within each (hand-worked: A has 10 images, B 4, C 1)."""
+    from bench.report import spread_over_sequences
+    names = [f"A_{i:02d}.png" for i in range(10)] + [f"B_{i:02d}.png" for i in range(4)] + ["C_00.png"]
+    assert spread_over_sequences(names, 3) == ["A_05.png", "B_02.png", "C_00.png"]
+    assert spread_over_sequences(names, 6) == ["A_01.png", "B_01.png", "C_00.png", "A_05.png", "B_03.png", "A_08.png"]
+    every = spread_over_sequences(names, 99)
+    assert every[:5] == ["A_00.png", "B_00.png", "C_00.png", "A_01.png", "B_01.png"] and sorted(every) == sorted(names)
+    assert spread_over_sequences([], 3) == []
+
+
+def test_paper_tradeoff_points_pair_table3_with_table6():
+    from bench.published import number, row_by
+    from bench.report import paper_tradeoff_points
+    points = paper_tradeoff_points()
+    assert set(points) == {"SegNet", "DeepLab-LargeFOV", "FCN (learnt deconv)", "DeconvNet"}
+    for name, (mem, miou) in points.items():
+        assert mem == number(row_by("table6", "network", name)["gpu_infer_mem_MB"])
+        assert miou == number(row_by("table3", "network", name)["itmax_mIoU"])
