@@ -1,8 +1,9 @@
 """The SegNet benchmark harness as a Python API (the `bench` command is a thin layer over it).
 
     import bench
-    folders = bench.run_suite("camvid-decoder-variants", profile="smoke", members=["segnet-basic"])
-    record = bench.load_record(folders[0] / "run.json")
+    records = bench.run_suite("camvid-decoder-variants", profile="smoke", members=["segnet-basic"])
+    record = records[0]                   # run.json as a dict; record.folder holds it and its predictions
+    record = bench.load_record("results/camvid-controlled/segnet/<run>/run.json")
     scores = bench.evaluate_predictions(bench.get_dataset("camvid"), "test", "my_predictions/")
     scores = bench.score_label_maps(pred_arrays, gt_arrays)        # G, C, mIoU, BF of arrays in memory
     bench.render_reports("results", "reports")
@@ -17,6 +18,8 @@ import importlib
 
 _EXPORTS = {
     "run_suite": "bench.runner",
+    "train_suite": "bench.runner",
+    "RunRecord": "bench.records",
     "run_plan": "bench.plan",
     "load_record": "bench.records",
     "load_records": "bench.records",

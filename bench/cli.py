@@ -10,13 +10,9 @@ from pathlib import Path
 import click
 
 from bench.errors import BenchError
+from bench.progress import log_line, progress_bar
 
 DATA_ROOT_HELP = "folder holding the datasets (default: $BENCH_DATA_ROOT, else ~/.cache/segnet-bench/datasets)"
-
-
-def _progress(it=None, **kw):
-    from tqdm import tqdm
-    return tqdm(it, leave=False, dynamic_ncols=True, disable=not sys.stderr.isatty(), **kw)
 
 
 def clean_errors(fn):
@@ -68,7 +64,7 @@ def data_verify(dataset, data_root, no_checksums):
     """
     import datasets
     ds = datasets.get_dataset(dataset, data_root)
-    summary = ds.verify(checksums=not no_checksums, progress=_progress)
+    summary = ds.verify(checksums=not no_checksums, progress=progress_bar)
     counts = ", ".join(f"{k} {v}" for k, v in summary["images"].items())
     click.echo(f"{dataset}: OK at {summary['root']} ({counts}); sha256: {summary['sha256']}")
 
@@ -131,7 +127,7 @@ def eval_cmd(data_root, dataset, split, predictions, out, absent, bf_matching, b
     if out and Path(out).exists():
         raise BenchError(f"{out}: already exists; nothing was written (choose another --out)")
     ds = datasets.get_dataset(dataset, data_root)
-    result = evaluate_predictions(ds, split, predictions, progress=_progress, absent=absent,
+    result = evaluate_predictions(ds, split, predictions, progress=progress_bar, absent=absent,
                                   matching=bf_matching, class_rule=bf_class_rule, workers=workers)
     click.echo(f"{dataset} {split}: {result['num_images']} images from {predictions}")
     click.echo(format_scores(result))
@@ -222,7 +218,7 @@ def run_cmd(suite, plan, profile, members, variants, seeds, data_root, results, 
     import math
     import signal
     from bench.config import parse_override
-    from bench.runner import RunOptions, TimeBudgetReached, run_suite
+    from bench.runner import RunOptions, TimeBudgetReached, train_suite
 
     def _term(signum, frame):  # `timeout` and job schedulers send SIGTERM: checkpoint as for Ctrl-C
         raise KeyboardInterrupt
@@ -255,7 +251,7 @@ def run_cmd(suite, plan, profile, members, variants, seeds, data_root, results, 
         try:
             out = run_plan(plan, profile=profile, max_minutes=max_minutes, data_root=data_root, results=results,
                            checkpoints=checkpoints, encoder_weights=encoder_weights, device=device,
-                           log=lambda m: click.echo(m), progress=_progress,
+                           log=log_line, progress=progress_bar,
                            options=RunOptions(checkpoint_minutes=checkpoint_minutes))
         except TimeBudgetReached as exc:
             click.echo(f"stopped: {exc}", err=True)
@@ -263,10 +259,10 @@ def run_cmd(suite, plan, profile, members, variants, seeds, data_root, results, 
         click.echo(f"plan done: {len(out['recorded'])} record(s) under {results}")
         return
     try:
-        folders = run_suite(suite, profile=profile, seeds=seed_list, members=split(members),
+        folders = train_suite(suite, profile=profile, seeds=seed_list, members=split(members),
                             variants=split(variants), data_root=data_root, results=results, checkpoints=checkpoints,
                             resume=resume, encoder_weights=encoder_weights, overrides=overrides, device=device,
-                            log=lambda m: click.echo(m), progress=_progress, max_minutes=max_minutes,
+                            log=log_line, progress=progress_bar, max_minutes=max_minutes,
                             options=RunOptions(checkpoint_minutes=checkpoint_minutes))
     except TimeBudgetReached as exc:
         click.echo(f"stopped: {exc}", err=True)
@@ -278,7 +274,7 @@ def _dispatch_runs(suite, plan, profile, members, variants, seeds, executor, job
                    partition, account, max_parallel, wait, job_settings):
     """`bench run --executor`: the runs as submitit jobs; exit 1 when any failed (one line each, with its log)."""
     from bench.dispatch import JobSettings, dispatch, plan_specs, suite_specs
-    log = lambda m: click.echo(m)
+    log = log_line
     if profile is None:
         import torch
         profile = "full" if torch.cuda.is_available() or executor == "slurm" else "smoke"
@@ -447,7 +443,8 @@ def profile_cmd(models, device, dtype, size, runs, warmup, train_batch, infer_ba
     from bench.profile import run_profile
     names = [m.strip() for m in models.split(",") if m.strip()] if models else architectures.list_models()
     path = run_profile(names, device=device, dtype=dtype, size=_size(size), runs=runs, warmup=warmup,
-                       results=results, log=lambda m: click.echo(m), train_batch=train_batch, infer_batch=infer_batch)
+                       results=results, log=log_line, train_batch=train_batch, infer_batch=infer_batch,
+                       progress=progress_bar)
     click.echo(f"wrote {path}")
 
 

@@ -4,7 +4,7 @@
     slurm   one Slurm job per run (partition, account, GPUs, time limit);
     debug   in this process, one after another (submitit's debug executor: a failure opens pdb).
 
-A job runs exactly what `bench run` runs in-process (`bench.runner.run_suite` for one run, resume on), so it
+A job runs exactly what `bench run` runs in-process (`bench.runner.train_suite` for one run, resume on), so it
 writes its record atomically into the shared results folder, skips a run already recorded and continues a
 checkpoint left by an earlier job. The dispatcher waits for the jobs (a progress bar over them) and resubmits:
   - a job that stopped at its own limit (a little under --time-limit): it continues from its checkpoint, as long
@@ -104,7 +104,7 @@ except ImportError:  # submitit is a dependency; this keeps `import bench.dispat
 
 
 class TrainingJob(_Checkpointable):
-    """The callable a job runs: one run through `run_suite`, its state written to ``status_file`` as it goes.
+    """The callable a job runs: one run through `train_suite`, its state written to ``status_file`` as it goes.
     As a submitit Checkpointable it is requeued as it is on pre-emption or at the Slurm time limit; the run then
     continues from its last checkpoint."""
 
@@ -116,7 +116,7 @@ class TrainingJob(_Checkpointable):
                                              "pid": os.getpid(), **extra})
 
     def __call__(self) -> dict:
-        from bench.runner import RunOptions, TimeBudgetReached, run_suite
+        from bench.runner import RunOptions, TimeBudgetReached, train_suite
         s, spec = self.settings, self.spec
         ends = [t for t in (s.deadline, time.time() + 60 * s.max_minutes if s.max_minutes else None) if t]
         deadline = min(ends) if ends else None
@@ -125,7 +125,7 @@ class TrainingJob(_Checkpointable):
             return {"state": "stopped", "detail": "started after the dispatch's deadline"}
         self._status("running")
         try:
-            folders = run_suite(spec.suite, profile=spec.profile, seeds=(spec.seed,), members=[spec.member],
+            folders = train_suite(spec.suite, profile=spec.profile, seeds=(spec.seed,), members=[spec.member],
                                 variants=[spec.variant] if spec.variant else None, data_root=s.data_root,
                                 results=s.results, checkpoints=s.checkpoints, resume=True,
                                 encoder_weights=s.encoder_weights, overrides=dict(s.overrides), device=s.device,

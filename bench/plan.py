@@ -213,7 +213,7 @@ def run_plan(plan_path, *, profile: str | None = None, max_minutes: float | None
     import torch
     from bench.profile import run_profile, settings as profile_settings
     from bench.runner import (RunOptions, TimeBudgetReached, TrainingDiverged, _recorded, checkpoint_path,
-                               resolve_device, run_suite)
+                               resolve_device, train_suite)
     import datasets
 
     if max_minutes is not None and not (math.isfinite(max_minutes) and max_minutes > 0):
@@ -278,7 +278,7 @@ def run_plan(plan_path, *, profile: str | None = None, max_minutes: float | None
                         log(f"step {n}: {label}: about {est:.1f} min of training left, {left:.1f} min before the "
                             "deadline: it will not finish in this call; starting it anyway (the next call resumes it)")
                     try:
-                        folders = run_suite(step.suite, profile=prof, seeds=(seed,), members=[member],
+                        folders = train_suite(step.suite, profile=prof, seeds=(seed,), members=[member],
                                             variants=[variant] if variant else None, data_root=data_root,
                                             results=results, checkpoints=checkpoints, resume=True,
                                             encoder_weights=encoder_weights, device=str(dev), log=log,

@@ -221,6 +221,17 @@ def profile_model(name: str, device, dtype: str = "fp32", size=(360, 480), runs:
     }
 
 
+def memory_summary(row: dict) -> str:
+    """The memory a profile row records, in words: device memory in use on a GPU (the allocator's peak beside
+    it), the growth of the process's peak resident set on a CPU."""
+    def one(what, mem):
+        if "device_used_MB" in mem:
+            return (f"{what} (batch {mem['batch']}) {mem['device_used_MB']:.0f} MB on the device "
+                    f"(allocator peak {mem['allocator_peak_MB']:.0f} MB)")
+        return f"{what} (batch {mem['batch']}) +{mem['process_peak_rss_growth_MB']:.0f} MB process RSS"
+    return f"memory: {one('training', row['train_memory'])}, {one('inference', row['inference_memory'])}"
+
+
 def settings(device, dtype: str) -> dict:
     return {"device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else
             "cpu", "dtype": dtype, "cudnn_benchmark": torch.backends.cudnn.benchmark,
@@ -231,8 +242,11 @@ def settings(device, dtype: str) -> dict:
 
 
 def run_profile(models, device: str | None = None, dtype: str = "fp32", size=(360, 480), runs: int = 10,
-                warmup: int = 3, results="results", log=print, train_batch: int = 4, infer_batch: int = 1) -> Path:
-    """Profiles each model and writes `<results>/profile/<run-id>/profile.json`; returns that file."""
+                warmup: int = 3, results="results", log=print, train_batch: int = 4, infer_batch: int = 1,
+                progress=None) -> Path:
+    """Profiles each model and writes `<results>/profile/<run-id>/profile.json`; returns that file. ``log``
+    gets a line per model with its times, memory and size; ``progress`` (a tqdm-like factory, e.g.
+    `bench.progress.progress_bar`) shows how many models are done."""
     import architectures
     for m in models:
         if m not in architectures.list_models():
@@ -246,18 +260,25 @@ def run_profile(models, device: str | None = None, dtype: str = "fp32", size=(36
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
     rows = []
-    for m in models:
-        log(f"profiling {m} on {dev} ({dtype}, {size[0]}x{size[1]})")
-        try:
-            rows.append(profile_model(m, dev, dtype, size, runs, warmup, train_batch, infer_batch))
-        except (ValueError, RuntimeError) as exc:  # e.g. an input too small for the model
-            raise BenchError(f"{m} cannot be profiled at {size[0]}x{size[1]}: {exc}") from None
-        r = rows[-1]
-        log(f"  forward {r['forward']['median_ms']:.1f} ms, backward {r['backward']['median_ms']:.1f} ms, "
-            f"size {r['model_size_MB']:.1f} MB")
-        gc.collect()
-        if dev.type == "cuda":
-            torch.cuda.empty_cache()
+    bar = progress(total=len(models), desc="profiling", unit="model") if progress else None
+    try:
+        for m in models:
+            log(f"profiling {m} on {dev} ({dtype}, {size[0]}x{size[1]})")
+            try:
+                rows.append(profile_model(m, dev, dtype, size, runs, warmup, train_batch, infer_batch))
+            except (ValueError, RuntimeError) as exc:  # e.g. an input too small for the model
+                raise BenchError(f"{m} cannot be profiled at {size[0]}x{size[1]}: {exc}") from None
+            r = rows[-1]
+            log(f"  forward {r['forward']['median_ms']:.1f} ms, backward {r['backward']['median_ms']:.1f} ms, "
+                f"size {r['model_size_MB']:.1f} MB; {memory_summary(r)}")
+            if bar:
+                bar.update(1)
+            gc.collect()
+            if dev.type == "cuda":
+                torch.cuda.empty_cache()
+    finally:
+        if bar:
+            bar.close()
     record = {"schema_version": SCHEMA_VERSION, "kind": "profile", "input_size": list(size),
               "settings": settings(dev, dtype), "provenance": provenance(), "models": rows, "finished_at": now_iso(),
               "labels": {"cpu": "CPU figures: wall-clock time and process memory, not comparable with GPU tables"}

@@ -187,6 +187,21 @@ def find_records(results: Path) -> list[Path]:
     return sorted(p for p in results.rglob("run.json") if not any(part.startswith(".tmp-") for part in p.parts))
 
 
+class RunRecord(dict):
+    """A run record (its run.json as a dict) that knows its folder: ``record.folder / "predictions"``."""
+
+    def __init__(self, data: dict, folder: Path):
+        super().__init__(data)
+        self.folder = Path(folder)
+
+    @classmethod
+    def load(cls, folder) -> "RunRecord":
+        return cls(load_record(Path(folder) / "run.json"), folder)
+
+    def __repr__(self):
+        return f"RunRecord({self.get('suite')}/{self.get('member')} seed {self.get('seed')}, {self.folder})"
+
+
 def load_record(path: Path) -> dict:
     try:
         rec = json.loads(Path(path).read_text())

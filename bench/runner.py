@@ -43,7 +43,7 @@ from bench.config import MAX_EVALUATIONS, Recipe, Suite, load_suite
 from bench.errors import BenchError
 from bench.evaluate import score_label_maps
 from bench.metrics import confusion_matrix, segmentation_scores
-from bench.records import SCHEMA_VERSION, RunFolder, new_run_id, now_iso, provenance
+from bench.records import SCHEMA_VERSION, RunFolder, RunRecord, new_run_id, now_iso, provenance
 from bench.safety import NoSpace, RunLock, StopRequests, check_writable, save_atomic, write_error, write_text_atomic
 from datasets.camvid import resize_image, resize_label
 
@@ -785,11 +785,21 @@ def resolve_device(device: str | None) -> torch.device:
     return dev
 
 
-def run_suite(suite_name: str, *, profile: str | None = None, seeds=(0,), members=None, variants=None,
-              data_root=None, results="results", checkpoints="checkpoints", resume=False, encoder_weights=None,
-              overrides: dict | None = None, device: str | None = None, log=print, progress=None,
-              stop_after: int | None = None, max_minutes: float | None = None, deadline: float | None = None,
-              options: RunOptions = RunOptions(), data_cache: dict | None = None) -> list[Path]:
+def run_suite(suite_name: str, **kw) -> list[RunRecord]:
+    """Trains every (member, variant, seed) of a suite and returns their records (``record.folder`` is where
+    each lies, beside its predictions). The keywords are `train_suite`'s; the log and progress default to
+    lines that keep a live bar intact and a bar that works on a terminal, in a notebook and in a batch log."""
+    from bench.progress import log_line, progress_bar
+    kw.setdefault("log", log_line)
+    kw.setdefault("progress", progress_bar)
+    return [RunRecord.load(folder) for folder in train_suite(suite_name, **kw)]
+
+
+def train_suite(suite_name: str, *, profile: str | None = None, seeds=(0,), members=None, variants=None,
+                data_root=None, results="results", checkpoints="checkpoints", resume=False, encoder_weights=None,
+                overrides: dict | None = None, device: str | None = None, log=print, progress=None,
+                stop_after: int | None = None, max_minutes: float | None = None, deadline: float | None = None,
+                options: RunOptions = RunOptions(), data_cache: dict | None = None) -> list[Path]:
     """Trains every (member, variant, seed) of a suite; returns the record folders. Everything is checked first.
 
     max_minutes (or an absolute ``deadline``, time.time() seconds): stop after this much wall-clock time,

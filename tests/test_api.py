@@ -45,3 +45,46 @@ def test_every_cli_option_is_described_and_every_command_shows_an_example():
         assert not undescribed, f"bench {' '.join(path)}: {undescribed} without help"
         text = CliRunner().invoke(main, [*path, "--help"]).output
         assert "Example: bench " + path[0] in text, f"bench {' '.join(path)} --help shows no example"
+
+
+def test_run_suite_returns_the_records_with_their_folders(fake_root, tmp_path):
+    lines = []
+    records = bench.run_suite("camvid-decoder-variants", profile="smoke", members=["segnet-basic"],
+                              variants=["median-frequency"], data_root=fake_root, results=tmp_path / "results",
+                              checkpoints=tmp_path / "ckpt", log=lines.append,
+                              overrides={"image_size": [64, 96], "max_iters": 2, "batch_size": 2, "eval_every_iters": 1})
+    (record,) = records
+    assert isinstance(record, bench.RunRecord) and record["member"] == "segnet-basic"
+    assert dict(record) == bench.load_record(record.folder / "run.json")
+    assert (record.folder / "predictions").is_dir() and any(str(record.folder) in line for line in lines)
+
+
+def test_plain_progress_prints_rate_and_eta_lines_without_a_terminal():
+    import io
+
+    from bench.progress import PlainProgress, progress_bar
+    out = io.StringIO()
+    bar = progress_bar(total=10, desc="segnet", file=out)  # not a terminal: plain lines
+    assert isinstance(bar, PlainProgress)
+    bar.every = 0.0
+    bar.update(5)
+    bar.set_postfix(loss="0.532")
+    bar.update(5)
+    first, last = out.getvalue().splitlines()
+    assert first.startswith("segnet: 5/10 it (50 %), ") and "ETA" in first
+    assert last.startswith("segnet: 10/10 it (100 %), ") and "done in" in last and last.endswith("loss 0.532")
+    quiet = io.StringIO()
+    for _ in progress_bar(range(3), desc="short", file=quiet):  # short work prints nothing
+        pass
+    assert quiet.getvalue() == ""
+
+
+def test_profile_memory_summary_names_how_memory_was_measured():
+    from bench.profile import memory_summary
+    gpu = {"train_memory": {"batch": 4, "device_used_MB": 6803.4, "allocator_peak_MB": 6100.0},
+           "inference_memory": {"batch": 1, "device_used_MB": 1052.2, "allocator_peak_MB": 800.0}}
+    cpu = {"train_memory": {"batch": 4, "process_peak_rss_growth_MB": 900.6},
+           "inference_memory": {"batch": 1, "process_peak_rss_growth_MB": 120.2}}
+    assert memory_summary(gpu) == ("memory: training (batch 4) 6803 MB on the device (allocator peak 6100 MB), "
+                                   "inference (batch 1) 1052 MB on the device (allocator peak 800 MB)")
+    assert memory_summary(cpu) == "memory: training (batch 4) +901 MB process RSS, inference (batch 1) +120 MB process RSS"

@@ -15,7 +15,7 @@ from PIL import Image
 from bench.cli import main
 from bench.dispatch import JobSettings, RunSpec, dispatch, job_rows, plan_specs, suite_specs
 from bench.records import load_records
-from bench.runner import run_suite
+from bench.runner import train_suite
 
 pytest.importorskip("submitit")
 
@@ -64,7 +64,7 @@ def test_a_job_killed_mid_run_is_resubmitted_and_resumes(data, tmp_path):
     first_log = Path(entry.stdout).parent.parent
     assert len([p for p in first_log.iterdir() if p.name.isdigit()]) == 2  # two jobs, one folder of logs each
     base = tmp_path / "uninterrupted"
-    run_suite("camvid-decoder-variants", profile="smoke", members=["segnet-basic"], variants=["median-frequency"],
+    train_suite("camvid-decoder-variants", profile="smoke", members=["segnet-basic"], variants=["median-frequency"],
               data_root=data, results=base / "r", checkpoints=base / "c", overrides=dict(longer), log=lambda m: None)
     assert records_content(tmp_path / "r") == records_content(base / "r")
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from bench.runner import run_suite
+from bench.runner import train_suite
 
 TINY = {"image_size": [64, 96], "max_iters": 3, "batch_size": 2, "eval_every_iters": 3,
         "deterministic": True}
@@ -23,7 +23,7 @@ def _worker(rank, world, port, root, out):
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    run_suite("camvid-decoder-variants", profile="smoke", members=["segnet-basic"], variants=["natural-frequency"],
+    train_suite("camvid-decoder-variants", profile="smoke", members=["segnet-basic"], variants=["natural-frequency"],
               data_root=root, results=out / "results", checkpoints=out / "ckpt", overrides=dict(TINY),
               device="cpu", log=lambda m: None)
     torch.distributed.destroy_process_group()
@@ -37,7 +37,7 @@ def _record(folder):
 @pytest.mark.slow
 def test_two_gloo_processes_match_one_process(fake_root, tmp_path):
     torch.set_num_threads(1)
-    run_suite("camvid-decoder-variants", profile="smoke", members=["segnet-basic"], variants=["natural-frequency"],
+    train_suite("camvid-decoder-variants", profile="smoke", members=["segnet-basic"], variants=["natural-frequency"],
               data_root=fake_root, results=tmp_path / "one" / "results", checkpoints=tmp_path / "one" / "ckpt",
               overrides=dict(TINY), device="cpu", log=lambda m: None)
     mp.spawn(_worker, args=(2, _free_port(), fake_root, tmp_path / "two"), nprocs=2, join=True)

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 import bench.runner as runner
 from bench.cli import main
 from bench.errors import BenchError
-from bench.runner import run_suite
+from bench.runner import train_suite
 
 TINY = {"image_size": [64, 96], "max_iters": 4, "batch_size": 2, "eval_every_iters": 2, "budgets_iters": [2, 4],
         "deterministic": True}
@@ -28,7 +28,7 @@ def tiny(fake_root, base, **kw):
     if overrides:
         args["overrides"] = {**TINY, **overrides}
     args.update(kw)
-    return run_suite("camvid-decoder-variants", **args)
+    return train_suite("camvid-decoder-variants", **args)
 
 
 def same_record(a, b):

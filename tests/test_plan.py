@@ -85,8 +85,8 @@ def test_a_plan_stops_at_the_deadline_and_the_same_call_finishes_it(fake_root, t
     assert len(recs) == 2 and not list((tmp_path / "ckpt").rglob("*.pt"))
     # the resumed record equals an uninterrupted run's
     monkeypatch.undo()
-    from bench.runner import run_suite
-    (fresh,) = run_suite(str(suite), profile="smoke", members=["fcn-basic"], variants=["natural-frequency"],
+    from bench.runner import train_suite
+    (fresh,) = train_suite(str(suite), profile="smoke", members=["fcn-basic"], variants=["natural-frequency"],
                          data_root=fake_root, results=tmp_path / "r2", checkpoints=tmp_path / "c2", log=lambda m: None)
     resumed = next(p for p in recs if "fcn-basic" in str(p))
     a, b = json.loads(resumed.read_text()), json.loads((fresh / "run.json").read_text())
@@ -147,10 +147,10 @@ def test_checkpoint_cadence_is_a_run_option_not_the_recipe(fake_root, tmp_path, 
                                                                       real(obj, path, *a)))
     common = dict(profile="smoke", members=["segnet-basic"], variants=["natural-frequency"], data_root=fake_root,
                   log=lambda m: None, overrides={"image_size": [64, 96], "max_iters": 4, "eval_every_iters": 4})
-    from bench.runner import RunOptions, run_suite
-    (a,) = run_suite("camvid-decoder-variants", results=tmp_path / "a", checkpoints=tmp_path / "ca", **common)
+    from bench.runner import RunOptions, train_suite
+    (a,) = train_suite("camvid-decoder-variants", results=tmp_path / "a", checkpoints=tmp_path / "ca", **common)
     assert saves == []  # a 4-step run under the default 10 minutes: no checkpoint at all
-    (b,) = run_suite("camvid-decoder-variants", results=tmp_path / "b", checkpoints=tmp_path / "cb",
+    (b,) = train_suite("camvid-decoder-variants", results=tmp_path / "b", checkpoints=tmp_path / "cb",
                      options=RunOptions(checkpoint_minutes=0, sync_every=1), **common)
     assert saves == [1, 2, 3]  # every sync point before the end
     ra, rb = (json.loads((f / "run.json").read_text()) for f in (a, b))
@@ -164,7 +164,7 @@ READS = ("item", "__float__", "__int__", "__bool__", "tolist", "numpy", "cpu", "
 def test_training_steps_do_not_read_from_the_device(fake_root, tmp_path, monkeypatch):
     """Every way a tensor's value reaches the host is counted inside the training steps: none may happen (on CUDA
     each would stall the GPU queue). The loss is read every `sync_every` steps, outside the steps."""
-    from bench.runner import RunOptions, run_suite
+    from bench.runner import RunOptions, train_suite
     from bench.safety import StopRequests
     counts = {"in_step": 0, "steps": 0}
     inside = {"on": False}
@@ -191,7 +191,7 @@ def test_training_steps_do_not_read_from_the_device(fake_root, tmp_path, monkeyp
     monkeypatch.setattr(StopRequests, "step", watched)
     for member, suite, variants in (("segnet-basic", "camvid-decoder-variants", ["natural-frequency"]),
                                     ("deeplab-largefov", "camvid-controlled", None)):
-        run_suite(suite, profile="smoke", members=[member], variants=variants, data_root=fake_root,
+        train_suite(suite, profile="smoke", members=[member], variants=variants, data_root=fake_root,
                   results=tmp_path / member, checkpoints=tmp_path / "c", log=lambda m: None,
                   options=RunOptions(sync_every=10),
                   overrides={"image_size": [64, 96], "max_iters": 12, "eval_every_iters": 12, "batch_size": 2,

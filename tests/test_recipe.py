@@ -13,7 +13,7 @@ import architectures
 from architectures.deeplab_largefov import coarse_cell_positions, labels_at_coarse_cells, upsample_logits
 from bench.cli import main
 from bench.config import load_suite
-from bench.runner import ShuffledStream, epoch_order, labels_for_logits, param_groups, run_suite
+from bench.runner import ShuffledStream, epoch_order, labels_for_logits, param_groups, train_suite
 
 from tests.test_architectures import weights_file
 
@@ -142,7 +142,7 @@ def test_conv_only_weights_say_which_layers_were_initialised(full_vgg16):
 
 def test_a_run_with_conv_only_weights_warns_and_records_it(fake_root, tmp_path):
     logs = []
-    (folder,) = run_suite("camvid-controlled", profile="smoke", members=["deeplab-largefov"], data_root=fake_root,
+    (folder,) = train_suite("camvid-controlled", profile="smoke", members=["deeplab-largefov"], data_root=fake_root,
                           results=tmp_path / "res", checkpoints=tmp_path / "ck", encoder_weights=str(weights_file()),
                           overrides={"image_size": [64, 96], "max_iters": 1, "eval_every_iters": 1,
                                      "budgets_iters": [1]}, log=logs.append)
@@ -212,7 +212,7 @@ def test_every_mini_batch_is_full_and_epochs_continue():
 
 
 def test_runs_train_on_full_batches(fake_root, tmp_path):
-    (folder,) = run_suite("camvid-decoder-variants", profile="smoke", members=["segnet-basic"],
+    (folder,) = train_suite("camvid-decoder-variants", profile="smoke", members=["segnet-basic"],
                           variants=["natural-frequency"], data_root=fake_root, results=tmp_path / "r",
                           checkpoints=tmp_path / "c", log=lambda m: None,
                           overrides={"image_size": [64, 96], "max_iters": 3, "batch_size": 2, "train_subset": 3,

@@ -10,7 +10,7 @@ from PIL import Image
 
 from bench.check import check_bands, check_claims, load_rules, run_check
 from bench.cli import main
-from bench.runner import run_suite
+from bench.runner import train_suite
 
 TINY = {"image_size": [64, 96], "max_iters": 2, "batch_size": 2, "eval_every_iters": 1}
 
@@ -23,9 +23,9 @@ def made_records(tmp_path_factory):
     root = make_fake_camvid(base / "data")
     results = base / "results"
     quiet = dict(data_root=root, results=results, checkpoints=base / "ckpt", log=lambda m: None)
-    run_suite("camvid-decoder-variants", profile="smoke", members=["segnet-basic", "fcn-basic"],
+    train_suite("camvid-decoder-variants", profile="smoke", members=["segnet-basic", "fcn-basic"],
               overrides=dict(TINY), **quiet)
-    run_suite("camvid-controlled", profile="smoke", members=["segnet", "deeplab-largefov"],
+    train_suite("camvid-controlled", profile="smoke", members=["segnet", "deeplab-largefov"],
               overrides=dict(TINY, budgets_iters=[1, 2], encoder_weights="none"), **quiet)
     return root, results
 

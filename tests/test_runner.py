@@ -6,7 +6,7 @@ from click.testing import CliRunner
 
 from bench.cli import main
 from bench.errors import BenchError
-from bench.runner import run_suite
+from bench.runner import train_suite
 
 TINY = {"image_size": [64, 96], "max_iters": 4, "batch_size": 2, "eval_every_iters": 2,
         "deterministic": True}
@@ -16,7 +16,7 @@ def tiny_run(fake_root, tmp_path, **kw):
     args = dict(profile="smoke", members=["segnet-basic"], variants=["natural-frequency"], data_root=fake_root,
                 results=tmp_path / "results", checkpoints=tmp_path / "ckpt", overrides=dict(TINY), log=lambda m: None)
     args.update(kw)
-    return run_suite("camvid-decoder-variants", **args)
+    return train_suite("camvid-decoder-variants", **args)
 
 
 def test_run_writes_a_complete_record(fake_root, tmp_path):

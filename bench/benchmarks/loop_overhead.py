@@ -2,7 +2,7 @@
 
 Trains `segnet-basic` at 64x64 (where the network itself is cheap, so bookkeeping would show) for --steps steps
 twice and prints steps/s side by side:
-- runner: `bench run`'s own loop (`run_suite` on a synthetic CamVid: mini-batches from the shuffled stream,
+- runner: `bench run`'s own loop (`train_suite` on a synthetic CamVid: mini-batches from the shuffled stream,
   the loss kept on the device, stop requests, sync points), its training time as the record measures it
   (`timing.train_seconds`, evaluations excluded);
 - bare: the same model, batch and optimiser in a minimal loop over pre-made tensors.
@@ -46,11 +46,11 @@ def bare_loop(steps: int, batch: int, size) -> float:
 
 
 def runner_loop(steps: int, batch: int, size) -> float:
-    from bench.runner import run_suite
+    from bench.runner import train_suite
     from datasets.synthetic import make_synthetic_camvid
     with tempfile.TemporaryDirectory() as tmp:
         root = make_synthetic_camvid(Path(tmp) / "data", splits={"train": 16, "val": 2, "test": 2})
-        (folder,) = run_suite("camvid-decoder-variants", profile="full", members=["segnet-basic"],
+        (folder,) = train_suite("camvid-decoder-variants", profile="full", members=["segnet-basic"],
                               variants=["natural-frequency"], data_root=root, results=Path(tmp) / "r",
                               checkpoints=Path(tmp) / "c", device="cpu", log=lambda m: None,
                               overrides={"image_size": list(size), "max_iters": steps, "eval_every_iters": steps,
