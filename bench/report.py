@@ -69,12 +69,18 @@ class Table:
                     self.rows[r][col] = f"**{self.rows[r][col]}**"
 
     def link_records(self, link_of: dict):
-        """A last column linking each row's records (their run.json, which holds the config and the curves)."""
+        """A last column linking each row's records: their run.json (the resolved config, curves and scores)
+        and, where the record has one, its training log."""
         if not self.row_records or len(self.row_records) != len(self.rows):
             return
         self.header = [*self.header, "records"]
         for row, recs in zip(self.rows, self.row_records):
-            links = [f"[{r['run_id']}]({link_of[id(r)]})" for r in recs if id(r) in link_of]
+            links = []
+            for r in (r for r in recs if id(r) in link_of):
+                link = f"[{r['run_id']}]({link_of[id(r)]})"
+                if r.get("log"):
+                    link += f" ([log]({link_of[id(r)].rsplit('/', 1)[0]}/{r['log']}))"
+                links.append(link)
             row.append(", ".join(links) or "–")
 
     def markdown(self) -> str:
@@ -685,6 +691,14 @@ window.addEventListener("load", function () {{
 """
 
 
+def _suite_file(suite: str) -> Path | None:
+    from bench.config import load_suite
+    try:
+        return Path(load_suite(suite).path).resolve()
+    except Exception:  # a suite of records whose TOML is not in this checkout
+        return None
+
+
 def _runs_without_records(suite: str, groups: dict) -> list[str]:
     """The suite's (member, variant) runs with no record among ``groups``; [] where the suite file is unknown."""
     from bench.config import load_suite
@@ -754,6 +768,11 @@ def render_suite(suite, recs, paths, profiles, out_dir: Path, data_root=None, sk
     header = [f"# {suite}: ours beside the paper", "",
               f"Profile **{profile}**, seeds {', '.join(map(str, seeds))}, {sum(len(v) for v in groups.values())} "
               f"records, commits {', '.join(commits)}. Rendered by `bench report` from `results/{suite}/`.", ""]
+    suite_file = _suite_file(suite)
+    if suite_file is not None:
+        rel = Path(os.path.relpath(suite_file, Path(link_base or out_dir).resolve())).as_posix()
+        header += [f"Recipe: [{suite_file.name}]({rel}) (the suite's TOML, sources in its comments); X
+                   "run.json holds the config it ran with, and its log the lines the run printed.", ""]
     if profile == "smoke":
         header += ["> **Smoke records**: a few iterations at reduced resolution on a CPU. They show that the harness "
                    "runs end to end; their numbers say nothing about the paper.", ""]

@@ -399,7 +399,7 @@ def build_model(member: str, recipe: Recipe, dataset, device, encoder_weights_ov
 
 def _new_state(total: int, device) -> dict:
     return {"iteration": 0, "evaluated": 0, "val": [], "budgets": [], "best": None, "train_seconds": 0.0,
-            "images_trained": 0, "losses": torch.full((total,), float("nan"), device=device)}
+            "images_trained": 0, "losses": torch.full((total,), float("nan"), device=device), "log": []}
 
 
 def load_checkpoint(ckpt: Path, recipe: Recipe, model, optimizer, device, total: int) -> dict:
@@ -449,6 +449,12 @@ def _train_member(suite: Suite, member: str, recipe: Recipe, *, profile: str, se
     from bench.models import model_macs
 
     started = time.time()
+    run_log, outer_log = [], log
+
+    def log(message):  # every line about this run also goes into its record's log.txt
+        run_log.append(f"{now_iso()} {message}")
+        outer_log(message)
+
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -487,7 +493,9 @@ def _train_member(suite: Suite, member: str, recipe: Recipe, *, profile: str, se
             raise BenchError(f"{ckpt}: a checkpoint of this run exists; pass --resume to continue it "
                              "(or delete the file to start again)")
         state = load_checkpoint(ckpt, recipe, model, optimizer, device, sched.total)
+        run_log[:0] = state.get("log", [])  # the lines before the interruption first
         log(f"  resumed {member} from iteration {state['iteration']} ({ckpt})")
+    state["log"] = run_log
 
     def save_checkpoint():
         if rank != 0:
@@ -679,6 +687,7 @@ def _select_score_and_record(suite, member, recipe, *, profile, seed, variant, d
         for name, p in zip(test.names, test_pred):
             Image.fromarray(p).save(folder.predictions / name)
         np.save(folder.tmp / "loss.npy", losses)
+        (folder.tmp / "log.txt").write_text("".join(line + "\n" for line in state["log"]))
         _probe("record", state["iteration"])
         tps = state["images_trained"] / state["train_seconds"] if state["train_seconds"] else None
         peak = _peak_flops(device, precision)
@@ -712,6 +721,7 @@ def _select_score_and_record(suite, member, recipe, *, profile, seed, variant, d
             "train": train_scores,
             "predictions": {"folder": "predictions", "split": "test", "count": len(test.names),
                             "resolution": list(recipe.image_size)},
+            "log": "log.txt",
             "timing": {"wall_seconds": time.time() - started, "train_seconds": state["train_seconds"],
                        "images_trained": state["images_trained"],
                        "train_images_per_second": tps,

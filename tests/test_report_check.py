@@ -83,8 +83,10 @@ def test_html_opens_in_headless_browser_without_errors(made_records, tmp_path):
         assert leftover not in text, f"Markdown syntax {leftover!r} in the visible text"
     assert "<blockquote>" in dom and "Smoke records" in dom  # the smoke banner
     links = re.findall(r'href="([^"]+)"', dom)
-    runs = [h for h in links if h.endswith("run.json")]
-    assert runs and all((page.parent / h).resolve().is_file() for h in runs)  # every row links its records
+    local = [h for h in links if not h.startswith(("http:", "https:", "data:", "#"))]
+    assert all((page.parent / h).resolve().is_file() for h in local), local  # every link resolves
+    # every row links its records and their logs; the header links the suite's TOML
+    assert {".json", ".txt", ".toml"} <= {os.path.splitext(h)[1] for h in local}
     top = (out / "index.html").read_text()
     assert 'href="camvid-decoder-variants/index.html"' in top and 'href="camvid-controlled/index.html"' in top
 

@@ -33,6 +33,9 @@ def test_run_writes_a_complete_record(fake_root, tmp_path):
     assert rec["provenance"]["git"]["commit"] is None or len(rec["provenance"]["git"]["commit"]) == 40
     assert rec["provenance"]["libraries"]["torch"]
     assert rec["timing"]["train_images_per_second"] > 0
+    log = (folder / rec["log"]).read_text().splitlines()  # the run's own lines, time-stamped
+    assert [line.split(" ", 1)[1].strip().split(" |")[0] for line in log] == ["segnet-basic it 2 ep 1.0",
+                                                                              "segnet-basic it 4 ep 2.0"]
     preds = sorted(p.name for p in (folder / "predictions").iterdir())
     assert len(preds) == rec["predictions"]["count"] == 2  # the smoke profile scores 2 test images
     assert not (tmp_path / "ckpt").exists() or not list((tmp_path / "ckpt").rglob("*.pt"))  # removed when done
@@ -58,6 +61,8 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(fake_root, tmp_path):
         assert ra["test"][k] == rb["test"][k]
     for f in (a / "predictions").iterdir():
         assert f.read_bytes() == (b / "predictions" / f.name).read_bytes()
+    log_b = (b / "log.txt").read_text()  # the lines before the interruption survive it, the resume is noted
+    assert "it 2 " in log_b and "resumed segnet-basic from iteration 2" in log_b and "it 4 " in log_b
 
 
 def test_seeds_run_each_member_per_seed(fake_root, tmp_path):
