@@ -771,8 +771,8 @@ def render_suite(suite, recs, paths, profiles, out_dir: Path, data_root=None, sk
     suite_file = _suite_file(suite)
     if suite_file is not None:
         rel = Path(os.path.relpath(suite_file, Path(link_base or out_dir).resolve())).as_posix()
-        header += [f"Recipe: [{suite_file.name}]({rel}) (the suite's TOML, sources in its comments); X
-                   "run.json holds the config it ran with, and its log the lines the run printed.", ""]
+        header += [f"Recipe: [{suite_file.name}]({rel}) (the suite's TOML, sources in its comments); each record's "
+                   "run.json holds the config it ran with, and its log (where linked) the lines the run printed.", ""]
     if profile == "smoke":
         header += ["> **Smoke records**: a few iterations at reduced resolution on a CPU. They show that the harness "
                    "runs end to end; their numbers say nothing about the paper.", ""]
