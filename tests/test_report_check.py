@@ -61,6 +61,9 @@ def _chromium():
 
 
 def test_html_opens_in_headless_browser_without_errors(made_records, tmp_path):
+    """Every page (the index and each suite's) as a browser shows it: no script error, every figure loaded, no
+    Markdown syntax in the visible text, every local link resolving."""
+    import re
     browser = _chromium()
     if browser is None:
         if os.environ.get("CI"):
@@ -69,24 +72,26 @@ def test_html_opens_in_headless_browser_without_errors(made_records, tmp_path):
     root, results = made_records
     out = tmp_path / "reports"
     CliRunner().invoke(main, ["report", "--results", str(results), "--out", str(out), "--data-root", str(root)])
-    page = out / "camvid-decoder-variants" / "index.html"
-    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=3000", "--dump-dom", page.as_uri()]
-    dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
-    assert 'data-ok="1"' in dom, dom[-500:]
-    assert 'data-error' not in dom
-    assert "<table>" in dom and 'data-images="' in dom
-    import re
-    text = re.sub(r"<[^>]+>", " ", re.sub(r"<(script|style)[^>]*>.*?</\1>", " ", dom, flags=re.S))
-    for leftover in ("**", "`", "](", "|---", "\n> ", "\n# "):
-        assert leftover not in text, f"Markdown syntax {leftover!r} in the visible text"
-    assert "<blockquote>" in dom and "Smoke records" in dom  # the smoke banner
-    links = re.findall(r'href="([^"]+)"', dom)
-    local = [h for h in links if not h.startswith(("http:", "https:", "data:", "#"))]
-    assert all((page.parent / h).resolve().is_file() for h in local), local  # every link resolves
-    # every row links its records and their logs; the header links the suite's TOML
-    assert {".json", ".txt", ".toml"} <= {os.path.splitext(h)[1] for h in local}
+    pages = sorted(out.rglob("index.html"))
+    assert [p.relative_to(out).as_posix() for p in pages] == ["camvid-controlled/index.html",
+                                                              "camvid-decoder-variants/index.html", "index.html"]
+    for page in pages:
+        cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+               f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=3000", "--dump-dom", page.as_uri()]
+        dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
+        assert 'data-ok="1"' in dom, (page, dom[-500:])
+        assert 'data-error' not in dom, page
+        text = re.sub(r"<[^>]+>", " ", re.sub(r"<(script|style)[^>]*>.*?</\1>", " ", dom, flags=re.S))
+        for leftover in ("**", "`", "](", "|---", "\n> ", "\n# "):
+            assert leftover not in text, f"{page}: Markdown syntax {leftover!r} in the visible text"
+        links = re.findall(r'href="([^"]+)"', dom)
+        local = [h for h in links if not h.startswith(("http:", "https:", "data:", "#"))]
+        assert local and all((page.parent / h).resolve().is_file() for h in local), (page, local)
+        if page.parent != out:  # a suite's page: tables, figures, the smoke banner, rows linking records and logs
+            assert "<table>" in dom and int(re.search(r'data-images="(\d+)"', dom).group(1)) >= 5, page
+            assert "<blockquote>" in dom and "Smoke records" in dom
+            assert {".json", ".txt", ".toml"} <= {os.path.splitext(h)[1] for h in local}, page
     top = (out / "index.html").read_text()
     assert 'href="camvid-decoder-variants/index.html"' in top and 'href="camvid-controlled/index.html"' in top
 
