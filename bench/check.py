@@ -33,7 +33,9 @@ def load_rules(path: Path = RULES) -> dict:
 
 def _paper_names() -> dict:
     import architectures  # names only; models are not built
-    return {n: architectures.model_meta(n)["paper_name"] for n in architectures.list_models()}
+    from bench.crf import POSTPROCESSED
+    return {**{n: architectures.model_meta(n)["paper_name"] for n in architectures.list_models()},
+            **{n: spec["paper_name"] for n, spec in POSTPROCESSED.items()}}
 
 
 def group_training(records: list[tuple[Path, dict]], profile: str = "full") -> dict:

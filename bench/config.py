@@ -202,9 +202,15 @@ def load_suite(name_or_path: str) -> Suite:
     if not isinstance(members, list) or not members or not all(isinstance(m, str) for m in members):
         raise BenchError(f"{where}: members must be a non-empty list of model names")
     import architectures
-    for m in members:
-        if m not in architectures.list_models():
-            raise BenchError(f"{where}: unknown member {m!r}; known models: {', '.join(architectures.list_models())}")
+    from bench.crf import POSTPROCESSED
+    for i, m in enumerate(members):
+        if m in POSTPROCESSED:
+            if POSTPROCESSED[m]["of"] not in members[:i]:
+                raise BenchError(f"{where}: member {m!r} post-processes {POSTPROCESSED[m]['of']!r}, which must be "
+                                 "a member listed before it")
+        elif m not in architectures.list_models():
+            raise BenchError(f"{where}: unknown member {m!r}; known models: {', '.join(architectures.list_models())}"
+                             f"; post-processed members: {', '.join(POSTPROCESSED)}")
     import datasets
     if data["dataset"] not in datasets.list_datasets():
         raise BenchError(f"{where}: unknown dataset {data['dataset']!r}; known: {', '.join(datasets.list_datasets())}")

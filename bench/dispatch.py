@@ -49,6 +49,7 @@ class RunSpec:
     variant: str | None
     seed: int
     profile: str | None
+    then: tuple = ()  # post-processed members of the suite run in the same job right after (bench.crf)
 
     @property
     def label(self) -> str:
@@ -125,7 +126,8 @@ class TrainingJob(_Checkpointable):
             return {"state": "stopped", "detail": "started after the dispatch's deadline"}
         self._status("running")
         try:
-            folders = train_suite(spec.suite, profile=spec.profile, seeds=(spec.seed,), members=[spec.member],
+            folders = train_suite(spec.suite, profile=spec.profile, seeds=(spec.seed,),
+                                  members=[spec.member, *spec.then],
                                 variants=[spec.variant] if spec.variant else None, data_root=s.data_root,
                                 results=s.results, checkpoints=s.checkpoints, resume=True,
                                 encoder_weights=s.encoder_weights, overrides=dict(s.overrides), device=s.device,
@@ -343,8 +345,13 @@ def suite_specs(suite: str, profile: str | None, members=None, variants=None, se
     for v in variants or ():
         if v not in (s.variants or ()):
             raise BenchError(f"unknown variant {v!r} of suite {s.name}; its variants: {', '.join(s.variants or [])}")
-    return [RunSpec(suite, m, v, seed, profile) for seed in seeds for v in (variants or s.variants or [None])
-            for m in (members or s.members)]
+    from bench.crf import POSTPROCESSED
+    chosen = list(members or s.members)
+    # a post-processed member goes in the job of the member it post-processes (it needs that run's record)
+    then = {m: tuple(p for p in chosen if p in POSTPROCESSED and POSTPROCESSED[p]["of"] == m) for m in chosen}
+    alone = [m for m in chosen if not (m in POSTPROCESSED and POSTPROCESSED[m]["of"] in chosen)]
+    return [RunSpec(suite, m, v, seed, profile, then[m]) for seed in seeds
+            for v in (variants or s.variants or [None]) for m in alone]
 
 
 def plan_specs(plan_path, profile: str | None, log=print) -> list[RunSpec]:
@@ -376,7 +383,7 @@ def job_rows(jobs_dir) -> list[dict]:
                          "state": "unknown"})
             continue
         for r in index.get("entries", []):
-            status = status_path(index_path.parent, RunSpec(**r["spec"]))
+            status = status_path(index_path.parent, RunSpec(**{**r["spec"], "then": tuple(r["spec"].get("then", ()))}))
             try:
                 own = json.loads(status.read_text())
             except (OSError, ValueError):

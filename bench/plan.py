@@ -171,8 +171,9 @@ def achieved_flop_rate(results: Path, device) -> float | None:
 
 def estimate_minutes(member: str, recipe, n_train: int, done_iterations: int, rate: float | None) -> float | None:
     """Minutes of training left for a run, from the FLOP rate achieved on this device (None without one)."""
+    from bench.crf import POSTPROCESSED
     from bench.models import model_macs
-    if not rate:
+    if not rate or member in POSTPROCESSED:  # trains nothing
         return None
     macs = model_macs(member, tuple(recipe.image_size))
     left = max(0, recipe.total_iterations(n_train) - done_iterations) * recipe.batch_size

@@ -33,7 +33,9 @@ NOT_LIKE_FOR_LIKE_T3 = ("not like for like: the paper trained on 3,433 road imag
 
 def _paper_names() -> dict:
     import architectures
-    return {n: architectures.model_meta(n)["paper_name"] for n in architectures.list_models()}
+    from bench.crf import POSTPROCESSED
+    return {**{n: architectures.model_meta(n)["paper_name"] for n in architectures.list_models()},
+            **{n: spec["paper_name"] for n, spec in POSTPROCESSED.items()}}
 
 
 def mean_std(values):
@@ -220,6 +222,11 @@ def table3(groups, profile, suite) -> list[Table]:
     if suite.endswith("-mfb"):
         notes.append("This suite uses median-frequency balancing; Table 3's rows use none: paper numbers shown for "
                      "orientation only.")
+    from bench.crf import POSTPROCESSED
+    post = sorted({names[k[1]] for k in recs if k[1] in POSTPROCESSED})
+    if post:
+        notes.append(f"{', '.join(post)}: post-processing runs once, over the weights validation selected; its "
+                     "scores are in the last table (the paper computed its CRF row at \"Max iter\" only).")
     base = suite.replace("-", "_")
     tables = []
     for i, (col, lab) in enumerate([("it40k", "40K"), ("it80k", "80K"), ("itmax", ">80K")]):

@@ -40,6 +40,7 @@ from PIL import Image
 
 from bench import distributed as dist_utils
 from bench.config import MAX_EVALUATIONS, Recipe, Suite, load_suite
+from bench.crf import POSTPROCESSED
 from bench.errors import BenchError
 from bench.evaluate import score_label_maps
 from bench.metrics import confusion_matrix, segmentation_scores
@@ -311,6 +312,20 @@ def predict(model, data: SplitData, recipe: Recipe, device) -> np.ndarray:
     return torch.cat(out).numpy()
 
 
+@torch.no_grad()
+def predict_probs(model, data: SplitData, recipe: Recipe, device) -> np.ndarray:
+    """The softmax N x K x H x W (float16, on the host) of a split, as `predict` sees it."""
+    model.eval()
+    autocast, _ = _autocast(device, recipe)
+    norm = Normaliser(recipe.input_normalisation, device)
+    out = []
+    for i in range(0, len(data), recipe.batch_size):
+        with autocast:
+            logits = model(_layout(norm(data.images[i:i + recipe.batch_size]), recipe, device))
+        out.append(logits.float().softmax(1).to(torch.float16).cpu())
+    return torch.cat(out).numpy()
+
+
 def quick_scores(pred: np.ndarray, data: SplitData, num_classes: int, void: int) -> dict:
     """G, C, mIoU in percent (no BF): for validation curves and train scores."""
     cm = confusion_matrix(torch.from_numpy(pred).to(data.labels.device), data.labels, num_classes, void)
@@ -330,6 +345,11 @@ def run_tag(profile: str, variant: str | None, seed: int) -> str:
 
 def checkpoint_path(checkpoints: Path, suite: str, member: str, profile: str, variant: str | None, seed: int) -> Path:
     return Path(checkpoints) / suite / member / f"{run_tag(profile, variant, seed)}.pt"
+
+
+def selected_weights_path(checkpoints: Path, suite: str, member: str, run_id: str) -> Path:
+    """Where the selected weights of a recorded run are kept for a post-processed member (bench.crf)."""
+    return Path(checkpoints) / suite / member / "selected" / f"{run_id}.pt"
 
 
 def resolve_encoder_weights(recipe: Recipe, override: str | None):
@@ -614,6 +634,10 @@ def _train_member(suite: Suite, member: str, recipe: Recipe, *, profile: str, se
                                            weights_sha=weights_sha, macs_per_image=macs_per_image,
                                            precision=precision, device=device, world=world, started=started)
             _probe("recorded", state["iteration"])
+            if any(POSTPROCESSED[m]["of"] == member for m in suite.members if m in POSTPROCESSED):
+                # a post-processed member of this suite starts from these weights (bench.crf)
+                save_atomic({k: v.cpu() for k, v in state["best"]["model"].items()},
+                            selected_weights_path(checkpoints, suite.name, member, out.name))
             remove_checkpoint(ckpt)
         except KeyboardInterrupt:
             if stop.abandoned:
@@ -795,6 +819,102 @@ def resolve_device(device: str | None) -> torch.device:
     return dev
 
 
+def postprocess_member(suite: Suite, member: str, recipe: Recipe, base_recipe: Recipe, *, profile: str, seed: int,
+                       variant: str | None, dataset, data_cache: dict, results: Path, checkpoints: Path, device,
+                       log=print, progress=None) -> Path:
+    """A member that post-processes the recorded run of another (bench.crf.POSTPROCESSED): the dense CRF over
+    the selected weights' softmax, its parameters chosen on validation images; written as a normal record."""
+    import architectures
+    from bench import crf
+    from bench.metrics import confusion_matrix as cm_of
+    started = time.time()
+    run_log = []
+
+    def note(message):
+        run_log.append(f"{now_iso()} {message}")
+        log(message)
+    base = POSTPROCESSED[member]["of"]
+    tag = f"profile {profile}, seed {seed}" + (f", variant {variant}" if variant else "")
+    base_folder = _recorded(results, suite.name, base, profile, seed, variant, base_recipe)
+    if base_folder is None:
+        raise BenchError(f"{member}: no recorded {base} run ({tag}) under {results / suite.name / base}; run "
+                         f"`bench run {suite.name} --members {base} --profile {profile} --seed {seed}"
+                         + (f" --variants {variant}" if variant else "") + "` first")
+    weights = selected_weights_path(checkpoints, suite.name, base, base_folder.name)
+    if not weights.is_file():
+        raise BenchError(f"{weights}: the selected weights of {base_folder} were not kept (recorded elsewhere or "
+                         f"before they were); record {base} again: `bench run {suite.name} --members {base} "
+                         f"--profile {profile} --seed {seed}` (without --resume)")
+    base_record = json.loads((base_folder / "run.json").read_text())
+    kwargs = {"dropout": base_recipe.dropout} if "dropout" in _builder_args(base) else {}
+    model = architectures.create_model(base, num_classes=dataset.num_classes, encoder_weights=None, **kwargs)
+    try:
+        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    except Exception as exc:
+        raise BenchError(f"{weights}: not the selected weights of {base} ({exc.__class__.__name__}); delete it and "
+                         f"record {base} again") from None
+    model.to(device)
+    data = data_for(base_recipe, dataset, device, data_cache, progress)
+    val, test = data["val"], data["test"]
+    n_val = min(len(val), crf.VAL_IMAGES)
+
+    def host_images(split: SplitData, n: int) -> np.ndarray:
+        return np.ascontiguousarray(split.images[:n].permute(0, 2, 3, 1).cpu().numpy())
+
+    def val_miou(maps, labels):
+        cm = cm_of(maps, labels, dataset.num_classes, dataset.void_label)
+        return 100 * segmentation_scores(cm)["mIoU"]
+    note(f"  {member}: dense CRF over {base_folder.name}; grid of {len(crf.grid())} settings on {n_val} val images")
+    val_probs = predict_probs(model, SplitData(val.names[:n_val], val.images[:n_val], val.labels[:n_val]),
+                              base_recipe, device)
+    best, table = crf.choose_params(host_images(val, n_val), val_probs, val.labels[:n_val].cpu().numpy(), val_miou)
+    note(f"  {member}: chosen {asdict(best)} (val mIoU {max(t['score'] for t in table):.2f})")
+    test_probs = predict_probs(model, test, base_recipe, device)
+    workers = os.cpu_count() or 1
+    t0 = time.perf_counter()
+    test_pred = crf.crf_label_maps(host_images(test, len(test)), test_probs, best, workers)
+    crf_seconds = time.perf_counter() - t0
+    test_scores = full_scores(test_pred, test, dataset)
+    note(f"  {member} test G {test_scores['G']:.2f} mIoU {test_scores['mIoU']:.2f} BF {test_scores['BF']:.2f}")
+    run_id = new_run_id(profile, seed, variant)
+    folder = RunFolder(results / suite.name / member, run_id)
+    try:
+        for name, p in zip(test.names, test_pred):
+            Image.fromarray(p).save(folder.predictions / name)
+        (folder.tmp / "log.txt").write_text("".join(line + "\n" for line in run_log))
+        record = {
+            "schema_version": SCHEMA_VERSION, "kind": "training-run",
+            "suite": suite.name, "member": member, "variant": variant, "run_id": run_id, "profile": profile,
+            "seed": seed, "dataset": dataset.name, "suite_file": suite.path, "config": asdict(recipe),
+            "model": base_record["model"],
+            "postprocess": {"stage": POSTPROCESSED[member]["stage"], "of": base, "record": base_record["run_id"],
+                            "record_commit": base_record["provenance"]["git"]["commit"],
+                            "params": asdict(best), "grid": table, "chosen_by": f"mIoU of the first {n_val} val images",
+                            "core_seconds_per_test_image": crf_seconds / max(1, len(test)) * workers,
+                            "workers": workers, "implementation": "pydensecrf2 (Krähenbühl and Koltun's C++ code)"},
+            "provenance": provenance(),
+            "device": str(device), "precision": base_record.get("precision"), "world_size": 1,
+            "iterations": base_record["iterations"], "iterations_per_epoch": base_record["iterations_per_epoch"],
+            "train_images": base_record["train_images"],
+            "curves": {"loss": [], "val": []},
+            "selected": base_record["selected"],
+            "budgets": [],
+            "test": test_scores, "train": None,
+            "predictions": {"folder": "predictions", "split": "test", "count": len(test.names),
+                            "resolution": list(base_recipe.image_size)},
+            "log": "log.txt",
+            "timing": {"wall_seconds": time.time() - started, "crf_test_seconds": crf_seconds},
+            "finished_at": now_iso(),
+        }
+        return folder.publish(record)
+    except OSError as exc:
+        folder.discard()
+        raise write_error(folder.tmp, exc, f"the record of {member}") from None
+    except BaseException:
+        folder.discard()
+        raise
+
+
 def run_suite(suite_name: str, **kw) -> list[RunRecord]:
     """Trains every (member, variant, seed) of a suite and returns their records (``record.folder`` is where
     each lies, beside its predictions). The keywords are `train_suite`'s; the log and progress default to
@@ -868,6 +988,15 @@ def train_suite(suite_name: str, *, profile: str | None = None, seeds=(0,), memb
                     out.append(done)
                     continue
                 log(f"{suite.name} / {m}{' / ' + v if v else ''} / seed {seed} / {profile}")
+                if m in POSTPROCESSED:
+                    folder = postprocess_member(suite, m, recipes[v, m], suite.resolve(
+                        profile, v, overrides, member=POSTPROCESSED[m]["of"]), profile=profile, seed=seed, variant=v,
+                        dataset=dataset, data_cache=cache, results=Path(results), checkpoints=Path(checkpoints),
+                        device=dev, log=log, progress=progress) if rank == 0 else None
+                    if folder is not None:
+                        out.append(folder)
+                        log(f"  recorded {folder}")
+                    continue
                 folder = train_member(suite, m, recipes[v, m], profile=profile, seed=seed, variant=v, dataset=dataset,
                                       data_cache=cache, results=Path(results), checkpoints=Path(checkpoints),
                                       resume=resume, device=dev, encoder_weights_override=encoder_weights, log=log,

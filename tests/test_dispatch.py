@@ -132,3 +132,13 @@ def test_max_minutes_is_the_whole_dispatchs_deadline(data, tmp_path):
     assert rows["fcn-basic"]["state"] == "stopped" and rows["fcn-basic"]["attempts"] == 0
     assert (tmp_path / "c" / "camvid-decoder-variants" / "segnet-basic").is_dir()
     assert "stopped: camvid-decoder-variants / fcn-basic" in r.stderr
+
+
+def test_postprocessed_member_runs_in_the_job_of_the_member_it_postprocesses():
+    from bench.dispatch import suite_specs
+    specs = suite_specs("camvid-controlled", "smoke")
+    deeplab = [s for s in specs if s.member == "deeplab-largefov"]
+    assert [s.then for s in deeplab] == [("deeplab-largefov-densecrf",)]
+    assert not any(s.member == "deeplab-largefov-densecrf" for s in specs)  # no job of its own: it would race
+    (alone,) = suite_specs("camvid-controlled", "smoke", members=["deeplab-largefov-densecrf"])
+    assert alone.member == "deeplab-largefov-densecrf" and alone.then == ()  # the DeepLab record must exist
