@@ -764,11 +764,11 @@ def _select_score_and_record(suite, member, recipe, *, profile, seed, variant, d
 
 
 def _recorded(results: Path, suite: str, member: str, profile: str, seed: int, variant, recipe: Recipe):
-    """The record folder of this exact run (same profile, seed, variant and recipe) if one exists."""
+    """The latest record folder of this exact run (same profile, seed, variant and recipe) if one exists."""
     folder = results / suite / member
     if not folder.is_dir():
         return None
-    for run in sorted(folder.iterdir()):
+    for run in sorted(folder.iterdir(), reverse=True):  # run ids end in their time: the latest first
         path = run / "run.json"
         if run.name.startswith(".tmp-") or not path.is_file():
             continue
@@ -838,13 +838,14 @@ def postprocess_member(suite: Suite, member: str, recipe: Recipe, base_recipe: R
     base_folder = _recorded(results, suite.name, base, profile, seed, variant, base_recipe)
     if base_folder is None:
         raise BenchError(f"{member}: no recorded {base} run ({tag}) under {results / suite.name / base}; run "
-                         f"`bench run {suite.name} --members {base} --profile {profile} --seed {seed}"
+                         f"`bench run --suite {suite.name} --members {base} --profile {profile} --seeds {seed}"
                          + (f" --variants {variant}" if variant else "") + "` first")
     weights = selected_weights_path(checkpoints, suite.name, base, base_folder.name)
     if not weights.is_file():
         raise BenchError(f"{weights}: the selected weights of {base_folder} were not kept (recorded elsewhere or "
-                         f"before they were); record {base} again: `bench run {suite.name} --members {base} "
-                         f"--profile {profile} --seed {seed}` (without --resume)")
+                         f"before they were); record {base} again: `bench run --suite {suite.name} --members {base} "
+                         f"--profile {profile} --seeds {seed}" + (f" --variants {variant}" if variant else "")
+                         + "` (without --resume)")
     base_record = json.loads((base_folder / "run.json").read_text())
     kwargs = {"dropout": base_recipe.dropout} if "dropout" in _builder_args(base) else {}
     model = architectures.create_model(base, num_classes=dataset.num_classes, encoder_weights=None, **kwargs)
