@@ -60,6 +60,12 @@ class Recipe:
     channels_last: str = "auto"  # "auto" (on CUDA), "on", "off"
     compile: bool = False
     deterministic: bool = False
+    # the VGG16 encoder's 13 convs (and the batch norms of their units) take no gradient and no weight decay
+    freeze_encoder: bool = False
+    # the frozen encoder's batch norms: "frozen" (statistics and affine parameters as initialised: with VGG16
+    # weights, which have none, an identity, so the encoder computes VGG16's features), or "recomputed" (affine
+    # frozen, statistics updated in training and recomputed before each evaluation with the others)
+    frozen_encoder_bn: str = "frozen"
 
     def iterations_per_epoch(self, n_train: int) -> int:
         return -(-n_train // self.batch_size)
@@ -84,6 +90,7 @@ CHOICES = {
     "precision": ("auto", "bf16", "fp32"),
     "channels_last": ("auto", "on", "off"),
     "bn_weight_decay": ("scale", "scale-and-shift", "none"),
+    "frozen_encoder_bn": ("frozen", "recomputed"),
 }
 POSITIVE = {"lr", "bias_lr_mult", "batch_size", "max_epochs", "max_iters", "eval_every_epochs", "eval_every_iters",
             "train_subset", "val_subset", "test_subset"}

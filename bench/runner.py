@@ -278,8 +278,9 @@ def make_train_step(model, train_model, optimizer, class_weights, recipe: Recipe
 @torch.no_grad()
 def recompute_bn_statistics(model, data: SplitData, recipe: Recipe, device):
     """Population BN statistics over the training set (compute_bn_statistics.py): cumulative averages of the
-    batch statistics, dropout off."""
-    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    batch statistics, dropout off; a frozen encoder's batch norms kept as they are where the recipe says so."""
+    kept = {id(m) for m in frozen_statistics(model, recipe)}
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and id(m) not in kept]
     saved = [m.momentum for m in bns]
     model.eval()
     for m in bns:
@@ -399,6 +400,45 @@ class Schedule:
         self._points = set(self.eval_points) | set(self.budgets)
 
 
+def encoder_modules(model) -> tuple[list, list]:
+    """The VGG16 encoder's 13 convs and the batch norms in their units; BenchError for a model without one."""
+    if not hasattr(model, "encoder_convs"):
+        raise BenchError(f"freeze_encoder: {type(model).__name__} has no VGG16 encoder of 13 convs to freeze")
+    convs, _ = model.encoder_convs()
+    ids = {id(c) for c in convs}
+    bns = [x for m in model.modules() if isinstance(m, torch.nn.Sequential) and len(m) and id(m[0]) in ids
+           for x in m if isinstance(x, torch.nn.modules.batchnorm._BatchNorm)]
+    return convs, bns
+
+
+def freeze_encoder_(model, recipe: Recipe) -> dict:
+    """Freezes the encoder where the recipe asks (no gradient; `param_groups` leaves the parameters out, so no
+    weight decay either); returns what the run record says about it."""
+    if recipe.freeze_encoder:
+        convs, bns = encoder_modules(model)
+        for module in (*convs, *bns):
+            for p in module.parameters():
+                p.requires_grad_(False)
+    _, names = model.encoder_convs() if recipe.freeze_encoder else ([], [])
+    return {"frozen_encoder": list(names), "frozen_encoder_bn": recipe.frozen_encoder_bn if recipe.freeze_encoder
+            else None, "trained_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+            "frozen_parameters": sum(p.numel() for p in model.parameters() if not p.requires_grad)}
+
+
+def frozen_statistics(model, recipe: Recipe) -> list:
+    """The batch norms whose statistics stay as they are (a frozen encoder's, with frozen_encoder_bn "frozen")."""
+    if recipe.freeze_encoder and recipe.frozen_encoder_bn == "frozen":
+        return encoder_modules(model)[1]
+    return []
+
+
+def train_mode(model, recipe: Recipe):
+    """model.train(), except the batch norms whose statistics stay frozen."""
+    model.train()
+    for bn in frozen_statistics(model, recipe):
+        bn.eval()
+
+
 def build_model(member: str, recipe: Recipe, dataset, device, encoder_weights_override, log):
     """The registered model with the recipe's initialisation, on the device; warns where its fc layers were
     initialised although the online recipe would take them from ImageNet."""
@@ -431,7 +471,7 @@ def load_checkpoint(ckpt: Path, recipe: Recipe, model, optimizer, device, total:
                          "checkpoint); delete it to start the run again") from None
     if not isinstance(saved, dict) or saved.get("format") != CHECKPOINT_FORMAT or "state" not in saved:
         raise BenchError(f"{ckpt}: not a checkpoint of this version of the harness; delete it to start again")
-    if saved["recipe"] != asdict(recipe):
+    if not same_recipe(saved["recipe"], recipe):
         raise BenchError(f"{ckpt}: checkpoint was made with a different recipe; delete it to start again")
     try:
         model.load_state_dict(saved["model"])
@@ -490,6 +530,7 @@ def _train_member(suite: Suite, member: str, recipe: Recipe, *, profile: str, se
     train, val, test = data["train"], data["val"], data["test"]
     # model
     model, weights_sha = build_model(member, recipe, dataset, device, encoder_weights_override, log)
+    frozen = freeze_encoder_(model, recipe)  # before DDP and the optimizer see the parameters
     macs_per_image = model_macs(member, size, dataset.num_classes)
     rank, world = (dist_utils.world()[0], dist_utils.world()[1]) if dist_utils.active() else (0, 1)
     train_model = dist_utils.CoarseLogits(model) if hasattr(model, "coarse_logits") else model
@@ -571,7 +612,7 @@ def _train_member(suite: Suite, member: str, recipe: Recipe, *, profile: str, se
                 state["budgets"].append(budget)
             state["evaluated"] = it
         log(line)
-        model.train()
+        train_mode(model, recipe)
 
     stream = ShuffledStream(seed, len(train), device)
     flips = FlipTable(seed, recipe.batch_size, device) if recipe.hflip else None
@@ -582,7 +623,7 @@ def _train_member(suite: Suite, member: str, recipe: Recipe, *, profile: str, se
         try:
             if sched.evaluates_at(state["iteration"]) and state["evaluated"] < state["iteration"]:
                 evaluate_point(state["iteration"])  # interrupted last time: redone before training on
-            model.train()
+            train_mode(model, recipe)
             last_sync = state["iteration"]
             t_segment = time.perf_counter()
             last_checkpoint = time.time()
@@ -632,7 +673,8 @@ def _train_member(suite: Suite, member: str, recipe: Recipe, *, profile: str, se
                                            dataset=dataset, data=data, model=model, optimizer=optimizer, state=state,
                                            sched=sched, results=results, class_weights=class_weights,
                                            weights_sha=weights_sha, macs_per_image=macs_per_image,
-                                           precision=precision, device=device, world=world, started=started)
+                                           precision=precision, device=device, world=world, started=started,
+                                           frozen=frozen)
             _probe("recorded", state["iteration"])
             if any(POSTPROCESSED[m]["of"] == member for m in suite.members if m in POSTPROCESSED):
                 # a post-processed member of this suite starts from these weights (bench.crf)
@@ -694,7 +736,7 @@ def remove_checkpoint(ckpt: Path) -> None:
 
 def _select_score_and_record(suite, member, recipe, *, profile, seed, variant, dataset, data, model, optimizer,
                              state, sched, results, class_weights, weights_sha, macs_per_image, precision, device,
-                             world, started) -> Path:
+                             world, started, frozen: dict | None = None) -> Path:
     """The selected point's test predictions and scores, written as one record folder (renamed into place)."""
     train, test = data["train"], data["test"]
     best = state["best"]
@@ -725,7 +767,8 @@ def _select_score_and_record(suite, member, recipe, *, profile, seed, variant, d
             "model": {"name": member, "params": sum(p.numel() for p in model.parameters()),
                       "gmacs_per_image": macs_per_image / 1e9, "pretrained_layers": model.pretrained_layers,
                       "weights_source": model.weights_source, "weights_sha256": weights_sha,
-                      "initialisation": model.initialisation, "class_weights": class_weights.tolist()},
+                      "initialisation": model.initialisation, "class_weights": class_weights.tolist(),
+                      **(frozen or {})},
             "optimiser": {"type": "SGD", "momentum": recipe.momentum,
                           "fused": bool(optimizer.defaults.get("fused")),
                           "param_groups": [{"name": g["name"], "lr": g["lr"], "weight_decay": g["weight_decay"],
@@ -777,9 +820,19 @@ def _recorded(results: Path, suite: str, member: str, profile: str, seed: int, v
         except (OSError, ValueError):
             continue
         if (rec.get("profile"), rec.get("seed"), rec.get("variant")) == (profile, seed, variant) and \
-                rec.get("config") == json.loads(json.dumps(asdict(recipe))):
+                same_recipe(rec.get("config"), recipe):
             return run
     return None
+
+
+def same_recipe(saved, recipe: Recipe) -> bool:
+    """Whether a recorded or checkpointed recipe (a dict) is ``recipe``; a key it lacks (it was made before the
+    key existed) counts as the key's default, so adding a recipe key never orphans earlier records."""
+    if not isinstance(saved, dict):
+        return False
+    def plain(d):
+        return json.loads(json.dumps(d))
+    return {**plain(asdict(Recipe())), **plain(saved)} == plain(asdict(recipe))
 
 
 def _train_labels(dataset, recipe, train: SplitData):

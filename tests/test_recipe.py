@@ -251,3 +251,71 @@ def test_profile_member_tables_are_checked(tmp_path):
                    'eval_every_iters = 1\n[profiles.huge]\nmax_iters = 3\n')
     with pytest.raises(BenchError, match="unknown profile"):
         load_suite(str(bad))
+
+
+@pytest.mark.parametrize("bn", ["frozen", "recomputed"])
+def test_frozen_encoder_takes_no_gradient_no_weight_decay_and_keeps_its_statistics_as_the_recipe_says(bn):
+    from bench.config import Recipe
+    from bench.runner import freeze_encoder_, make_optimizer, make_train_step, train_mode
+    torch.manual_seed(0)
+    recipe = Recipe(freeze_encoder=True, frozen_encoder_bn=bn, batch_size=2, image_size=(64, 96), dropout=0.0,
+                    deterministic=True)
+    model = architectures.create_model("segnet", num_classes=11)
+    info = freeze_encoder_(model, recipe)
+    convs, _ = model.encoder_convs()
+    encoder = {id(p) for c in convs for p in c.parameters()}
+    assert info["frozen_encoder"][0] == "conv1_1" and len(info["frozen_encoder"]) == 13
+    assert info["trained_parameters"] + info["frozen_parameters"] == sum(p.numel() for p in model.parameters())
+    optimizer = make_optimizer(model, recipe, torch.device("cpu"))
+    assert not encoder & {id(p) for g in optimizer.param_groups for p in g["params"]}  # no update, no decay
+    enc_bn = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)][0]  # conv1_1's batch norm
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    step = make_train_step(model, model, optimizer, torch.ones(11), recipe, torch.device("cpu"), 11, 1)
+    train_mode(model, recipe)
+    x = torch.randint(0, 256, (2, 3, 64, 96), dtype=torch.uint8)
+    y = torch.randint(0, 11, (2, 64, 96))
+    for it in range(2):
+        step(x, y, it)
+    after = model.state_dict()
+    for name, conv in zip(model.encoder_convs()[1], convs):
+        assert torch.equal(conv.weight, before[_key(model, conv) + ".weight"]), name
+    assert torch.equal(enc_bn.weight, torch.ones_like(enc_bn.weight))  # affine frozen either way
+    stats_kept = torch.equal(enc_bn.running_mean, torch.zeros_like(enc_bn.running_mean))
+    assert stats_kept == (bn == "frozen")
+    assert any(not torch.equal(after[k], before[k]) for k in before if "decoder" in k or k.startswith("dec"))
+
+
+def _key(model, module) -> str:
+    return next(n for n, m in model.named_modules() if m is module)
+
+
+def test_freezing_a_model_without_a_vgg16_encoder_is_one_clear_error():
+    from bench.config import Recipe
+    from bench.errors import BenchError
+    from bench.runner import freeze_encoder_
+    with pytest.raises(BenchError, match="freeze_encoder: .* has no VGG16 encoder"):
+        freeze_encoder_(architectures.create_model("segnet-basic"), Recipe(freeze_encoder=True))
+
+
+def test_records_made_before_a_recipe_key_existed_still_match_its_default():
+    from dataclasses import asdict
+
+    from bench.config import Recipe
+    from bench.runner import same_recipe
+    old = {k: v for k, v in json.loads(json.dumps(asdict(Recipe()))).items() if k not in ("freeze_encoder",
+                                                                                        "frozen_encoder_bn")}
+    assert same_recipe(old, Recipe()) and not same_recipe(old, Recipe(freeze_encoder=True))
+    assert not same_recipe({**old, "lr": 0.5}, Recipe()) and not same_recipe(None, Recipe())
+
+
+def test_a_run_with_a_frozen_encoder_records_which_parameters_it_trained(fake_root, tmp_path):
+    (folder,) = train_suite("camvid-controlled", profile="smoke", members=["segnet"], data_root=fake_root,
+                            results=tmp_path / "results", checkpoints=tmp_path / "ckpt", log=lambda m: None,
+                            overrides={"image_size": [64, 96], "max_iters": 2, "batch_size": 2, "eval_every_iters": 2,
+                                       "budgets_iters": [2], "encoder_weights": "none", "freeze_encoder": True})
+    rec = json.loads((folder / "run.json").read_text())
+    assert rec["config"]["freeze_encoder"] is True and rec["model"]["frozen_encoder_bn"] == "frozen"
+    assert rec["model"]["frozen_parameters"] > 0 and len(rec["model"]["frozen_encoder"]) == 13
+    assert rec["model"]["trained_parameters"] + rec["model"]["frozen_parameters"] == rec["model"]["params"]
+    assert all(g["parameters"] for g in rec["optimiser"]["param_groups"])
+    assert sum(g["parameters"] for g in rec["optimiser"]["param_groups"]) == rec["model"]["trained_parameters"]
