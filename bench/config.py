@@ -60,6 +60,12 @@ class Recipe:
     channels_last: str = "auto"  # "auto" (on CUDA), "on", "off"
     compile: bool = False
     deterministic: bool = False
+    # augmentation besides hflip, drawn per image from (seed, iteration) and applied on the device: a rotation
+    # uniform in +-rotation_degrees and a zoom uniform in [scale_min, scale_max] about the centre (bilinear for
+    # images, nearest for labels; pixels from outside the image are black and void)
+    rotation_degrees: float = 0.0
+    scale_min: float = 1.0
+    scale_max: float = 1.0
     # the VGG16 encoder's 13 convs (and the batch norms of their units) take no gradient and no weight decay
     freeze_encoder: bool = False
     # the frozen encoder's batch norms: "frozen" (statistics and affine parameters as initialised: with VGG16
@@ -93,8 +99,8 @@ CHOICES = {
     "frozen_encoder_bn": ("frozen", "recomputed"),
 }
 POSITIVE = {"lr", "bias_lr_mult", "batch_size", "max_epochs", "max_iters", "eval_every_epochs", "eval_every_iters",
-            "train_subset", "val_subset", "test_subset"}
-UPPER = {"max_iters": MAX_ITERATIONS, "max_epochs": MAX_EPOCHS, "batch_size": 4096}
+            "train_subset", "val_subset", "test_subset", "scale_min", "scale_max"}
+UPPER = {"max_iters": MAX_ITERATIONS, "max_epochs": MAX_EPOCHS, "batch_size": 4096, "rotation_degrees": 180}
 UNIT_INTERVAL = {"momentum", "dropout"}
 
 
@@ -178,6 +184,10 @@ class Suite:
             raise BenchError(f"{self.path}: the recipe needs max_epochs or max_iters")
         if recipe.eval_every_epochs is None and recipe.eval_every_iters is None:
             raise BenchError(f"{self.path}: the recipe needs eval_every_epochs or eval_every_iters")
+        if recipe.scale_min > recipe.scale_max:
+            raise BenchError(f"{self.path}: scale_min {recipe.scale_min} is above scale_max {recipe.scale_max}")
+        if recipe.rotation_degrees < 0:
+            raise BenchError(f"{self.path}: rotation_degrees must be >= 0, got {recipe.rotation_degrees}")
         return recipe
 
 

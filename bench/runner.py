@@ -182,6 +182,42 @@ class FlipTable:
         return self._table[it - start]
 
 
+class RotateScale:
+    """Random rotation and zoom of mini-batch ``it``'s images (a function of (seed, it, position in the
+    mini-batch)): angles uniform in +-``degrees``, zooms uniform in [``scale_min``, ``scale_max``], about the
+    image centre. Images are resampled bilinearly, labels at the nearest pixel; what comes from outside the image
+    is black and void."""
+
+    def __init__(self, seed: int, batch_size: int, degrees: float, scale_min: float, scale_max: float,
+                 void_label: int):
+        self.seed, self.batch_size, self.degrees = seed, batch_size, degrees
+        self.scale_min, self.scale_max, self.void = scale_min, scale_max, void_label
+
+    def params(self, it: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Angles (degrees) and zooms of the images of mini-batch ``it``."""
+        g = torch.Generator().manual_seed(self.seed * 104729 + it)
+        angle = (torch.rand(self.batch_size, generator=g, dtype=torch.float64) * 2 - 1) * self.degrees
+        scale = self.scale_min + torch.rand(self.batch_size, generator=g, dtype=torch.float64) * (
+            self.scale_max - self.scale_min)
+        return angle, scale
+
+    def __call__(self, it: int, x_uint8: torch.Tensor, y: torch.Tensor, rank: int = 0, world: int = 1):
+        """This rank's share (rank::world) of mini-batch ``it``, transformed."""
+        angle, scale = (v[rank::world] for v in self.params(it))
+        n, _, h, w = x_uint8.shape
+        rad = torch.deg2rad(angle)
+        cos, sin = torch.cos(rad) / scale, torch.sin(rad) / scale
+        theta = torch.zeros(n, 2, 3, dtype=torch.float64)  # output pixel -> where it is read, normalised coords
+        theta[:, 0, 0], theta[:, 0, 1] = cos, -sin * h / w
+        theta[:, 1, 0], theta[:, 1, 1] = sin * w / h, cos
+        grid = F.affine_grid(theta.float().to(x_uint8.device), [n, 1, h, w], align_corners=False)
+        image = F.grid_sample(x_uint8.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        label = F.grid_sample((y + 1).float().unsqueeze(1), grid, mode="nearest", padding_mode="zeros",
+                              align_corners=False).squeeze(1).round().long()
+        label = torch.where(label == 0, torch.full_like(label, self.void), label - 1)  # 0: from outside
+        return image.round().clamp(0, 255).to(torch.uint8), label.to(y.dtype)
+
+
 # -- pieces of the loop ----------------------------------------------------------------------------------------
 def labels_for_logits(model, labels, logits):
     """The labels the loss compares with ``logits``: the labels themselves, or for a model trained on coarse
@@ -616,6 +652,9 @@ def _train_member(suite: Suite, member: str, recipe: Recipe, *, profile: str, se
 
     stream = ShuffledStream(seed, len(train), device)
     flips = FlipTable(seed, recipe.batch_size, device) if recipe.hflip else None
+    warp = RotateScale(seed, recipe.batch_size, recipe.rotation_degrees, recipe.scale_min, recipe.scale_max,
+                       dataset.void_label) if recipe.rotation_degrees or recipe.scale_min != 1 or recipe.scale_max != 1 \
+        else None
     bar = progress(total=sched.total, initial=state["iteration"], desc=member) if progress else None
     lock = RunLock(Path(results) / suite.name / member, run_tag(profile, variant, seed)) if rank == 0 \
         else contextlib.nullcontext()  # rank 0 records: it holds the run's lock
@@ -637,6 +676,8 @@ def _train_member(suite: Suite, member: str, recipe: Recipe, *, profile: str, se
                         flip = flips(it)[rank::world]
                         x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
                         y = torch.where(flip.view(-1, 1, 1), y.flip(-1), y)
+                    if warp is not None:
+                        x, y = warp(it, x, y, rank, world)
                     state["losses"][it] = step(x, y, it)
                     state["images_trained"] += recipe.batch_size
                     state["iteration"] = it + 1

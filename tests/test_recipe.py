@@ -319,3 +319,32 @@ def test_a_run_with_a_frozen_encoder_records_which_parameters_it_trained(fake_ro
     assert rec["model"]["trained_parameters"] + rec["model"]["frozen_parameters"] == rec["model"]["params"]
     assert all(g["parameters"] for g in rec["optimiser"]["param_groups"])
     assert sum(g["parameters"] for g in rec["optimiser"]["param_groups"]) == rec["model"]["trained_parameters"]
+
+
+def test_rotation_and_zoom_are_seeded_per_image_and_keep_labels_and_void_straight():
+    from bench.runner import RotateScale
+    x = torch.zeros(4, 3, 40, 60, dtype=torch.uint8)
+    x[:, 0, :, :30] = 200  # left half red
+    y = torch.zeros(4, 40, 60, dtype=torch.long)
+    y[:, :, 30:] = 3
+    warp = RotateScale(seed=5, batch_size=4, degrees=30.0, scale_min=0.8, scale_max=1.2, void_label=11)
+    a = warp(7, x, y)
+    assert all(torch.equal(u, v) for u, v in zip(a, warp(7, x, y)))  # a function of (seed, iteration)
+    assert not torch.equal(a[1], warp(8, x, y)[1])
+    share = warp(7, x[1::2], y[1::2], rank=1, world=2)  # a rank's share: its images' draws in the whole batch
+    assert torch.equal(share[1], a[1][1::2]) and torch.equal(share[0], a[0][1::2])
+    img, lab = a
+    assert set(lab.unique().tolist()) <= {0, 3, 11}  # nearest: no label mixed up; 11 only from outside
+    assert (lab == 11).any()  # a rotation or a zoom out brings in pixels from outside: void, black
+    assert (img[:, :, :, :][(lab == 11).unsqueeze(1).expand_as(img)] == 0).float().mean() > 0.9
+    same = RotateScale(seed=5, batch_size=4, degrees=0.0, scale_min=1.0, scale_max=1.0, void_label=11)(7, x, y)
+    assert torch.equal(same[0], x) and torch.equal(same[1], y)  # no rotation, no zoom: the identity
+
+
+def test_augmentation_bounds_are_checked(tmp_path):
+    from bench.errors import BenchError
+    suite = load_suite("camvid-decoder-variants")
+    with pytest.raises(BenchError, match="scale_min 1.5 is above scale_max 1.2"):
+        suite.resolve("smoke", "natural-frequency", {"scale_min": 1.5, "scale_max": 1.2})
+    with pytest.raises(BenchError, match="rotation_degrees"):
+        suite.resolve("smoke", "natural-frequency", {"rotation_degrees": 270.0})
