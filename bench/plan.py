@@ -213,6 +213,7 @@ def run_plan(plan_path, *, profile: str | None = None, max_minutes: float | None
     """
     import torch
     from bench.profile import run_profile, settings as profile_settings
+    from bench.crf import POSTPROCESSED
     from bench.runner import (RunOptions, TimeBudgetReached, TrainingDiverged, _recorded, checkpoint_path,
                                resolve_device, train_suite)
     import datasets
@@ -288,11 +289,18 @@ def run_plan(plan_path, *, profile: str | None = None, max_minutes: float | None
                         log(f"error: {label}: {exc}; the plan goes on")
                         diverged.append(f"{label} ({exc})")
                         continue
+                    except BenchError as exc:
+                        if member not in POSTPROCESSED:
+                            raise
+                        # e.g. the run it post-processes was recorded without its weights: the rest still runs
+                        log(f"error: {label}: {exc}; the plan goes on")
+                        diverged.append(f"{label} ({exc})")
+                        continue
                     recorded += folders
         if dev.type == "cuda":
             torch.cuda.empty_cache()
     if diverged:
-        raise BenchError(f"plan {plan.name}: every step tried; {len(diverged)} run(s) diverged and were not recorded: "
-                         + "; ".join(diverged))
+        raise BenchError(f"plan {plan.name}: every step tried; {len(diverged)} run(s) diverged or could not run and "
+                         "were not recorded: " + "; ".join(diverged))
     log(f"plan {plan.name}: every step done")
     return {"recorded": recorded, "skipped": skipped, "done": True}

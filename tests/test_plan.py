@@ -44,7 +44,7 @@ def test_the_shipped_paper_plan_loads_in_the_issues_order():
     assert first.kind == "profile" and {"segnet", "deeplab-largefov", "fcn-learnt-deconv", "deconvnet"} <= set(first.models)
     assert [(s.suite, s.members[:1], s.seeds) for s in runs[:2]] == [
         ("camvid-controlled", ("segnet",), (0,)), ("camvid-decoder-variants", ("segnet-basic",), (0,))]
-    assert runs[2].members == ("deeplab-largefov", "fcn", "fcn-learnt-deconv", "deconvnet")
+    assert runs[2].members == ("deeplab-largefov", "deeplab-largefov-densecrf", "fcn", "fcn-learnt-deconv", "deconvnet")
     assert runs[-1].members == ("segnet",) and runs[-1].seeds == (1, 2)
 
 
@@ -237,8 +237,22 @@ def test_a_diverged_run_does_not_stop_the_plan(fake_root, tmp_path, monkeypatch)
         return model, sha
     monkeypatch.setattr(runner, "build_model", fcn_basic_diverges)
     logs = []
-    with pytest.raises(BenchError, match=r"1 run\(s\) diverged and were not recorded: .*fcn-basic .*became nan"):
+    with pytest.raises(BenchError, match=r"1 run\(s\) diverged or could not run and were not recorded: "
+                                         r".*fcn-basic .*became nan"):
         run_plan(plan, data_root=fake_root, results=tmp_path / "r", checkpoints=tmp_path / "c", log=logs.append)
     recorded = [p.parent.parent.name for p in (tmp_path / "r").rglob("run.json")]
     assert recorded == ["segnet-basic"]
     assert any(line.startswith("error:") and "the plan goes on" in line for line in logs)
+
+
+def test_a_postprocessed_member_that_cannot_run_does_not_stop_the_plan(fake_root, tmp_path):
+    """The dense CRF over a DeepLab run recorded without its weights: one error line, and the plan goes on."""
+    plan = tmp_path / "p.toml"
+    plan.write_text('[[step]]\nsuite = "camvid-controlled"\nmembers = ["deeplab-largefov-densecrf"]\nprofile = "smoke"\n'
+                    '[[step]]\nsuite = "camvid-decoder-variants"\nmembers = ["segnet-basic"]\n'
+                    'variants = ["natural-frequency"]\nprofile = "smoke"\n')
+    logs = []
+    with pytest.raises(BenchError, match=r"1 run\(s\) diverged or could not run .*deeplab-largefov-densecrf .*"
+                                         r"no recorded deeplab-largefov run"):
+        run_plan(plan, data_root=fake_root, results=tmp_path / "r", checkpoints=tmp_path / "c", log=logs.append)
+    assert [p.parent.parent.name for p in (tmp_path / "r").rglob("run.json")] == ["segnet-basic"]
