@@ -93,7 +93,8 @@ def score_label_maps(preds, gts, class_names=None, void_label: int = 11, absent:
                      matching: str = "one-to-one", class_rule: str = "gt-or-pred",
                      tolerance: float = DEFAULT_TOLERANCE, with_bf: bool = True, workers: int | None = None,
                      progress=None) -> dict:
-    """Scores predicted label maps against ground truth (sequences of equal-size H x W integer arrays).
+    """Scores predicted label maps against ground truth (sequences of H x W integer arrays; each prediction the
+    size of its ground truth, the images' sizes free to differ).
 
     Returns G, C, mIoU and BF in percent, per-class accuracy, IoU and BF by class name, the confusion
     matrix (rows: ground truth 0..K-1; columns: prediction 0..K-1, then "outside") and the conventions.
@@ -171,11 +172,17 @@ def check_prediction_folder(dataset, split: str, folder) -> list:
     return samples
 
 
-def read_prediction(dataset, path) -> np.ndarray:
-    """One predicted label map: an 8-bit PNG of the dataset's size with labels up to void; BenchError naming
-    the file otherwise (not a PNG, truncated, wrong size, a label above void)."""
+def read_prediction(dataset, path, shape=None) -> np.ndarray:
+    """One predicted label map: an 8-bit PNG of the dataset's size (or ``shape``, its ground truth's, for a
+    dataset whose images vary in size) with labels up to void; BenchError naming the file otherwise (not a
+    PNG, truncated, wrong size, a label above void)."""
     from datasets.camvid import read_label_png  # the PNG checks are shared with the ground truth
-    return read_label_png(path, dataset.image_size, dataset.void_label, what="prediction")
+    return read_label_png(path, shape or dataset.image_size, dataset.void_label, what="prediction")
+
+
+def _prediction_and_ground_truth(dataset, folder: Path, sample):
+    gt = dataset.read_label(sample)
+    return read_prediction(dataset, folder / sample.name, None if dataset.image_size else gt.shape), gt
 
 
 def evaluate_predictions(dataset, split: str, folder, progress=None, absent: str = "zero",
@@ -187,7 +194,7 @@ def evaluate_predictions(dataset, split: str, folder, progress=None, absent: str
     BenchError naming it."""
     folder = Path(folder)
     samples = check_prediction_folder(dataset, split, folder)
-    load = lambda i: (read_prediction(dataset, folder / samples[i].name), dataset.read_label(samples[i]))  # noqa: E731
+    load = lambda i: _prediction_and_ground_truth(dataset, folder, samples[i])  # noqa: E731
     empty = (f"{dataset.root}: every ground-truth pixel of split {split!r} is void; G, C, mIoU and BF "
              "are undefined (no pixel to score), so none is reported")
     result = _score(len(samples), load, dataset.class_names, dataset.void_label, absent, matching, class_rule,

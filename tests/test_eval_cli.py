@@ -162,3 +162,36 @@ def test_real_ground_truth_shifted(camvid_test_labels):
     far[:, :, 6:] = labels[:, :, :-6]
     res6 = score_label_maps(list(far), list(labels), class_names=ds.class_names)
     assert res6["BF"] < res["BF"] - 20
+
+
+def test_images_of_different_sizes_are_each_scored_at_their_own_size(fake_root, tmp_path):
+    """A dataset whose images vary in size (image_size None, as Pascal VOC): each prediction is checked against
+    its own ground truth's size, and the scores pool every image."""
+    from PIL import Image
+
+    from bench.errors import BenchError
+    from bench.evaluate import evaluate_predictions, score_label_maps
+    from datasets.camvid import CamVid
+
+    class AnySize(CamVid):
+        image_size = None
+    ds = AnySize(fake_root)
+    rng = np.random.default_rng(3)
+    folder = tmp_path / "preds"
+    folder.mkdir()
+    gts, preds = [], []
+    for k, s in enumerate(ds.samples("test")):
+        gt = rng.integers(0, 11, (30 + 10 * k, 40 + 7 * k)).astype(np.uint8)
+        pred = np.where(rng.random(gt.shape) < 0.1, (gt + 1) % 11, gt).astype(np.uint8)
+        Image.fromarray(gt).save(s.label)
+        Image.fromarray(pred).save(folder / s.name)
+        gts.append(gt)
+        preds.append(pred)
+    assert len({g.shape for g in gts}) == len(gts) > 1
+    r = evaluate_predictions(ds, "test", folder, workers=1)
+    direct = score_label_maps(preds, gts, class_names=ds.class_names, void_label=ds.void_label, workers=1)
+    assert (r["G"], r["mIoU"], r["BF"]) == (direct["G"], direct["mIoU"], direct["BF"]) and 85 < r["G"] < 95
+    name = ds.samples("test")[0].name
+    Image.fromarray(np.zeros((5, 5), np.uint8)).save(folder / name)
+    with pytest.raises(BenchError, match=f"{name}: prediction is 5x5, expected 30x40"):
+        evaluate_predictions(ds, "test", folder, workers=1)
