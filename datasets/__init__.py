@@ -1,10 +1,12 @@
 """Dataset registry: `get_dataset(name, data_root)`, `list_datasets()`, `resolve_data_root()`.
 
 A dataset class registers itself with `@register_dataset("name")`; CamVid (the SegNet authors' copy)
-is the one the paper's CamVid experiments use.
+is the one the paper's CamVid experiments use; voc2012 (torchvision's VOCSegmentation layout) the
+encoder-freezing study's.
 """
 from datasets.registry import (DEFAULT_DATA_ROOT, get_dataset, list_datasets, register_dataset,
                                resolve_data_root)
 from datasets import camvid as _camvid  # noqa: F401  (registers "camvid")
+from datasets import voc as _voc  # noqa: F401  (registers "voc2012")
 
 __all__ = ["DEFAULT_DATA_ROOT", "get_dataset", "list_datasets", "register_dataset", "resolve_data_root"]

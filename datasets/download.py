@@ -42,6 +42,11 @@ def download_dataset(dataset, url: str | None = None, manifest: Path | None = No
 
     ``url`` overrides the archive address (e.g. a mirror); ``manifest`` the SHA-256 list.
     """
+    if hasattr(dataset, "download"):  # a dataset with its own loader (voc2012: torchvision's)
+        if url or manifest:
+            raise BenchError(f"{dataset.name}: --url and --manifest apply to archive datasets only; this one "
+                             "downloads through its own loader")
+        return dataset.download(progress)
     url = url or dataset.download_url
     manifest = Path(manifest or dataset.checksums)
     expected = read_manifest(manifest)
