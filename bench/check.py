@@ -144,10 +144,14 @@ def rescore(path: Path, rec: dict, data_root, results_root: Path) -> dict:
     if unknown:
         return {"rule": rid, "status": "fail", "detail": f"{folder / unknown[0]}: not an image of the test split"}
     try:
-        preds = [read_label_png(folder / n, size, ds.void_label, what="prediction") for n in names]
+        if rec["predictions"].get("at_original_size"):  # a dataset whose images vary in size: each at its own
+            gts = [ds.read_label(samples[n]) for n in names]
+            preds = [read_label_png(folder / n, g.shape, ds.void_label, what="prediction") for n, g in zip(names, gts)]
+        else:
+            preds = [read_label_png(folder / n, size, ds.void_label, what="prediction") for n in names]
+            gts = [resize_label(ds.read_label(samples[n]), size) for n in names]
     except BenchError as exc:
         return {"rule": rid, "status": "fail", "detail": str(exc)}
-    gts = [resize_label(ds.read_label(samples[n]), size) for n in names]
     conv = rec["test"]["conventions"]
     res = score_label_maps(preds, gts, class_names=ds.class_names, void_label=ds.void_label, absent=conv["absent"],
                            matching=conv["bf_matching"], class_rule=conv["bf_class_rule"])

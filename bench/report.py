@@ -262,6 +262,34 @@ def table3(groups, profile, suite) -> list[Table]:
     return tables
 
 
+def table_selected(groups, profile, suite) -> Table | None:
+    """For a suite without a paper table (voc2012-transfer): G, C, mIoU and BF at the iteration validation
+    selected, one row per member and variant, with what the source study states beside it where it does."""
+    names = _paper_names()
+    recs = {k: v for k, v in groups.items() if k[0] == suite}
+    if not recs:
+        return None
+    stated = [r for r in read_rows("voc2012_study") if r["study"] == suite] if suite == "voc2012-transfer" else []
+    notes = ["Test scores at the iteration of the best validation G (mean ± std over seeds)."]
+    notes += [f"The study states for {r['network']} {r['variant']} on {r['split']}: {r['metric']} {r['relation']} "
+              f"{r['value']} ({r['source']})." for r in stated]
+    t = Table(f"{suite.replace('-', '_')}_selected", f"Ours at the iteration validation selected ({suite}, {profile} "
+              "profile)", ["network", "variant", "n", "updates (ours)", "trained parameters", *METRICS], notes=notes)
+    for key in sorted(recs, key=lambda k: (k[1], k[2] or "")):
+        rs = recs[key]
+        selected = sorted({r["selected"]["iteration"] for r in rs if r.get("selected")})
+        trained = sorted({r["model"].get("trained_parameters") for r in rs} - {None})
+        cells = [names.get(key[1], key[1]), key[2] or "–", len(rs), ", ".join(f"{n:,}" for n in selected),
+                 ", ".join(f"{n / 1e6:.1f}M" for n in trained) or "–"]
+        for m in METRICS:
+            _ours_cell(t, cells, [r["test"][m] for r in rs], f"{names.get(key[1], key[1])} [{key[2]}]",
+                       f"selected_{m}", profile, like=True)
+        t.rows.append(cells)
+        t.row_records.append(rs)
+    t.mark_best()
+    return t
+
+
 def table2(groups, profile, suite) -> Table | None:
     names = _paper_names()
     recs = {k: v for k, v in groups.items() if k[0] == suite}
@@ -616,8 +644,12 @@ def figure_qualitative(recs_by_key, records_paths, dataset, n_images=4, problems
         return None
     size = tuple(recs_by_key[keys[0]][0]["predictions"]["resolution"])
 
+    at_original = recs_by_key[keys[0]][0]["predictions"].get("at_original_size")
+
     def read_pred(path):
         try:
+            if at_original:  # each at its image's own size: brought to the figure's
+                return resize_label(read_label_png(path, None, dataset.void_label, what="prediction"), size)
             return read_label_png(path, size, dataset.void_label, what="prediction")
         except BenchError as exc:
             if problems is not None:
@@ -740,7 +772,8 @@ def render_suite(suite, recs, paths, profiles, out_dir: Path, data_root=None, sk
                           *(table3(groups, profile, suite) if suite.startswith("camvid-controlled") else []),
                           table2(groups, profile, suite) if suite.startswith("camvid-controlled") else None,
                           *(table6_tables(profiles) if suite.startswith("camvid-controlled") else []),
-                          table1_costs(profiles) if suite == "camvid-decoder-variants" else None) if t]
+                          table1_costs(profiles) if suite == "camvid-decoder-variants" else None,
+                          table_selected(groups, profile, suite) if not suite.startswith("camvid-") else None) if t]
     link_of = {id(r): Path(os.path.relpath(Path(p).resolve(), Path(link_base or out_dir).resolve())).as_posix()
                for p, r in zip(paths, recs)}
     for t in tables:
@@ -763,7 +796,7 @@ def render_suite(suite, recs, paths, profiles, out_dir: Path, data_root=None, sk
     skipped = skipped if skipped is not None else []
     skipped.extend(bad_predictions)
     if qual:
-        figures.append(("qualitative.png", "Test images, ground truth and predictions (CamVid colours)", qual))
+        figures.append(("qualitative.png", f"Test images, ground truth and predictions ({dataset_name} colours)", qual))
     else:
         missing.append("Qualitative grid: the dataset was not found under the data root.")
     for name, _, png in figures:

@@ -71,33 +71,66 @@ def _probe(moment: str, iteration: int) -> None:
 
 # -- data ----------------------------------------------------------------------------------------------------
 class SplitData:
-    """One split decoded once: uint8 images N x 3 x H x W and labels N x H x W on a device."""
+    """One split decoded once: uint8 images N x 3 x H x W and labels N x H x W on a device. For a dataset whose
+    images vary in size, ``frames`` holds each image's (original H, W, letterboxed h, w) and ``originals`` its
+    full-size label map, so predictions are scored and written at each image's own size (`full_size`)."""
 
-    def __init__(self, names, images, labels):
+    def __init__(self, names, images, labels, frames=None, originals=None):
         self.names, self.images, self.labels = names, images, labels
+        self.frames, self.originals = frames, originals
 
     def __len__(self):
         return len(self.names)
 
+    def subset(self, n: int) -> "SplitData":
+        return SplitData(self.names[:n], self.images[:n], self.labels[:n], self.frames and self.frames[:n],
+                         self.originals and self.originals[:n])
+
+    def full_size(self, pred: np.ndarray) -> list[np.ndarray]:
+        """Predicted maps (N x H x W at the recipe's size) at each image's own size: the letterboxed region
+        brought back by nearest-neighbour sampling; unchanged for a dataset of one size."""
+        if self.frames is None:
+            return list(pred)
+        return [resize_label(np.ascontiguousarray(p[:h, :w]), (H, W)) for p, (H, W, h, w) in zip(pred, self.frames)]
+
+
+def letterbox(image: np.ndarray, label: np.ndarray, size, void_label: int):
+    """An image and its labels scaled to fit ``size`` (H, W) whole, aspect kept (bilinear / nearest), and padded
+    at the bottom and right with black and void; also (original H, W, scaled h, w)."""
+    H, W = label.shape
+    scale = min(size[0] / H, size[1] / W)
+    h, w = max(1, min(size[0], round(H * scale))), max(1, min(size[1], round(W * scale)))
+    img = np.zeros((*size, 3), np.uint8)
+    lab = np.full(size, void_label, np.uint8)
+    img[:h, :w] = resize_image(image, (h, w))
+    lab[:h, :w] = resize_label(label, (h, w))
+    return img, lab, (H, W, h, w)
+
 
 def load_split(dataset, split: str, size, subset: int | None, device, progress=None) -> SplitData:
-    """Decodes a split's PNGs on all cores (PIL releases the GIL while decoding) and resizes them to ``size``."""
+    """Decodes a split's images on all cores (PIL releases the GIL while decoding) and brings them to ``size``:
+    resized for a dataset of one size, letterboxed (`letterbox`) for one whose images vary."""
     samples = dataset.samples(split)
     if subset:
         samples = samples[:subset]
+    varying = dataset.image_size is None
 
     def decode(s):
-        img = resize_image(dataset.read_image(s), size)
-        lab = resize_label(dataset.read_label(s), size)
+        image, label = dataset.read_image(s), dataset.read_label(s)
+        if varying:
+            img, lab, frame = letterbox(image, label, size, dataset.void_label)
+        else:
+            img, lab, frame = resize_image(image, size), resize_label(label, size), None
         return (torch.from_numpy(np.array(img, copy=True)).permute(2, 0, 1),
-                torch.from_numpy(np.array(lab, copy=True)))
+                torch.from_numpy(np.array(lab, copy=True)), frame, label if varying else None)
     with ThreadPoolExecutor(max_workers=min(32, os.cpu_count() or 1)) as pool:
         it = pool.map(decode, samples)
         if progress:
             it = progress(it, total=len(samples), desc=f"load {split}")
-        pairs = list(it)
-    return SplitData([s.name for s in samples], torch.stack([p[0] for p in pairs]).to(device),
-                     torch.stack([p[1] for p in pairs]).to(device))
+        parts = list(it)
+    return SplitData([s.name for s in samples], torch.stack([p[0] for p in parts]).to(device),
+                     torch.stack([p[1] for p in parts]).to(device), [p[2] for p in parts] if varying else None,
+                     [p[3] for p in parts] if varying else None)
 
 
 def data_for(recipe: Recipe, dataset, device, cache: dict, progress=None) -> dict:
@@ -371,8 +404,10 @@ def quick_scores(pred: np.ndarray, data: SplitData, num_classes: int, void: int)
 
 
 def full_scores(pred: np.ndarray, data: SplitData, dataset) -> dict:
-    labels = data.labels.cpu().numpy()
-    return score_label_maps(list(pred), list(labels), class_names=dataset.class_names, void_label=dataset.void_label)
+    """G, C, mIoU and BF of a split's predictions, at each image's own size where the dataset's sizes vary."""
+    labels = data.originals if data.frames is not None else list(data.labels.cpu().numpy())
+    return score_label_maps(data.full_size(pred), labels, class_names=dataset.class_names,
+                            void_label=dataset.void_label)
 
 
 # -- one run ---------------------------------------------------------------------------------------------------
@@ -791,7 +826,7 @@ def _select_score_and_record(suite, member, recipe, *, profile, seed, variant, d
     run_id = new_run_id(profile, seed, variant)
     folder = RunFolder(Path(results) / suite.name / member, run_id)
     try:
-        for name, p in zip(test.names, test_pred):
+        for name, p in zip(test.names, test.full_size(test_pred)):
             Image.fromarray(p).save(folder.predictions / name)
         np.save(folder.tmp / "loss.npy", losses)
         (folder.tmp / "log.txt").write_text("".join(line + "\n" for line in state["log"]))
@@ -828,7 +863,7 @@ def _select_score_and_record(suite, member, recipe, *, profile, seed, variant, d
             "test": test_scores,
             "train": train_scores,
             "predictions": {"folder": "predictions", "split": "test", "count": len(test.names),
-                            "resolution": list(recipe.image_size)},
+                            "resolution": list(recipe.image_size), "at_original_size": test.frames is not None},
             "log": "log.txt",
             "timing": {"wall_seconds": time.time() - started, "train_seconds": state["train_seconds"],
                        "images_trained": state["images_trained"],
@@ -960,8 +995,7 @@ def postprocess_member(suite: Suite, member: str, recipe: Recipe, base_recipe: R
         cm = cm_of(maps, labels, dataset.num_classes, dataset.void_label)
         return 100 * segmentation_scores(cm)["mIoU"]
     note(f"  {member}: dense CRF over {base_folder.name}; grid of {len(crf.grid())} settings on {n_val} val images")
-    val_probs = predict_probs(model, SplitData(val.names[:n_val], val.images[:n_val], val.labels[:n_val]),
-                              base_recipe, device)
+    val_probs = predict_probs(model, val.subset(n_val), base_recipe, device)
     best, table = crf.choose_params(host_images(val, n_val), val_probs, val.labels[:n_val].cpu().numpy(), val_miou)
     note(f"  {member}: chosen {asdict(best)} (val mIoU {max(t['score'] for t in table):.2f})")
     test_probs = predict_probs(model, test, base_recipe, device)
@@ -974,7 +1008,7 @@ def postprocess_member(suite: Suite, member: str, recipe: Recipe, base_recipe: R
     run_id = new_run_id(profile, seed, variant)
     folder = RunFolder(results / suite.name / member, run_id)
     try:
-        for name, p in zip(test.names, test_pred):
+        for name, p in zip(test.names, test.full_size(test_pred)):
             Image.fromarray(p).save(folder.predictions / name)
         (folder.tmp / "log.txt").write_text("".join(line + "\n" for line in run_log))
         record = {
@@ -996,7 +1030,7 @@ def postprocess_member(suite: Suite, member: str, recipe: Recipe, base_recipe: R
             "budgets": [],
             "test": test_scores, "train": None,
             "predictions": {"folder": "predictions", "split": "test", "count": len(test.names),
-                            "resolution": list(base_recipe.image_size)},
+                            "resolution": list(base_recipe.image_size), "at_original_size": test.frames is not None},
             "log": "log.txt",
             "timing": {"wall_seconds": time.time() - started, "crf_test_seconds": crf_seconds},
             "finished_at": now_iso(),

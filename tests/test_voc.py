@@ -95,3 +95,41 @@ def test_verify_and_scoring_at_each_images_own_size(voc_root, tmp_path):
                               [ds.read_label(s) for s in ds.samples("test")], class_names=ds.class_names,
                               void_label=21, workers=1)
     assert scores["BF"] == direct["BF"] < 100  # BF does not mask void (the authors' convention)
+
+
+@pytest.mark.slow
+def test_the_voc_suite_runs_both_variants_on_the_fixture(voc_root, tmp_path):
+    """`bench run --suite voc2012-transfer --profile smoke`: SegNet and FCN, encoder frozen and fine-tuned, on
+    the tiny tree; test predictions written and scored at each image's own size."""
+    import json
+
+    from tests.conftest import vgg16_weights_file
+    results = tmp_path / "results"
+    r = CliRunner().invoke(main, ["run", "--suite", "voc2012-transfer", "--profile", "smoke", "--data-root",
+                                  str(voc_root), "--results", str(results), "--checkpoints", str(tmp_path / "ckpt"),
+                                  "--encoder-weights", str(vgg16_weights_file())])
+    assert r.exit_code == 0, r.output
+    records = {(p.parent.parent.name, json.loads(p.read_text())["variant"]): json.loads(p.read_text())
+               for p in results.rglob("run.json")}
+    assert set(records) == {(m, v) for m in ("segnet", "fcn") for v in ("frozen-encoder", "fine-tuned")}
+    frozen, tuned = records["segnet", "frozen-encoder"], records["segnet", "fine-tuned"]
+    assert frozen["model"]["frozen_parameters"] > 0 and tuned["model"]["frozen_parameters"] == 0
+    assert frozen["model"]["trained_parameters"] < tuned["model"]["trained_parameters"]
+    assert frozen["config"]["hflip"] and frozen["config"]["rotation_degrees"] == 10.0
+    ds = datasets.get_dataset("voc2012", voc_root)
+    folder = next(results.rglob("segnet/*frozen-encoder*")) / "predictions"
+    for s in ds.samples("test")[:2]:  # the smoke profile scores 2 test images, each at its own size
+        assert np.array(Image.open(folder / s.name)).shape == ds.read_label(s).shape
+    assert frozen["predictions"]["at_original_size"] is True
+    from bench.check import run_check
+    rescored = [o for o in run_check(results, voc_root)["outcomes"] if o["rule"].startswith("rescore:")]
+    assert len(rescored) == 4 and all(o["status"] == "pass" for o in rescored), rescored
+    out = tmp_path / "reports"
+    r = CliRunner().invoke(main, ["report", "--results", str(results), "--out", str(out), "--data-root", str(voc_root)])
+    assert r.exit_code == 0, r.output
+    page = (out / "voc2012-transfer" / "README.md").read_text()
+    assert "Ours at the iteration validation selected (voc2012-transfer, smoke profile)" in page
+    assert "| SegNet | frozen-encoder | 1 |" in page and "| FCN | fine-tuned | 1 |" in page
+    assert "The study states for SegNet fine-tuned on val: mIoU about 48" in page
+    for name in ("curves.png", "qualitative.png", "voc2012_transfer_selected.csv"):
+        assert (out / "voc2012-transfer" / name).stat().st_size > 0, name
