@@ -953,9 +953,7 @@ def postprocess_member(suite: Suite, member: str, recipe: Recipe, base_recipe: R
                        log=print, progress=None) -> Path:
     """A member that post-processes the recorded run of another (bench.crf.POSTPROCESSED): the dense CRF over
     the selected weights' softmax, its parameters chosen on validation images; written as a normal record."""
-    import architectures
     from bench import crf
-    from bench.metrics import confusion_matrix as cm_of
     started = time.time()
     run_log = []
 
@@ -963,19 +961,56 @@ def postprocess_member(suite: Suite, member: str, recipe: Recipe, base_recipe: R
         run_log.append(f"{now_iso()} {message}")
         log(message)
     base = POSTPROCESSED[member]["of"]
+    base_folder, base_record, model = _selected_model_of(suite, member, base, base_recipe, profile=profile,
+                                                         seed=seed, variant=variant, dataset=dataset,
+                                                         results=results, checkpoints=checkpoints, device=device)
+    data = data_for(base_recipe, dataset, device, data_cache, progress)
+    val, test = data["val"], data["test"]
+    # the CRF's parameters, chosen on the first validation images
+    n_val = min(len(val), crf.VAL_IMAGES)
+    note(f"  {member}: dense CRF over {base_folder.name}; grid of {len(crf.grid())} settings on {n_val} val images")
+    val_probs = predict_probs(model, val.subset(n_val), base_recipe, device)
+
+    def val_miou(maps, labels):
+        cm = confusion_matrix(maps, labels, dataset.num_classes, dataset.void_label)
+        return 100 * segmentation_scores(cm)["mIoU"]
+    best, table = crf.choose_params(_host_images(val, n_val), val_probs, val.labels[:n_val].cpu().numpy(), val_miou)
+    note(f"  {member}: chosen {asdict(best)} (val mIoU {max(t['score'] for t in table):.2f})")
+    # the test predictions
+    test_probs = predict_probs(model, test, base_recipe, device)
+    workers = os.cpu_count() or 1
+    t0 = time.perf_counter()
+    test_pred = crf.crf_label_maps(_host_images(test, len(test)), test_probs, best, workers)
+    crf_seconds = time.perf_counter() - t0
+    test_scores = full_scores(test_pred, test, dataset)
+    note(f"  {member} test G {test_scores['G']:.2f} mIoU {test_scores['mIoU']:.2f} BF {test_scores['BF']:.2f}")
+    postprocess = {"stage": POSTPROCESSED[member]["stage"], "of": base, "record": base_record["run_id"],
+                   "record_commit": base_record["provenance"]["git"]["commit"], "params": asdict(best),
+                   "grid": table, "chosen_by": f"mIoU of the first {n_val} val images",
+                   "core_seconds_per_test_image": crf_seconds / max(1, len(test)) * workers, "workers": workers,
+                   "implementation": "pydensecrf2 (Krähenbühl and Koltun's C++ code)"}
+    return _record_postprocessed(suite, member, recipe, base_recipe, base_record, postprocess, profile=profile,
+                                 seed=seed, variant=variant, dataset=dataset, test=test, test_pred=test_pred,
+                                 test_scores=test_scores, results=results, device=device, run_log=run_log,
+                                 timing={"wall_seconds": time.time() - started, "crf_test_seconds": crf_seconds})
+
+
+def _selected_model_of(suite: Suite, member: str, base: str, base_recipe: Recipe, *, profile, seed, variant,
+                       dataset, results, checkpoints, device):
+    """The latest record of ``base`` for this profile, seed and variant, and its model with the selected weights
+    kept for post-processing; one line naming the `bench run` to do first where either is missing."""
+    import architectures
     tag = f"profile {profile}, seed {seed}" + (f", variant {variant}" if variant else "")
+    command = (f"bench run --suite {suite.name} --members {base} --profile {profile} --seeds {seed}"
+               + (f" --variants {variant}" if variant else ""))
     base_folder = _recorded(results, suite.name, base, profile, seed, variant, base_recipe)
     if base_folder is None:
         raise BenchError(f"{member}: no recorded {base} run ({tag}) under {results / suite.name / base}; run "
-                         f"`bench run --suite {suite.name} --members {base} --profile {profile} --seeds {seed}"
-                         + (f" --variants {variant}" if variant else "") + "` first")
+                         f"`{command}` first")
     weights = selected_weights_path(checkpoints, suite.name, base, base_folder.name)
     if not weights.is_file():
         raise BenchError(f"{weights}: the selected weights of {base_folder} were not kept (recorded elsewhere or "
-                         f"before they were); record {base} again: `bench run --suite {suite.name} --members {base} "
-                         f"--profile {profile} --seeds {seed}" + (f" --variants {variant}" if variant else "")
-                         + "` (without --resume)")
-    base_record = json.loads((base_folder / "run.json").read_text())
+                         f"before they were); record {base} again: `{command}` (without --resume)")
     kwargs = {"dropout": base_recipe.dropout} if "dropout" in _builder_args(base) else {}
     model = architectures.create_model(base, num_classes=dataset.num_classes, encoder_weights=None, **kwargs)
     try:
@@ -983,28 +1018,18 @@ def postprocess_member(suite: Suite, member: str, recipe: Recipe, base_recipe: R
     except Exception as exc:
         raise BenchError(f"{weights}: not the selected weights of {base} ({exc.__class__.__name__}); delete it and "
                          f"record {base} again") from None
-    model.to(device)
-    data = data_for(base_recipe, dataset, device, data_cache, progress)
-    val, test = data["val"], data["test"]
-    n_val = min(len(val), crf.VAL_IMAGES)
+    return base_folder, json.loads((base_folder / "run.json").read_text()), model.to(device)
 
-    def host_images(split: SplitData, n: int) -> np.ndarray:
-        return np.ascontiguousarray(split.images[:n].permute(0, 2, 3, 1).cpu().numpy())
 
-    def val_miou(maps, labels):
-        cm = cm_of(maps, labels, dataset.num_classes, dataset.void_label)
-        return 100 * segmentation_scores(cm)["mIoU"]
-    note(f"  {member}: dense CRF over {base_folder.name}; grid of {len(crf.grid())} settings on {n_val} val images")
-    val_probs = predict_probs(model, val.subset(n_val), base_recipe, device)
-    best, table = crf.choose_params(host_images(val, n_val), val_probs, val.labels[:n_val].cpu().numpy(), val_miou)
-    note(f"  {member}: chosen {asdict(best)} (val mIoU {max(t['score'] for t in table):.2f})")
-    test_probs = predict_probs(model, test, base_recipe, device)
-    workers = os.cpu_count() or 1
-    t0 = time.perf_counter()
-    test_pred = crf.crf_label_maps(host_images(test, len(test)), test_probs, best, workers)
-    crf_seconds = time.perf_counter() - t0
-    test_scores = full_scores(test_pred, test, dataset)
-    note(f"  {member} test G {test_scores['G']:.2f} mIoU {test_scores['mIoU']:.2f} BF {test_scores['BF']:.2f}")
+def _host_images(split: SplitData, n: int) -> np.ndarray:
+    """The first ``n`` images of a split as N x H x W x 3 uint8 on the host (what the CRF compares colours of)."""
+    return np.ascontiguousarray(split.images[:n].permute(0, 2, 3, 1).cpu().numpy())
+
+
+def _record_postprocessed(suite, member, recipe, base_recipe, base_record, postprocess, *, profile, seed, variant,
+                          dataset, test, test_pred, test_scores, results, device, run_log, timing) -> Path:
+    """A post-processed member's record folder, as a training run's (predictions, log.txt, run.json), the
+    post-processing described under "postprocess" and the rest taken from the run it post-processed."""
     run_id = new_run_id(profile, seed, variant)
     folder = RunFolder(results / suite.name / member, run_id)
     try:
@@ -1015,13 +1040,7 @@ def postprocess_member(suite: Suite, member: str, recipe: Recipe, base_recipe: R
             "schema_version": SCHEMA_VERSION, "kind": "training-run",
             "suite": suite.name, "member": member, "variant": variant, "run_id": run_id, "profile": profile,
             "seed": seed, "dataset": dataset.name, "suite_file": suite.path, "config": asdict(recipe),
-            "model": base_record["model"],
-            "postprocess": {"stage": POSTPROCESSED[member]["stage"], "of": base, "record": base_record["run_id"],
-                            "record_commit": base_record["provenance"]["git"]["commit"],
-                            "params": asdict(best), "grid": table, "chosen_by": f"mIoU of the first {n_val} val images",
-                            "core_seconds_per_test_image": crf_seconds / max(1, len(test)) * workers,
-                            "workers": workers, "implementation": "pydensecrf2 (Krähenbühl and Koltun's C++ code)"},
-            "provenance": provenance(),
+            "model": base_record["model"], "postprocess": postprocess, "provenance": provenance(),
             "device": str(device), "precision": base_record.get("precision"), "world_size": 1,
             "iterations": base_record["iterations"], "iterations_per_epoch": base_record["iterations_per_epoch"],
             "train_images": base_record["train_images"],
@@ -1032,7 +1051,7 @@ def postprocess_member(suite: Suite, member: str, recipe: Recipe, base_recipe: R
             "predictions": {"folder": "predictions", "split": "test", "count": len(test.names),
                             "resolution": list(base_recipe.image_size), "at_original_size": test.frames is not None},
             "log": "log.txt",
-            "timing": {"wall_seconds": time.time() - started, "crf_test_seconds": crf_seconds},
+            "timing": timing,
             "finished_at": now_iso(),
         }
         return folder.publish(record)
