@@ -370,30 +370,24 @@ def recompute_bn_statistics(model, data: SplitData, recipe: Recipe, device):
 
 
 @torch.no_grad()
-def predict(model, data: SplitData, recipe: Recipe, device) -> np.ndarray:
+def _logits(model, data: SplitData, recipe: Recipe, device):
+    """The model's logits of a split, one mini-batch at a time, in evaluation mode."""
     model.eval()
     autocast, _ = _autocast(device, recipe)
     norm = Normaliser(recipe.input_normalisation, device)
-    out = []
     for i in range(0, len(data), recipe.batch_size):
         with autocast:
-            logits = model(_layout(norm(data.images[i:i + recipe.batch_size]), recipe, device))
-        out.append(logits.argmax(1).to(torch.uint8).cpu())
-    return torch.cat(out).numpy()
+            yield model(_layout(norm(data.images[i:i + recipe.batch_size]), recipe, device))
 
 
-@torch.no_grad()
+def predict(model, data: SplitData, recipe: Recipe, device) -> np.ndarray:
+    return torch.cat([lg.argmax(1).to(torch.uint8).cpu() for lg in _logits(model, data, recipe, device)]).numpy()
+
+
 def predict_probs(model, data: SplitData, recipe: Recipe, device) -> np.ndarray:
     """The softmax N x K x H x W (float16, on the host) of a split, as `predict` sees it."""
-    model.eval()
-    autocast, _ = _autocast(device, recipe)
-    norm = Normaliser(recipe.input_normalisation, device)
-    out = []
-    for i in range(0, len(data), recipe.batch_size):
-        with autocast:
-            logits = model(_layout(norm(data.images[i:i + recipe.batch_size]), recipe, device))
-        out.append(logits.float().softmax(1).to(torch.float16).cpu())
-    return torch.cat(out).numpy()
+    return torch.cat([lg.float().softmax(1).to(torch.float16).cpu()
+                      for lg in _logits(model, data, recipe, device)]).numpy()
 
 
 def quick_scores(pred: np.ndarray, data: SplitData, num_classes: int, void: int) -> dict:

@@ -124,6 +124,16 @@ static int take_free_neighbour(Graph *g, int u)
     return -1;
 }
 
+/* Augments along the search stack: every stacked left node takes the right node it continued through. */
+static void flip_path(const int *stack, int top, const int *via, int *match_left, int *match_right)
+{
+    for (int i = top - 1; i >= 0; i--) {
+        int a = stack[i];
+        match_left[a] = via[a];
+        match_right[via[a]] = a;
+    }
+}
+
 /* Kuhn's augmenting paths: one depth-first search per left node in index order (raster order for
  * bf_counts, so a search mostly meets the nodes just before it), each node first looking for a free
  * right neighbour (lookahead) before descending. A node's lookahead fails once at most (a matched right
@@ -174,11 +184,7 @@ static int kuhn_match(Graph *g, int n_left, int n_right, int *match_left, int *m
                 }
                 if (free_v >= 0) {
                     via[x] = free_v;
-                    for (int i = top - 1; i >= 0; i--) {  /* flip the path */
-                        int a = stack[i];
-                        match_left[a] = via[a];
-                        match_right[via[a]] = a;
-                    }
+                    flip_path(stack, top, via, match_left, match_right);
                     size++;
                     augmented = 1;
                     break;
@@ -333,11 +339,7 @@ static int kuhn_match_planes(const Planes *g, int n_left, int n_right, int *matc
                 int free_v = saturated[x] ? -1 : planes_take_free(g, x);
                 if (free_v >= 0) {
                     via[x] = free_v;
-                    for (int i = top - 1; i >= 0; i--) {
-                        int a = stack[i];
-                        match_left[a] = via[a];
-                        match_right[via[a]] = a;
-                    }
+                    flip_path(stack, top, via, match_left, match_right);
                     size++;
                     augmented = 1;
                     break;
