@@ -49,7 +49,7 @@ def main():
 # -- data ---------------------------------------------------------------------------------------------
 @main.group()
 def data():
-    """Check or download datasets."""
+    """Check, download or prepare datasets."""
 
 
 @data.command("verify")
@@ -84,10 +84,31 @@ def data_download(dataset, data_root, url, manifest):
     from datasets.download import download_dataset
     ds = datasets.get_dataset(dataset, data_root)
     summary = download_dataset(ds, url=url, manifest=manifest, progress=sys.stderr.isatty())
-    if summary["already_present"]:
+    if summary.get("next"):
+        click.echo(f"{dataset}: archives {'already present' if summary['already_present'] else 'downloaded'} at "
+                   f"{summary['root']}; next: {summary['next']}")
+    elif summary["already_present"]:
         click.echo(f"{dataset}: already present at {summary['root']}; {summary['files_verified']} files verified")
     else:
         click.echo(f"{dataset}: downloaded to {summary['root']}; {summary['files_verified']} files verified")
+
+
+@data.command("prepare")
+@click.argument("dataset", default="sunrgbd")
+@click.option("--data-root", help=DATA_ROOT_HELP)
+@click.option("--archives", type=click.Path(file_okay=False), help="folder holding the official archives (default: "
+              "<data root>/SUNRGBD-archives, where `bench data download` puts them)")
+@clean_errors
+def data_prepare(dataset, data_root, archives):
+    """Convert DATASET's official archives once into the harness's layout (images, label PNGs, list files).
+
+    Example: bench data prepare sunrgbd --archives ~/Downloads
+    """
+    import datasets
+    ds = datasets.get_dataset(dataset, data_root)
+    if not hasattr(ds, "prepare"):
+        raise BenchError(f"{dataset}: nothing to prepare (its download is already in the layout the loader reads)")
+    ds.prepare(archives, progress=progress_bar, log=click.echo)
 
 
 # -- eval ---------------------------------------------------------------------------------------------

@@ -1,10 +1,10 @@
 """Suites: one flat TOML file each (`bench/suites/*.toml`), loaded into a frozen `Recipe` whose defaults sit here.
 
 A suite names its dataset, its members (registered model names), an optional list of variants (e.g. Table 1's
-median-frequency and natural-frequency halves), one `[recipe]`, and `[profiles.full]` / `[profiles.paper]` /
-`[profiles.smoke]` overrides, a profile optionally with per-member overrides (`[profiles.paper.member.fcn]`, for
-the paper's per-network iteration counts). The resolved recipe is written into every run record, so a record
-alone reproduces its run.
+median-frequency and natural-frequency halves; a variant's table may name the `members` it is for), one
+`[recipe]`, and `[profiles.full]` / `[profiles.paper]` / `[profiles.smoke]` overrides, a profile optionally with
+per-member overrides (`[profiles.paper.member.fcn]`, for the paper's per-network iteration counts). The resolved
+recipe is written into every run record, so a record alone reproduces its run.
 
 Length settings: where both are set, the iteration form wins over the epoch form (`max_iters` over
 `max_epochs`, `eval_every_iters` over `eval_every_epochs`, `budgets_iters` over `budgets_epochs`), so a profile
@@ -53,6 +53,9 @@ class Recipe:
     bf_on_val: bool = False
     evaluate_train: bool = False
     image_size: tuple = (360, 480)
+    # how images of a dataset whose sizes vary reach image_size: "letterbox" (scaled whole, aspect kept, padded with
+    # black and void) or "stretch" (resized to it, aspect not kept); predictions go back to each image's own size
+    fit: str = "letterbox"
     train_subset: int | None = None
     val_subset: int | None = None
     test_subset: int | None = None
@@ -97,6 +100,7 @@ CHOICES = {
     "channels_last": ("auto", "on", "off"),
     "bn_weight_decay": ("scale", "scale-and-shift", "none"),
     "frozen_encoder_bn": ("frozen", "recomputed"),
+    "fit": ("letterbox", "stretch"),
 }
 POSITIVE = {"lr", "bias_lr_mult", "batch_size", "max_epochs", "max_iters", "eval_every_epochs", "eval_every_iters",
             "train_subset", "val_subset", "test_subset", "scale_min", "scale_max"}
@@ -163,6 +167,17 @@ class Suite:
     profiles: dict
     variant_overrides: dict = field(default_factory=dict)
     path: str = ""
+    variant_members: dict = field(default_factory=dict)  # {variant: members it applies to}, where not all
+
+    def applies(self, member: str, variant: str | None) -> bool:
+        """Whether the suite runs ``member`` under ``variant`` (a variant may name the members it is for, as
+        Table 4's median-frequency line is SegNet's alone)."""
+        return variant is None or member in self.variant_members.get(variant, self.members)
+
+    def runs(self, members=None, variants=None) -> list[tuple]:
+        """(variant, member) of every run of the chosen members and variants, variant-major, in suite order."""
+        return [(v, m) for v in (variants or self.variants or (None,)) for m in (members or self.members)
+                if self.applies(m, v)]
 
     def resolve(self, profile: str, variant: str | None = None, overrides: dict | None = None,
                 member: str | None = None) -> Recipe:
@@ -232,10 +247,16 @@ def load_suite(name_or_path: str) -> Suite:
     if data["dataset"] not in datasets.list_datasets():
         raise BenchError(f"{where}: unknown dataset {data['dataset']!r}; known: {', '.join(datasets.list_datasets())}")
     variants = tuple(data.get("variants", ()))
-    variant_overrides = data.get("variant", {})
+    variant_overrides = {v: dict(t) for v, t in data.get("variant", {}).items()}
+    variant_members = {}
     for v in variants:
         if v not in variant_overrides:
             raise BenchError(f"{where}: variant {v!r} has no [variant.{v}] table")
+        if "members" in variant_overrides[v]:  # not a recipe key: the members the variant is for
+            chosen = variant_overrides[v].pop("members")
+            if not isinstance(chosen, list) or not chosen or any(m not in members for m in chosen):
+                raise BenchError(f"{where}: [variant.{v}] members must be a non-empty list of this suite's members")
+            variant_members[v] = tuple(chosen)
     profiles = data.get("profiles", {})
     if not isinstance(profiles, dict):
         raise BenchError(f"{where}: profiles must be a table of [profiles.<name>] tables")
@@ -256,11 +277,10 @@ def load_suite(name_or_path: str) -> Suite:
     profiles = {p: profiles.get(p, {}) for p in PROFILES}
     suite = Suite(name=data["name"], description=data.get("description", ""), dataset=data["dataset"],
                   members=tuple(members), variants=variants, recipe=data["recipe"], profiles=profiles,
-                  variant_overrides=variant_overrides, path=where)
+                  variant_overrides=variant_overrides, path=where, variant_members=variant_members)
     for p in PROFILES:  # every profile, variant and member must resolve: bad values fail before any training
-        for v in variants or (None,):
-            for m in members:
-                suite.resolve(p, v, member=m)
+        for v, m in suite.runs():
+            suite.resolve(p, v, member=m)
     return suite
 
 

@@ -350,8 +350,8 @@ def suite_specs(suite: str, profile: str | None, members=None, variants=None, se
     # a post-processed member goes in the job of the member it post-processes (it needs that run's record)
     then = {m: tuple(p for p in chosen if p in POSTPROCESSED and POSTPROCESSED[p]["of"] == m) for m in chosen}
     alone = [m for m in chosen if not (m in POSTPROCESSED and POSTPROCESSED[m]["of"] in chosen)]
-    return [RunSpec(suite, m, v, seed, profile, then[m]) for seed in seeds
-            for v in (variants or s.variants or [None]) for m in alone]
+    return [RunSpec(suite, m, v, seed, profile, tuple(p for p in then[m] if s.applies(p, v))) for seed in seeds
+            for v, m in s.runs(alone, variants)]
 
 
 def plan_specs(plan_path, profile: str | None, log=print) -> list[RunSpec]:

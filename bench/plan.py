@@ -266,6 +266,8 @@ def run_plan(plan_path, *, profile: str | None = None, max_minutes: float | None
         for seed in step.seeds:
             for variant in (step.variants or suite.variants or (None,)):
                 for member in (step.members or suite.members):
+                    if not suite.applies(member, variant):
+                        continue
                     recipe = suite.resolve(prof, variant, member=member)
                     ckpt = checkpoint_path(checkpoints, suite.name, member, prof, variant, seed)
                     label = f"{suite.name} / {member}{' / ' + variant if variant else ''} / seed {seed} / {prof}"

@@ -262,6 +262,116 @@ def table3(groups, profile, suite) -> list[Table]:
     return tables
 
 
+NOT_RUN = "not run"
+# suites whose page is rendered even before their first record: the paper's tables with "not run" for ours
+TABLE4_SUITES = ("sunrgbd-controlled",)
+TABLE4_COLUMNS = (("it80k", "80K"), ("it140k", "140K"), ("itmax", ">140K"))
+MEDIAN_FREQUENCY_LINE = " (median-frequency balancing)"  # Table 4's caption line, a row of table4.csv
+
+
+def _table4_row_name(member: str, variant: str | None, names: dict) -> str:
+    return names.get(member, member) + (MEDIAN_FREQUENCY_LINE if variant == "median-frequency" else "")
+
+
+def table4(groups, profile, suite) -> list[Table]:
+    """Table 4 (SUN RGB-D) as Table 3: one table per training budget, every row of the paper's table, ours beside
+    it or "not run" where no record of the profile exists yet; then the scores at the iteration validation
+    selected."""
+    names = _paper_names()
+    recs = {k: v for k, v in groups.items() if k[0] == suite}
+    by_row = {_table4_row_name(k[1], k[2], names): k for k in recs}
+    first = next(iter(recs.values()))[0] if recs else {}
+    cfg = first.get("config", {})
+    notes = [f"Profile {profile}: test scores at the run's budgets of mini-batch {cfg.get('batch_size', 4)} on "
+             f"{first.get('train_images', 'the')} training images (column \"updates\"); the paper's columns are 80K / "
+             "140K / \"Max iter\" updates of mini-batch 4 on 5,285 images. The `paper` profile uses the paper's "
+             "iteration counts." if recs else f"No {profile}-profile record of this suite yet: every row is "
+             f"\"{NOT_RUN}\".", "Paper: Table 4 (S1), RGB only, no class balancing except the caption's "
+             "median-frequency SegNet line (its only published column is \"Max iter\", 180K). Δ = ours − paper; "
+             "bold: the best of ours in the column."]
+    from bench.crf import POSTPROCESSED
+    if any(k[1] in POSTPROCESSED for k in recs):
+        notes.append("DeepLab-LargeFOV-denseCRF: post-processing runs once, over the weights validation selected; "
+                     "its scores are in the last table (the paper computed its CRF row at \"Max iter\" only).")
+    base = suite.replace("-", "_")
+    tables = []
+    for i, (col, lab) in enumerate(TABLE4_COLUMNS):
+        t = Table(f"{base}_{col}", f"Table 4, {lab} iterations column: SUN RGB-D ({suite}, {profile} profile), "
+                  f"ours at budget {i + 1}", ["network", "n", "updates (ours)", "paper iterations"]
+                  + [h for m in METRICS for h in (m, "paper", "Δ")], notes=list(notes))
+        for row in read_rows("table4"):
+            key = by_row.get(row["network"])
+            cells = [row["network"]]
+            if key is None:
+                cells += [0, NOT_RUN, (row.get("max_iter") or "–") if col == "itmax" else lab]
+                for m in METRICS:
+                    paper = number(row.get(f"{col}_{m}", ""))
+                    cells += [NOT_RUN, "–" if paper is None else f"{paper:.2f}", "–"]
+                t.rows.append(cells)
+                t.row_records.append([])
+                continue
+            budgets = [r["budgets"][i] if len(r.get("budgets", [])) > i else None for r in recs[key]]
+            its = sorted({b["iteration"] for b in budgets if b and "iteration" in b})
+            cells = [row_name(names, key[1], recs[key], t.notes) + (MEDIAN_FREQUENCY_LINE if key[2] ==
+                                                                     "median-frequency" else ""), len(recs[key]),
+                     ", ".join(f"{n:,}" for n in its) or "–", (row.get("max_iter") or "–") if col == "itmax" else lab]
+            for m in METRICS:
+                _cells(t, cells, [b[m] if b else None for b in budgets], number(row.get(f"{col}_{m}", "")),
+                       row["network"], f"{lab}_{m}", profile, like=False)
+            t.rows.append(cells)
+            t.row_records.append(recs[key])
+        t.mark_best()
+        tables.append(t)
+    if recs:
+        t = Table(f"{base}_selected", f"Table 4, ours at the iteration validation selected ({suite}, {profile} "
+                  "profile)", ["network", "n", "updates (ours)"] + list(METRICS), notes=["The paper reports no such column."])
+        order = [row["network"] for row in read_rows("table4")]
+        for key in sorted(recs, key=lambda k: (order.index(n) if (n := _table4_row_name(k[1], k[2], names)) in order
+                                               else len(order), k)):
+            selected = sorted({r["selected"]["iteration"] for r in recs[key] if r.get("selected")})
+            cells = [_table4_row_name(key[1], key[2], names), len(recs[key]), ", ".join(f"{n:,}" for n in selected)]
+            for m in METRICS:
+                _ours_cell(t, cells, [r["test"][m] for r in recs[key]], cells[0], f"selected_{m}", profile, like=False)
+            t.rows.append(cells)
+            t.row_records.append(recs[key])
+        t.mark_best()
+        tables.append(t)
+    return tables
+
+
+def table5(groups, profile, suite) -> Table:
+    """Table 5: SegNet's per-class test accuracy on SUN RGB-D (no class balancing) beside the paper's, "not run"
+    until a record exists."""
+    key = (suite, "segnet", "natural-frequency")
+    recs = groups.get(key, [])
+    t = Table(f"table5_{suite.replace('-', '_')}", f"Table 5: SegNet's per-class accuracy on SUN RGB-D test ({suite}, "
+              f"{profile} profile)", ["class", "n", "ours", "paper", "Δ"],
+              notes=["Ours: at the iteration validation selected (the records keep per-class scores there only); "
+                     "the paper's is its Table 4 SegNet at 240K iterations (the mean of its 37 values, 44.75, is that "
+                     "row's C).", "Paper: Table 5 (S1)."])
+    def key_of(name):
+        return name.lower().replace("_", "").replace(" ", "")
+    ours_names = {key_of(n): n for n in (recs[0]["test"]["per_class"] if recs else {})}
+    for row in read_rows("table5"):
+        paper = number(row["accuracy"])
+        name = ours_names.get(key_of(row["class"]))
+        if name is None:
+            t.rows.append([row["class"], 0, NOT_RUN, f"{paper:.2f}", "–"])
+            continue
+        cells = [row["class"], len(recs)]
+        _cells(t, cells, [r["test"]["per_class"][name]["accuracy"] for r in recs], paper, row["class"], "accuracy",
+               profile, like=False)
+        t.rows.append(cells)
+    paper_c = float(np.mean([number(r["accuracy"]) for r in read_rows("table5")]))
+    cells = ["mean over the 37 classes (C)", len(recs)]
+    if recs:
+        _cells(t, cells, [r["test"]["C"] for r in recs], paper_c, "C", "accuracy", profile, like=False)
+    else:
+        cells += [NOT_RUN, f"{paper_c:.2f}", "–"]
+    t.rows.append(cells)
+    return t
+
+
 def table_selected(groups, profile, suite) -> Table | None:
     """For a suite without a paper table (voc2012-transfer): G, C, mIoU and BF at the iteration validation
     selected, one row per member and variant, with what the source study states beside it where it does."""
@@ -746,7 +856,7 @@ def _runs_without_records(suite: str, groups: dict) -> list[str]:
     except BenchError:
         return []
     return [m + (f" [{v}]" if v else "") for m in spec.members for v in (spec.variants or (None,))
-            if (suite, m, v) not in groups]
+            if spec.applies(m, v) and (suite, m, v) not in groups]
 
 
 def render_suite(suite, recs, paths, profiles, out_dir: Path, data_root=None, skipped: list | None = None,
@@ -755,6 +865,8 @@ def render_suite(suite, recs, paths, profiles, out_dir: Path, data_root=None, sk
     report will finally live; default ``out_dir``)."""
     import datasets
     out_dir.mkdir(parents=True, exist_ok=True)
+    if not recs:
+        return _render_without_records(suite, out_dir, link_base)
     by_profile = defaultdict(dict)
     path_by = defaultdict(dict)
     for (p, r) in zip(paths, recs):
@@ -773,7 +885,10 @@ def render_suite(suite, recs, paths, profiles, out_dir: Path, data_root=None, sk
                           table2(groups, profile, suite) if suite.startswith("camvid-controlled") else None,
                           *(table6_tables(profiles) if suite.startswith("camvid-controlled") else []),
                           table1_costs(profiles) if suite == "camvid-decoder-variants" else None,
-                          table_selected(groups, profile, suite) if not suite.startswith("camvid-") else None) if t]
+                          *(table4(groups, profile, suite) if suite in TABLE4_SUITES else []),
+                          table5(groups, profile, suite) if suite in TABLE4_SUITES else None,
+                          table_selected(groups, profile, suite) if not suite.startswith("camvid-")
+                          and suite not in TABLE4_SUITES else None) if t]
     link_of = {id(r): Path(os.path.relpath(Path(p).resolve(), Path(link_base or out_dir).resolve())).as_posix()
                for p, r in zip(paths, recs)}
     for t in tables:
@@ -844,6 +959,25 @@ def render_suite(suite, recs, paths, profiles, out_dir: Path, data_root=None, sk
     return out_dir
 
 
+def _render_without_records(suite: str, out_dir: Path, link_base: Path | None) -> Path:
+    """The page of a suite with no record yet (TABLE4_SUITES): its paper tables, ours "not run"."""
+    tables = [*table4({}, "full", suite), table5({}, "full", suite)]
+    for t in tables:
+        t.write_csv(out_dir / f"{t.key}.csv")
+    header = [f"# {suite}: ours beside the paper", "", f"No record of this suite yet: the tables show the paper's "
+              f"numbers with \"{NOT_RUN}\" for ours. Run `bench run --suite {suite}` (the data: `bench data download "
+              "sunrgbd`, then `bench data prepare sunrgbd`) and render again.", ""]
+    suite_file = _suite_file(suite)
+    if suite_file is not None:
+        rel = Path(os.path.relpath(suite_file, Path(link_base or out_dir).resolve())).as_posix()
+        header += [f"Recipe: [{suite_file.name}]({rel}) (the suite's TOML, sources in its comments).", ""]
+    md = "\n".join(header) + "\n## Tables\n\n" + "\n".join(t.markdown() for t in tables)
+    md += "\nCSV: " + ", ".join(f"[{t.key}.csv]({t.key}.csv)" for t in tables) + "\n"
+    (out_dir / "README.md").write_text(md)
+    (out_dir / "index.html").write_text(_html_page(suite, md, {}))
+    return out_dir
+
+
 def render_reports(results="results", out="reports", data_root=None, problems: list | None = None,
                    profile: str | None = None, commit: str | None = None, since: str | None = None,
                    runs: str | None = None) -> list[Path]:
@@ -868,7 +1002,7 @@ def render_reports(results="results", out="reports", data_root=None, problems: l
     profiles, bad_profiles = load_profiles(results)
     skipped += bad_profiles
     profiles.sort(key=lambda r: (r["settings"]["device"].startswith("cuda"), r.get("finished_at", "")))
-    suites = defaultdict(list)
+    suites = defaultdict(list, {s: [] for s in TABLE4_SUITES})  # rendered before their first record too
     for p, r in training:
         suites[r["suite"]].append((p, r))
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"

@@ -87,8 +87,8 @@ class SplitData:
                          self.originals and self.originals[:n])
 
     def full_size(self, pred: np.ndarray) -> list[np.ndarray]:
-        """Predicted maps (N x H x W at the recipe's size) at each image's own size: the letterboxed region
-        brought back by nearest-neighbour sampling; unchanged for a dataset of one size."""
+        """Predicted maps (N x H x W at the recipe's size) at each image's own size: the letterboxed (or, stretched,
+        the whole) region brought back by nearest-neighbour sampling; unchanged for a dataset of one size."""
         if self.frames is None:
             return list(pred)
         return [resize_label(np.ascontiguousarray(p[:h, :w]), (H, W)) for p, (H, W, h, w) in zip(pred, self.frames)]
@@ -107,9 +107,11 @@ def letterbox(image: np.ndarray, label: np.ndarray, size, void_label: int):
     return img, lab, (H, W, h, w)
 
 
-def load_split(dataset, split: str, size, subset: int | None, device, progress=None) -> SplitData:
+def load_split(dataset, split: str, size, subset: int | None, device, progress=None,
+               fit: str = "letterbox") -> SplitData:
     """Decodes a split's images on all cores (PIL releases the GIL while decoding) and brings them to ``size``:
-    resized for a dataset of one size, letterboxed (`letterbox`) for one whose images vary."""
+    resized for a dataset of one size; for one whose images vary, letterboxed (`letterbox`) or, with ``fit``
+    "stretch", resized with the original size kept to bring predictions back."""
     samples = dataset.samples(split)
     if subset:
         samples = samples[:subset]
@@ -117,7 +119,12 @@ def load_split(dataset, split: str, size, subset: int | None, device, progress=N
 
     def decode(s):
         image, label = dataset.read_image(s), dataset.read_label(s)
-        if varying:
+        if image.shape[:2] != label.shape:
+            raise BenchError(f"{s.label}: label map is {label.shape[0]}x{label.shape[1]} but its image {s.image} is "
+                             f"{image.shape[0]}x{image.shape[1]}")
+        if varying and fit == "stretch":
+            img, lab, frame = resize_image(image, size), resize_label(label, size), (*label.shape, *size)
+        elif varying:
             img, lab, frame = letterbox(image, label, size, dataset.void_label)
         else:
             img, lab, frame = resize_image(image, size), resize_label(label, size), None
@@ -136,11 +143,11 @@ def load_split(dataset, split: str, size, subset: int | None, device, progress=N
 def data_for(recipe: Recipe, dataset, device, cache: dict, progress=None) -> dict:
     """The three splits at the recipe's size, decoded once per (dataset, size, subsets, device) and kept in
     ``cache``, so the runs of a suite or a plan share them."""
-    key = (dataset.name, str(dataset.root), tuple(recipe.image_size), recipe.train_subset, recipe.val_subset,
-           recipe.test_subset, str(device))
+    key = (dataset.name, str(dataset.root), tuple(recipe.image_size), recipe.fit, recipe.train_subset,
+           recipe.val_subset, recipe.test_subset, str(device))
     if key not in cache:
         cache[key] = {split: load_split(dataset, split, tuple(recipe.image_size), getattr(recipe, f"{split}_subset"),
-                                        device, progress) for split in ("train", "val", "test")}
+                                        device, progress, recipe.fit) for split in ("train", "val", "test")}
     return cache[key]
 
 
@@ -906,8 +913,8 @@ def same_recipe(saved, recipe: Recipe) -> bool:
 
 
 def _train_labels(dataset, recipe, train: SplitData):
-    if recipe.class_weighting.startswith("median-frequency"):
-        return train.labels.cpu().numpy()
+    if recipe.class_weighting.startswith("median-frequency"):  # at each image's own size where sizes vary
+        return train.originals if train.originals is not None else train.labels.cpu().numpy()
     return None
 
 
@@ -1102,7 +1109,11 @@ def train_suite(suite_name: str, *, profile: str | None = None, seeds=(0,), memb
     for v in variants:
         if v is not None and v not in suite.variants:
             raise BenchError(f"unknown variant {v!r} of suite {suite.name}; its variants: {', '.join(suite.variants)}")
-    recipes = {(v, m): suite.resolve(profile, v, overrides, member=m) for v in variants for m in members}
+    recipes = {(v, m): suite.resolve(profile, v, overrides, member=m) for v, m in suite.runs(members, variants)}
+    if not recipes:
+        raise BenchError(f"no run of suite {suite.name} matches: variant(s) {', '.join(map(str, variants))} are for "
+                         + "; ".join(f"{v}: {', '.join(suite.variant_members[v])}" for v in variants
+                                     if v in suite.variant_members))
     dataset = datasets.get_dataset(suite.dataset, data_root)
     for split in ("train", "val", "test"):
         dataset.samples(split)  # a data root without the dataset fails here, before any training
@@ -1120,30 +1131,29 @@ def train_suite(suite_name: str, *, profile: str | None = None, seeds=(0,), memb
     out = []
     cache: dict = {} if data_cache is None else data_cache
     for seed in seeds:
-        for v in variants:
-            for m in members:
-                done = _recorded(Path(results), suite.name, m, profile, seed, v, recipes[v, m])
-                if resume and done is not None:
-                    log(f"{suite.name} / {m}{' / ' + v if v else ''} / seed {seed}: already recorded in {done}; skipped")
-                    # a checkpoint left by an interruption after the record was written
-                    remove_checkpoint(checkpoint_path(Path(checkpoints), suite.name, m, profile, v, seed))
-                    out.append(done)
-                    continue
-                log(f"{suite.name} / {m}{' / ' + v if v else ''} / seed {seed} / {profile}")
-                if m in POSTPROCESSED:
-                    folder = postprocess_member(suite, m, recipes[v, m], suite.resolve(
-                        profile, v, overrides, member=POSTPROCESSED[m]["of"]), profile=profile, seed=seed, variant=v,
-                        dataset=dataset, data_cache=cache, results=Path(results), checkpoints=Path(checkpoints),
-                        device=dev, log=log, progress=progress) if rank == 0 else None
-                    if folder is not None:
-                        out.append(folder)
-                        log(f"  recorded {folder}")
-                    continue
-                folder = train_member(suite, m, recipes[v, m], profile=profile, seed=seed, variant=v, dataset=dataset,
-                                      data_cache=cache, results=Path(results), checkpoints=Path(checkpoints),
-                                      resume=resume, device=dev, encoder_weights_override=encoder_weights, log=log,
-                                      progress=progress, stop_after=stop_after, deadline=deadline, options=options)
-                if folder is not None:  # rank 0 writes the records
+        for v, m in recipes:
+            done = _recorded(Path(results), suite.name, m, profile, seed, v, recipes[v, m])
+            if resume and done is not None:
+                log(f"{suite.name} / {m}{' / ' + v if v else ''} / seed {seed}: already recorded in {done}; skipped")
+                # a checkpoint left by an interruption after the record was written
+                remove_checkpoint(checkpoint_path(Path(checkpoints), suite.name, m, profile, v, seed))
+                out.append(done)
+                continue
+            log(f"{suite.name} / {m}{' / ' + v if v else ''} / seed {seed} / {profile}")
+            if m in POSTPROCESSED:
+                folder = postprocess_member(suite, m, recipes[v, m], suite.resolve(
+                    profile, v, overrides, member=POSTPROCESSED[m]["of"]), profile=profile, seed=seed, variant=v,
+                    dataset=dataset, data_cache=cache, results=Path(results), checkpoints=Path(checkpoints),
+                    device=dev, log=log, progress=progress) if rank == 0 else None
+                if folder is not None:
                     out.append(folder)
                     log(f"  recorded {folder}")
+                continue
+            folder = train_member(suite, m, recipes[v, m], profile=profile, seed=seed, variant=v, dataset=dataset,
+                                  data_cache=cache, results=Path(results), checkpoints=Path(checkpoints),
+                                  resume=resume, device=dev, encoder_weights_override=encoder_weights, log=log,
+                                  progress=progress, stop_after=stop_after, deadline=deadline, options=options)
+            if folder is not None:  # rank 0 writes the records
+                out.append(folder)
+                log(f"  recorded {folder}")
     return out

@@ -86,7 +86,7 @@ def read_label_png(path: Path, expected_shape: tuple[int, int] | None = None, ma
                          f"{expected_shape[0]}x{expected_shape[1]}")
     if arr.size and int(arr.max()) > max_label:
         raise BenchError(f"{path}: {what} has label value {int(arr.max())}, above {max_label} "
-                         f"(classes 0..{VOID_LABEL - 1}, {VOID_LABEL} = void)")
+                         f"(classes 0..{max_label - 1}, {max_label} = void)")
     return arr
 
 
@@ -303,17 +303,16 @@ def median_frequency_weights(labels: np.ndarray, num_classes: int = 11, include_
 
     freq(c) = pixels of class c / total pixels of the images in which c is present. The median is over
     the 11 classes, or over 12 labels including void (``include_void``: the caffe-segnet#37 numbers).
-    ``labels`` is an N x H x W array of label maps. Returns the weights of classes 0..num_classes-1.
+    ``labels`` is an N x H x W array of label maps, or a list of maps of different sizes. Returns the weights of classes 0..num_classes-1.
     """
-    labels = np.asarray(labels)
     n_labels = num_classes + 1 if include_void else num_classes
-    per_image = np.stack([np.bincount(l.reshape(-1), minlength=max(n_labels, void_label + 1))[: void_label + 1]
+    per_image = np.stack([np.bincount(np.asarray(l).reshape(-1), minlength=max(n_labels, void_label + 1))[: void_label + 1]
                           for l in labels])
     pixels = per_image.sum(axis=0).astype(np.float64)
     present = per_image > 0
-    image_pixels = labels.shape[1] * labels.shape[2]
-    freq = np.divide(pixels, present.sum(axis=0) * image_pixels, out=np.zeros_like(pixels),
-                     where=present.sum(axis=0) > 0)
+    image_pixels = np.array([np.asarray(l).size for l in labels], np.float64)  # images may differ in size
+    denominator = (present * image_pixels[:, None]).sum(axis=0)
+    freq = np.divide(pixels, denominator, out=np.zeros_like(pixels), where=denominator > 0)
     considered = freq[:n_labels] if include_void else freq[:num_classes]
     median = np.median(considered)
     return np.divide(median, freq[:num_classes], out=np.zeros(num_classes), where=freq[:num_classes] > 0)

@@ -75,7 +75,8 @@ def test_html_opens_in_headless_browser_without_errors(made_records, tmp_path):
     CliRunner().invoke(main, ["report", "--results", str(results), "--out", str(out), "--data-root", str(root)])
     pages = sorted(out.rglob("index.html"))
     assert [p.relative_to(out).as_posix() for p in pages] == ["camvid-controlled/index.html",
-                                                              "camvid-decoder-variants/index.html", "index.html"]
+                                                              "camvid-decoder-variants/index.html", "index.html",
+                                                              "sunrgbd-controlled/index.html"]
     for page in pages:
         cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -89,12 +90,15 @@ def test_html_opens_in_headless_browser_without_errors(made_records, tmp_path):
         links = re.findall(r'href="([^"]+)"', dom)
         local = [h for h in links if not h.startswith(("http:", "https:", "data:", "#"))]
         assert local and all((page.parent / h).resolve().is_file() for h in local), (page, local)
-        if page.parent != out:  # a suite's page: tables, figures, the smoke banner, rows linking records and logs
+        if page.parent.name == "sunrgbd-controlled":  # no record yet: Tables 4 and 5 beside the paper, "not run"
+            assert "<table>" in dom and "not run" in dom and "Table 5" in dom and ".toml" in "".join(local), page
+        elif page.parent != out:  # a suite's page: tables, figures, the smoke banner, rows linking records and logs
             assert "<table>" in dom and int(re.search(r'data-images="(\d+)"', dom).group(1)) >= 5, page
             assert "<blockquote>" in dom and "Smoke records" in dom
             assert {".json", ".txt", ".toml"} <= {os.path.splitext(h)[1] for h in local}, page
     top = (out / "index.html").read_text()
     assert 'href="camvid-decoder-variants/index.html"' in top and 'href="camvid-controlled/index.html"' in top
+    assert 'href="sunrgbd-controlled/index.html"' in top
 
 
 def test_check_rescoring_passes_then_catches_altered_predictions(made_records, tmp_path):
