@@ -317,3 +317,14 @@ def test_stretched_inputs_come_back_to_each_images_own_size(sun_root):
     assert np.mean([(b == o).mean() for b, o in zip(back, originals)]) > 0.9  # nearest there and back
     boxed = load_split(ds, "test", (64, 96), None, torch.device("cpu"))  # letterbox: padded with void
     assert (boxed.labels == 37).sum() > (data.labels == 37).sum()
+
+
+def test_download_checks_the_toolbox_against_its_published_md5(release, tmp_path):
+    """Archives already in <data root>/SUNRGBD-archives are checked, not fetched again: the fake toolbox is not
+    the published one, so its MD5 differs and the command says so in one line."""
+    import shutil
+    root = tmp_path / "data"
+    shutil.copytree(release, root / "SUNRGBD-archives")
+    r = CliRunner().invoke(main, ["data", "download", "sunrgbd", "--data-root", str(root)])
+    assert r.exit_code == 2 and "SUNRGBDtoolbox.zip: MD5" in r.output and "differs from the published" in r.output
+    assert len(r.output.strip().splitlines()) == 1 and "Traceback" not in r.output
