@@ -14,8 +14,6 @@ import threading
 import time
 from pathlib import Path
 
-import torch
-
 from bench.errors import BenchError
 
 
@@ -100,6 +98,7 @@ def write_error(path: Path, exc: OSError, what: str) -> BenchError:
 def save_atomic(obj, path: Path, what: str = "the checkpoint") -> None:
     """torch.save to a temporary name in the same folder, then rename: the old file stays whole until the new
     one is complete, and a failure (a full disk) leaves no temporary file behind."""
+    import torch  # here, not at the top: `bench eval` writes through this module and never needs torch
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
