@@ -195,3 +195,13 @@ def test_images_of_different_sizes_are_each_scored_at_their_own_size(fake_root, 
     Image.fromarray(np.zeros((5, 5), np.uint8)).save(folder / name)
     with pytest.raises(BenchError, match=f"{name}: prediction is 5x5, expected 30x40"):
         evaluate_predictions(ds, "test", folder, workers=1)
+
+
+def test_bench_eval_imports_no_torch():
+    """`bench eval` (and its --out, written through bench.safety) starts without loading torch, which takes longer
+    to import than scoring CamVid's test set takes."""
+    import subprocess
+    import sys
+    code = ("import sys, bench.cli, bench.evaluate, bench.safety, datasets; "
+            "from bench.cli import main; sys.exit('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
