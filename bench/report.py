@@ -312,9 +312,10 @@ def table4(groups, profile, suite) -> list[Table]:
                 continue
             budgets = [r["budgets"][i] if len(r.get("budgets", [])) > i else None for r in recs[key]]
             its = sorted({b["iteration"] for b in budgets if b and "iteration" in b})
-            cells = [row_name(names, key[1], recs[key], t.notes) + (MEDIAN_FREQUENCY_LINE if key[2] ==
-                                                                     "median-frequency" else ""), len(recs[key]),
-                     ", ".join(f"{n:,}" for n in its) or "–", (row.get("max_iter") or "–") if col == "itmax" else lab]
+            name = row_name(names, key[1], recs[key], t.notes) + (MEDIAN_FREQUENCY_LINE if key[2] == "median-frequency"
+                                                                   else "")
+            cells = [name, len(recs[key]), ", ".join(f"{n:,}" for n in its) or "–",
+                     (row.get("max_iter") or "–") if col == "itmax" else lab]
             for m in METRICS:
                 _cells(t, cells, [b[m] if b else None for b in budgets], number(row.get(f"{col}_{m}", "")),
                        row["network"], f"{lab}_{m}", profile, like=False)
@@ -324,7 +325,8 @@ def table4(groups, profile, suite) -> list[Table]:
         tables.append(t)
     if recs:
         t = Table(f"{base}_selected", f"Table 4, ours at the iteration validation selected ({suite}, {profile} "
-                  "profile)", ["network", "n", "updates (ours)"] + list(METRICS), notes=["The paper reports no such column."])
+                  "profile)", ["network", "n", "updates (ours)"] + list(METRICS),
+                  notes=["The paper reports no such column."])
         order = [row["network"] for row in read_rows("table4")]
         for key in sorted(recs, key=lambda k: (order.index(n) if (n := _table4_row_name(k[1], k[2], names)) in order
                                                else len(order), k)):
