@@ -157,6 +157,7 @@ class CamVid:
     download_url = DOWNLOAD_URL
     checksums = CHECKSUMS
     class_weightings = CLASS_WEIGHTINGS
+    split_rule = "the authors' train.txt, val.txt and test.txt"
 
     def __init__(self, data_root: Path):
         self.data_root = Path(data_root)
@@ -303,11 +304,12 @@ def median_frequency_weights(labels: np.ndarray, num_classes: int = 11, include_
 
     freq(c) = pixels of class c / total pixels of the images in which c is present. The median is over
     the 11 classes, or over 12 labels including void (``include_void``: the caffe-segnet#37 numbers).
-    ``labels`` is an N x H x W array of label maps, or a list of maps of different sizes. Returns the weights of classes 0..num_classes-1.
+    ``labels`` is an N x H x W array of label maps, or a list of maps of different sizes. Returns the weights
+    of classes 0..num_classes-1.
     """
     n_labels = num_classes + 1 if include_void else num_classes
-    per_image = np.stack([np.bincount(np.asarray(l).reshape(-1), minlength=max(n_labels, void_label + 1))[: void_label + 1]
-                          for l in labels])
+    bins = max(n_labels, void_label + 1)
+    per_image = np.stack([np.bincount(np.asarray(l).reshape(-1), minlength=bins)[: void_label + 1] for l in labels])
     pixels = per_image.sum(axis=0).astype(np.float64)
     present = per_image > 0
     image_pixels = np.array([np.asarray(l).size for l in labels], np.float64)  # images may differ in size

@@ -19,7 +19,7 @@ converts them once, without unpacking the image archive, into a layout like CamV
 - `labels/NNNNN.png`: 8-bit label PNG at the image's own size holding **class indices 0..36** (official label
   k = 1..37 is written k - 1) and **37 = void** (official 0), the harness's convention (void just after the
   classes, as CamVid's 11), so the loader and evaluator need nothing special;
-- `train.txt`, `test.txt`: `images/NNNNN.jpg labels/NNNNN.png` lines of the official split, in SUNRGBDMeta order;
+- `train.txt`, `test.txt`: `images/NNNNN.jpg labels/NNNNN.png` lines of the official split, in allsplit's order;
 - `sources.tsv`: each name's split and official frame folder; `prepared.json`: the archives (size, SHA-256),
   the counts and the conventions; `prepared.sha256`: every prepared file, checked by `bench data verify`.
 
@@ -27,8 +27,8 @@ Our splits: `test` is the official test list; the paper's text gives no validati
 the official train list: every 20th frame is `val` (264 frames), the other 5,021 are `train` (a choice, stated
 in the suite's TOML and recorded with every run).
 
-The class names are the toolbox's `seg37list`. The toolbox defines no colours: ours are the Pascal VOC devkit's
-colour map of indices 1..37 (void black).
+The class names are the toolbox's `seg37list`. We found no class colours in the toolbox: ours are the Pascal VOC
+devkit's colour map of indices 1..37 (void black).
 
 BF on this dataset: the authors' `computeBFmeasure.m` was written for SUN RGB-D's labels 1..37 with 0 void; it
 loops over the 37 classes and never over void. Our indices are those labels minus one with void moved to 37, so
@@ -111,6 +111,8 @@ class SUNRGBD:
     palette = tuple(voc_palette(len(CLASS_NAMES) + 1)[1:])
     image_size = None  # images vary in size (sensors differ)
     class_weightings = CLASS_WEIGHTINGS
+    split_rule = (f"test: allsplit.mat alltest; val: every {VAL_EVERY}th frame of alltrain (in its order); train: the "
+                  "rest of alltrain")
 
     def __init__(self, data_root: Path):
         self.data_root = Path(data_root)

@@ -61,6 +61,8 @@ class VOC2012:
     palette = tuple(voc_palette(len(CLASS_NAMES)))
     image_size = None  # images vary in size
     class_weightings = ("natural",)
+    split_rule = (f"test: the official val list; val: every {VAL_EVERY}th image of the official train list; "
+                  "train: the rest of it")
 
     def __init__(self, data_root: Path):
         self.data_root = Path(data_root)

@@ -257,6 +257,7 @@ def test_the_sunrgbd_suite_smoke_run_eval_and_report(sun_root, tmp_path):
     mf = records["segnet", "median-frequency"]
     assert mf["config"]["class_weighting"] == "authors-prototxt" and mf["config"]["fit"] == "stretch"
     assert mf["predictions"]["at_original_size"] is True and len(mf["test"]["per_class"]) == 37
+    assert "every 20th frame of alltrain" in mf["splits"] and mf["train_images"] == 4  # the smoke profile's subset
     ds = datasets.get_dataset("sunrgbd", sun_root)
     folder = next(results.rglob("segnet/*median-frequency*")) / "predictions"
     for s in ds.samples("test")[:2]:  # written at each image's own size
