@@ -282,20 +282,25 @@ class CamVid:
                 needed.add(self.list_file(split).relative_to(self.root).as_posix())
             for smp in all_samples:
                 needed |= {smp.image.relative_to(self.root).as_posix(), smp.label.relative_to(self.root).as_posix()}
-            uncovered = sorted(needed - set(manifest))
-            if uncovered:
-                raise BenchError(f"{manifest_path}: the checksum list does not cover {len(uncovered)} of the dataset's "
-                                 f"{len(needed)} files (e.g. {uncovered[0]}); a shortened list cannot verify them")
-            items = list(manifest.items())
-            it = progress(items, desc="sha256") if progress else items
-            for rel, digest in it:
-                p = self.root / rel
-                if not p.is_file():
-                    raise BenchError(f"{p}: listed in {manifest_path} but missing")
-                if sha256_file(p) != digest:
-                    raise BenchError(f"{p}: SHA-256 differs from {manifest_path} (corrupt or modified file)")
-            summary["sha256"] = f"{len(items)} files match {manifest_path}"
+            summary["sha256"] = check_manifest(self.root, manifest_path, manifest, needed, progress)
         return summary
+
+
+def check_manifest(root: Path, manifest_path: Path, manifest: dict[str, str], needed: set, progress=None) -> str:
+    """Every file of ``manifest`` ({path relative to root: SHA-256}) present under ``root`` and matching, and every
+    ``needed`` file covered; a one-line summary, or BenchError naming the first file that fails."""
+    uncovered = sorted(needed - set(manifest))
+    if uncovered:
+        raise BenchError(f"{manifest_path}: the checksum list does not cover {len(uncovered)} of the dataset's "
+                         f"{len(needed)} files (e.g. {uncovered[0]}); a shortened list cannot verify them")
+    items = list(manifest.items())
+    for rel, digest in (progress(items, desc="sha256") if progress else items):
+        p = Path(root) / rel
+        if not p.is_file():
+            raise BenchError(f"{p}: listed in {manifest_path} but missing")
+        if sha256_file(p) != digest:
+            raise BenchError(f"{p}: SHA-256 differs from {manifest_path} (corrupt or modified file)")
+    return f"{len(items)} files match {manifest_path}"
 
 
 def median_frequency_weights(labels: np.ndarray, num_classes: int = 11, include_void: bool = False,

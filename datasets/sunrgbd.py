@@ -53,9 +53,10 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from bench.errors import BenchError
-from datasets.camvid import median_frequency_weights, read_label_png, read_manifest, sha256_file
+from datasets.camvid import (check_manifest, median_frequency_weights, read_label_png, read_manifest,
+                             sha256_file)
 from datasets.registry import register_dataset
-from datasets.voc import voc_palette
+from datasets.voc import carve_val, voc_palette
 
 # Metadata/seg37list.mat, in the toolbox's order and spelling (official labels 1..37 = our indices 0..36).
 CLASS_NAMES = ("wall", "floor", "cabinet", "bed", "chair", "sofa", "table", "door", "window", "bookshelf", "picture",
@@ -136,10 +137,7 @@ class SUNRGBD:
         """The split's (image, label) pairs in list order (see the module docstring for our three splits)."""
         path = self.list_file(split)
         rows = [(n, line.split()) for n, line in enumerate(path.read_text().splitlines(), 1) if line.strip()]
-        if split == "train":
-            rows = [r for i, r in enumerate(rows) if i % VAL_EVERY != VAL_EVERY - 1]
-        elif split == "val":
-            rows = [r for i, r in enumerate(rows) if i % VAL_EVERY == VAL_EVERY - 1]
+        rows = carve_val(rows, split, VAL_EVERY)
         samples = []
         for n, fields in rows:
             if len(fields) != 2 or any(".." in PurePosixPath(f).parts or f.startswith("/") for f in fields):
@@ -199,20 +197,9 @@ class SUNRGBD:
             if not manifest_path.is_file():
                 raise BenchError(f"{manifest_path}: checksum list is missing (written by `bench data prepare "
                                  "sunrgbd`; pass --no-checksums to skip the comparison)")
-            manifest = read_manifest(manifest_path)
             needed = {p.relative_to(self.root).as_posix() for s in everything for p in (s.image, s.label)}
-            uncovered = sorted(needed - set(manifest))
-            if uncovered:
-                raise BenchError(f"{manifest_path}: does not cover {len(uncovered)} listed file(s) (e.g. "
-                                 f"{uncovered[0]})")
-            items = list(manifest.items())
-            for rel, digest in (progress(items, desc="sha256") if progress else items):
-                p = self.root / rel
-                if not p.is_file():
-                    raise BenchError(f"{p}: listed in {manifest_path} but missing")
-                if sha256_file(p) != digest:
-                    raise BenchError(f"{p}: SHA-256 differs from {manifest_path} (corrupt or modified file)")
-            summary["sha256"] = f"{len(items)} files match {manifest_path}"
+            summary["sha256"] = check_manifest(self.root, manifest_path, read_manifest(manifest_path), needed,
+                                               progress)
         return summary
 
     # -- download and prepare ---------------------------------------------------------------------------------

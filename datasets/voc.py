@@ -44,6 +44,16 @@ def voc_palette(n: int = 256) -> list[tuple[int, int, int]]:
     return out
 
 
+def carve_val(rows: list, split: str, every: int) -> list:
+    """A split's rows of an official train list whose every ``every``-th row is our val: the others for
+    "train", those for "val", all of them for any other split."""
+    if split == "train":
+        return [r for i, r in enumerate(rows) if i % every != every - 1]
+    if split == "val":
+        return [r for i, r in enumerate(rows) if i % every == every - 1]
+    return rows
+
+
 @dataclass(frozen=True)
 class Sample:
     name: str  # the label's file name, e.g. "2007_000033.png"; predictions use the same name
@@ -83,10 +93,7 @@ class VOC2012:
         """The split's (image, label) pairs in list order (see the module docstring for our three splits)."""
         path = self.list_file(split)
         rows = [(n, line.strip()) for n, line in enumerate(path.read_text().splitlines(), 1) if line.strip()]
-        if split == "train":
-            rows = [r for i, r in enumerate(rows) if i % VAL_EVERY != VAL_EVERY - 1]
-        elif split == "val":
-            rows = [r for i, r in enumerate(rows) if i % VAL_EVERY == VAL_EVERY - 1]
+        rows = carve_val(rows, split, VAL_EVERY)
         samples = []
         for n, name in rows:
             if "/" in name or " " in name:
