@@ -2,8 +2,7 @@
 
 Two exact implementations of the same thing:
 - `augmenting_path_matching`: a small C augmenting-path matcher (Kuhn's, with a lookahead, and failed
-  searches retired for good: `bench/_native/matching.c`), compiled on first use with the system C
-  compiler into a cache folder and loaded with ctypes;
+  searches retired for good: `bench/_native/matching.c`), compiled on first use (`bench.native`);
 - `flow_matching`: SciPy's unit-capacity max-flow (Dinic), used where no C compiler is available,
   and as the oracle the tests compare the C code against.
 
@@ -17,72 +16,19 @@ label maps straight to the per-class boundary and matched pixel counts, in C, wi
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import os
-import shutil
-import subprocess
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
-_SOURCE = Path(__file__).with_name("_native") / "matching.c"
-_lib = None
-_lib_error: str | None = None
-
-
-def _cache_dir() -> Path:
-    from bench.cache import cache_dir
-    return cache_dir("native")
-
+from bench import native
 
 def _load_native():
-    """The compiled C matcher, building it on first use; None (with the reason kept) when impossible."""
-    global _lib, _lib_error
-    if _lib is not None or _lib_error is not None:
-        return _lib
-    if os.environ.get("BENCH_NO_NATIVE"):
-        _lib_error = "disabled by BENCH_NO_NATIVE"
-        return None
-    try:
-        src = _SOURCE.read_bytes()
-        tag = hashlib.sha256(src).hexdigest()[:16]
-        target = _cache_dir() / f"matching-{tag}.so"
-        if not target.exists():
-            cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-            if cc is None:
-                raise RuntimeError("no C compiler found")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
-            os.close(fd)
-            try:
-                subprocess.run([cc, "-O2", "-shared", "-fPIC", "-o", tmp, str(_SOURCE)], check=True,
-                               capture_output=True, timeout=120)
-                os.replace(tmp, target)  # atomic: concurrent processes never load a half-written file
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-        lib = ctypes.CDLL(str(target))
-        ptr = ctypes.POINTER(ctypes.c_int)
-        lib.max_matching.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, ptr, ptr, ptr]
-        lib.max_matching.restype = ctypes.c_int
-        lib.bf_counts.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int,
-                                  ctypes.c_int, ptr, ptr, ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p,
-                                  ctypes.c_void_p, ctypes.c_long, ctypes.c_void_p, ctypes.POINTER(ctypes.c_longlong),
-                                  ctypes.c_void_p]
-        lib.bf_counts.restype = ctypes.c_int
-        lib.pair_counts_u8.argtypes = [ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
-                                       ctypes.c_void_p]
-        lib.pair_counts_u8.restype = ctypes.c_int
-        _lib = lib
-    except Exception as exc:  # no compiler, read-only cache, ...: fall back to SciPy
-        _lib_error = f"{type(exc).__name__}: {exc}"
-    return _lib
+    """The compiled C code (`bench.native`), or None where it cannot be built."""
+    return native.load()
 
 
 def backend() -> str:
     """Which implementation `max_matching` uses here."""
-    return "augmenting paths (C)" if _load_native() is not None else f"scipy max-flow ({_lib_error})"
+    return "augmenting paths (C)" if _load_native() is not None else f"scipy max-flow ({native.unavailable_reason()})"
 
 
 def native_pair_counts(first: np.ndarray, second: np.ndarray) -> np.ndarray | None:
@@ -103,7 +49,7 @@ def native_pair_counts(first: np.ndarray, second: np.ndarray) -> np.ndarray | No
 def augmenting_path_matching(hits: np.ndarray, n_g: int):
     lib = _load_native()
     if lib is None:
-        raise RuntimeError(f"the C matcher is unavailable: {_lib_error}")
+        raise RuntimeError(f"the C matcher is unavailable: {native.unavailable_reason()}")
     hits = np.ascontiguousarray(hits, dtype=np.int32)
     n_p, n_off = hits.shape
     ml = np.empty(n_p, dtype=np.int32)
@@ -116,8 +62,9 @@ def augmenting_path_matching(hits: np.ndarray, n_g: int):
 
 
 def bf_workspace(shape, pad: int, num_classes: int = 64):
-    """The C counter's work planes for images of ``shape`` (zero borders; reuse them for every image). The
-    third is flat and large enough for the one-to-one rule's bit planes of ``num_classes`` classes too."""
+    """The C counter's work planes for images of ``shape``, all zero (the C code leaves the first two all zero
+    after every image: reuse them for every image). The third is flat and large enough for the one-to-one
+    rule's bit planes of ``num_classes`` classes too."""
     h, w = shape
     plane = (h + 2 * pad, w + 2 * pad)
     bit_planes = 3 * num_classes * plane[0] * -(-plane[1] // 64)

@@ -11,6 +11,7 @@ Class order, palette and the prototxt class weights: `../shared/reference/paper-
 from __future__ import annotations
 
 import hashlib
+import io
 import threading
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -20,6 +21,7 @@ from PIL import Image, UnidentifiedImageError
 
 from bench.cache import load_label_map, save_label_map
 from bench.errors import BenchError
+from bench.png import decode_label_png
 from bench.published import authors_class_weights
 from datasets.registry import register_dataset
 
@@ -70,17 +72,12 @@ def read_label_png(path: Path, expected_shape: tuple[int, int] | None = None, ma
     if not path.is_file():
         raise BenchError(f"{path}: {what} file is missing")
     try:
-        with Image.open(path) as im:
-            if im.format != "PNG":
-                raise BenchError(f"{path}: {what} is not a PNG file (found {im.format})")
-            if im.mode not in ("L", "P"):
-                raise BenchError(f"{path}: {what} must be an 8-bit single-channel PNG, found mode {im.mode}")
-            arr = np.array(im)
-    except BenchError:
-        raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise BenchError(f"{path}: {what} cannot be decoded ({exc.__class__.__name__}: {exc}); "
-                         "not a PNG or truncated") from None
+        data = path.read_bytes()
+    except OSError as exc:
+        raise BenchError(f"{path}: {what} cannot be read ({exc.strerror})") from None
+    arr = decode_label_png(data)  # the usual label PNG, fast; anything else (and every error) through Pillow
+    if arr is None:
+        arr = _read_label_png_with_pillow(path, data, what)
     if expected_shape is not None and arr.shape != tuple(expected_shape):
         raise BenchError(f"{path}: {what} is {arr.shape[0]}x{arr.shape[1]}, expected "
                          f"{expected_shape[0]}x{expected_shape[1]}")
@@ -88,6 +85,21 @@ def read_label_png(path: Path, expected_shape: tuple[int, int] | None = None, ma
         raise BenchError(f"{path}: {what} has label value {int(arr.max())}, above {max_label} "
                          f"(classes 0..{max_label - 1}, {max_label} = void)")
     return arr
+
+
+def _read_label_png_with_pillow(path: Path, data: bytes, what: str) -> np.ndarray:
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            if im.format != "PNG":
+                raise BenchError(f"{path}: {what} is not a PNG file (found {im.format})")
+            if im.mode not in ("L", "P"):
+                raise BenchError(f"{path}: {what} must be an 8-bit single-channel PNG, found mode {im.mode}")
+            return np.array(im)
+    except BenchError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise BenchError(f"{path}: {what} cannot be decoded ({exc.__class__.__name__}: {exc}); "
+                         "not a PNG or truncated") from None
 
 
 def read_image_png(path: Path, expected_shape: tuple[int, int] | None = None) -> np.ndarray:
@@ -207,16 +219,23 @@ class CamVid:
             raise BenchError(f"{path}: an image name is listed twice")
         return samples
 
+    def _label_key(self, sample: Sample):
+        """What a cached decoding of the sample's label depends on; None where the file cannot be stat'ed."""
+        path = Path(sample.label)
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        return (str(path.resolve()), st.st_mtime_ns, st.st_size, self.image_size, self.void_label)
+
     def read_label(self, sample: Sample) -> np.ndarray:
         """The ground-truth label map (read-only), decoded once: kept per process, and checked maps in the
         disk cache (`bench.cache`), so repeated evaluations (the test points of a run, `bench eval`,
         `bench check` re-scoring every record) skip the PNG decoding while the file is unchanged."""
         path = Path(sample.label)
-        try:
-            st = path.stat()
-        except OSError:
+        key = self._label_key(sample)
+        if key is None:
             return read_label_png(path, self.image_size, self.void_label, what="ground-truth label map")
-        key = (str(path.resolve()), st.st_mtime_ns, st.st_size, self.image_size, self.void_label)
         with _GROUND_TRUTH_LOCK:  # training decodes on a thread pool
             label = _GROUND_TRUTH_CACHE.get(key)
         if label is not None:
@@ -231,6 +250,21 @@ class CamVid:
                 del _GROUND_TRUTH_CACHE[next(iter(_GROUND_TRUTH_CACHE))]
             _GROUND_TRUTH_CACHE[key] = label
         return label
+
+    def read_label_stack(self, samples) -> np.ndarray:
+        """The ground truth of ``samples`` as one read-only N x H x W array. From the disk cache it is mapped,
+        not read (one file per list of label files, replaced when any of them changes), so `bench eval`'s
+        forked workers share it and a scoring reads no label file; on a miss it is assembled with
+        `read_label` and cached."""
+        keys = [self._label_key(s) for s in samples]
+        shape = (len(samples), *self.image_size)
+        stack = None if None in keys else load_label_map(("stack", keys), shape, self.void_label, mmap=True)
+        if stack is None:
+            stack = np.stack([self.read_label(s) for s in samples]) if samples else np.zeros(shape, np.uint8)
+            if None not in keys:
+                save_label_map(("stack", keys), stack)
+            stack.flags.writeable = False
+        return stack
 
     def read_image(self, sample: Sample) -> np.ndarray:
         return read_image_png(sample.image, self.image_size)
