@@ -1,5 +1,5 @@
-"""Where the harness keeps what it can rebuild: the compiled C matcher (`native/`) and decoded ground-truth
-label maps (`labels/`). `$BENCH_CACHE_DIR`, else `~/.cache/segnet-bench`; anything in it may be deleted at
+"""Where the harness keeps what it can rebuild: the compiled C code (`native/`) and decoded ground-truth
+label maps (`labels/`: one file per map, and one per split's stack of maps). `$BENCH_CACHE_DIR`, else `~/.cache/segnet-bench`; anything in it may be deleted at
 any time. Writes are atomic (a reader never sees half a file) and a cache that cannot be written (read-only
 home, full disk) only costs speed. `BENCH_NO_LABEL_CACHE=1` turns the label cache off.
 """
@@ -22,13 +22,14 @@ def _label_file(key) -> Path:
     return cache_dir("labels") / (hashlib.sha256(repr(key).encode()).hexdigest()[:32] + ".npy")
 
 
-def load_label_map(key, shape, max_label: int) -> np.ndarray | None:
-    """The label map cached under ``key`` (which must change whenever the source file does: path, size and
-    modification time), or None when there is none or it is unreadable, of another shape, or out of range."""
+def load_label_map(key, shape, max_label: int, mmap: bool = False) -> np.ndarray | None:
+    """The label map (or stack of maps) cached under ``key`` (which must change whenever a source file does:
+    path, size and modification time), or None when there is none or it is unreadable, of another shape, or
+    out of range. ``mmap``: mapped read-only rather than read (a stack shared with forked workers)."""
     if os.environ.get("BENCH_NO_LABEL_CACHE"):
         return None
     try:
-        arr = np.load(_label_file(key), allow_pickle=False)
+        arr = np.load(_label_file(key), allow_pickle=False, mmap_mode="r" if mmap else None)
     except (OSError, ValueError, EOFError):
         return None
     if arr.dtype != np.uint8 or arr.shape != tuple(shape) or (arr.size and int(arr.max()) > max_label):

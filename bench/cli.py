@@ -143,6 +143,9 @@ def eval_cmd(data_root, dataset, split, predictions, out, absent, bf_matching, b
 
     Example: bench eval --predictions my_model/test_predictions --out scores.json
     """
+    # scoring does no linear algebra: OpenBLAS's idle threads (started with numpy) would only take CPU time
+    # from the scoring workers
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     import datasets
     from bench.evaluate import evaluate_predictions
     if out and Path(out).exists():

@@ -69,7 +69,7 @@ def _score_images(n: int, load, num_classes: int, void_label: int, bf: dict | No
     if workers is None:
         workers = min(os.cpu_count() or 1, 16)
     workers = max(1, min(workers, n // 8))
-    chunk = max(1, -(-n // (workers * 4)))
+    chunk = max(1, -(-n // (workers * 16)))  # small chunks: the workers finish together
     bounds = [(i, min(n, i + chunk)) for i in range(0, n, chunk)]
     parallel = workers > 1 and "fork" in mp.get_all_start_methods()
     _SHARED.update(load=load, num_classes=num_classes, void_label=void_label, bf=bf)
@@ -190,11 +190,16 @@ def evaluate_predictions(dataset, split: str, folder, progress=None, absent: str
                          tolerance: float = DEFAULT_TOLERANCE, with_bf: bool = True, workers: int | None = None) -> dict:
     """Scores a folder of 8-bit PNG label maps named like `split`'s images (see `score_label_maps`).
 
-    The files are decoded and checked in the scoring workers, beside the ground truth; a bad file raises
-    BenchError naming it."""
+    The files are decoded and checked in the scoring workers; a bad file raises BenchError naming it. The
+    ground truth of a dataset of one image size comes as one stack (`read_label_stack`), else each map is
+    read in the workers beside its prediction."""
     folder = Path(folder)
     samples = check_prediction_folder(dataset, split, folder)
-    load = lambda i: _prediction_and_ground_truth(dataset, folder, samples[i])  # noqa: E731
+    if getattr(dataset, "image_size", None) and hasattr(dataset, "read_label_stack"):
+        gts = dataset.read_label_stack(samples)  # mapped from the cache: the workers read no label file
+        load = lambda i: (read_prediction(dataset, folder / samples[i].name), gts[i])  # noqa: E731
+    else:
+        load = lambda i: _prediction_and_ground_truth(dataset, folder, samples[i])  # noqa: E731
     empty = (f"{dataset.root}: every ground-truth pixel of split {split!r} is void; G, C, mIoU and BF "
              "are undefined (no pixel to score), so none is reported")
     result = _score(len(samples), load, dataset.class_names, dataset.void_label, absent, matching, class_rule,

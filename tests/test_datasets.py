@@ -179,6 +179,56 @@ def test_ground_truth_is_decoded_once_per_process_and_reread_when_the_file_chang
     np.testing.assert_array_equal(again, changed)
 
 
+def test_label_stack_is_mapped_from_the_cache_and_follows_the_files(fake_root, tmp_path, monkeypatch):
+    """A split's ground truth as one stack: equal to the maps one by one, read-only, memory-mapped once cached
+    (no PNG decoded), rebuilt when a label file changes or the entry is damaged; `bench eval` scores the
+    same with it as without the cache."""
+    import os
+
+    from PIL import Image
+
+    import datasets.camvid as camvid
+    from bench.evaluate import evaluate_predictions
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
+    ds = datasets.get_dataset("camvid", fake_root)
+    samples = ds.samples("test")
+    stack = ds.read_label_stack(samples)
+    expected = np.stack([np.array(ds.read_label(s)) for s in samples])
+    np.testing.assert_array_equal(stack, expected)
+    assert not stack.flags.writeable
+    camvid._GROUND_TRUTH_CACHE.clear()
+    decoded = []
+    real_read = camvid.read_label_png
+    monkeypatch.setattr(camvid, "read_label_png", lambda *a, **k: decoded.append(a) or real_read(*a, **k))
+    again = ds.read_label_stack(samples)
+    assert isinstance(again, np.memmap) and not again.flags.writeable and decoded == []
+    np.testing.assert_array_equal(again, expected)
+
+    preds = tmp_path / "preds"
+    preds.mkdir()
+    for i, s in enumerate(samples):
+        Image.fromarray(np.where(expected[i] == 11, 0, (expected[i] + i % 2) % 11).astype(np.uint8)).save(preds / s.name)
+    with_stack = evaluate_predictions(ds, "test", preds, workers=2)
+    monkeypatch.setenv("BENCH_NO_LABEL_CACHE", "1")
+    camvid._GROUND_TRUTH_CACHE.clear()
+    assert not isinstance(ds.read_label_stack(samples), np.memmap)
+    without = evaluate_predictions(ds, "test", preds, workers=2)
+    assert {k: with_stack[k] for k in ("G", "C", "mIoU", "BF", "per_image_BF")} == \
+        {k: without[k] for k in ("G", "C", "mIoU", "BF", "per_image_BF")}
+    monkeypatch.delenv("BENCH_NO_LABEL_CACHE")
+
+    changed = np.array(expected[1])
+    changed[:4] = 0 if changed[0, 0] else 1
+    Image.fromarray(changed).save(samples[1].label)
+    st = os.stat(samples[1].label)
+    os.utime(samples[1].label, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    np.testing.assert_array_equal(ds.read_label_stack(samples)[1], changed)
+    for entry in (tmp_path / "cache" / "labels").glob("*.npy"):
+        entry.write_bytes(b"damaged")
+    camvid._GROUND_TRUTH_CACHE.clear()
+    np.testing.assert_array_equal(ds.read_label_stack(samples)[1], changed)
+
+
 def test_ground_truth_disk_cache_skips_decoding_and_survives_a_bad_entry(fake_root, tmp_path, monkeypatch):
     """A new process (the in-process cache cleared) reads the checked map from the disk cache without
     decoding the PNG; a corrupt or out-of-range cache entry is decoded afresh and replaced."""

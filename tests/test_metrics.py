@@ -81,6 +81,34 @@ def test_8bit_fast_path_equals_the_general_path(k, void, pred_high):
         confusion_matrix(pr, np.full_like(gt, k if void != k else k + 1), k, void)
 
 
+def piecewise_constant_map(rng, shape, k, noise):
+    """Regions of one class (as label maps are: most 8-pixel blocks uniform), plus salt-and-pepper noise."""
+    h, w = shape
+    coarse = rng.integers(0, k, size=(-(-h // 9), -(-w // 13)))
+    out = np.repeat(np.repeat(coarse, 9, axis=0), 13, axis=1)[:h, :w].astype(np.uint8)
+    hit = rng.random(shape) < noise
+    out[hit] = rng.integers(0, k, size=int(hit.sum()))
+    return out
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.002, 0.05, 0.5])
+@pytest.mark.parametrize("shape", [(45, 64), (37, 53), (1, 7)])
+def test_8bit_fast_path_counts_uniform_blocks_and_runs_exactly(noise, shape):
+    """The C histogram counts eight equal pairs at once and runs of such blocks in a register: on maps made
+    of regions, with and without noise and with sizes not a multiple of 8, it equals numpy's bincount."""
+    from bench.matching import native_pair_counts
+    rng = np.random.default_rng(int(noise * 1000) + shape[1])
+    gt = piecewise_constant_map(rng, shape, 12, noise)
+    pr = np.where(rng.random(shape) < 0.9, gt, piecewise_constant_map(rng, shape, 12, noise)).astype(np.uint8)
+    joint = native_pair_counts(gt, pr)
+    if joint is None:
+        pytest.skip("no C compiler here")
+    ref = np.bincount(gt.astype(np.int64).ravel() * 256 + pr.ravel(), minlength=1 << 16).reshape(256, 256)
+    np.testing.assert_array_equal(joint, ref[: joint.shape[0], : joint.shape[1]])
+    np.testing.assert_array_equal(confusion_matrix(pr, gt, 11, 11),
+                                  confusion_matrix(pr.astype(np.int64), gt.astype(np.int64), 11, 11))
+
+
 def test_target_out_of_range_is_an_error():
     with pytest.raises(ValueError):
         confusion_matrix(np.array([0]), np.array([12]))

@@ -242,16 +242,23 @@ typedef struct {
     const int *gbase;
     const int *left_y, *left_x;  /* padded coordinates */
     const unsigned char *left_class;
+    const uint64_t *mask;  /* mask[dy + pad]: the disk's row dy as bits 0 .. 2 pad of a window (bit j: dx = j - pad) */
 } Planes;
 
-/* bits b0 .. b0 + n - 1 of a bit row (n <= 64), lowest first */
-static inline uint64_t row_bits(const uint64_t *row, long b0, int n)
+/* the 2 pad + 1 bits of a bit row from bit b0 = x - pad on (lowest first), as window() prepared them */
+typedef struct { long word; int shift, two; } Window;
+
+static inline Window window(long b0, int width)
 {
-    long i = b0 >> 6;
-    int s = (int)(b0 & 63);
-    uint64_t v = row[i] >> s;
-    if (s && s + n > 64) v |= row[i + 1] << (64 - s);
-    return n == 64 ? v : v & (((uint64_t)1 << n) - 1);
+    Window w = {b0 >> 6, (int)(b0 & 63), 0};
+    w.two = w.shift && w.shift + width > 64;
+    return w;
+}
+
+static inline uint64_t window_bits(const uint64_t *row, Window w)
+{
+    uint64_t v = row[w.word] >> w.shift;
+    return w.two ? v | row[w.word + 1] << (64 - w.shift) : v;
 }
 
 static inline int plane_right_id(const Planes *g, long q, int n)
@@ -265,16 +272,14 @@ static inline int plane_right_id(const Planes *g, long q, int n)
 static int planes_take_free(const Planes *g, int u)
 {
     int n = g->left_class[u], y = g->left_y[u], x = g->left_x[u];
-    uint64_t *base = g->free + n * g->plane;
-    for (int dy = -g->pad; dy <= g->pad; dy++) {
-        int lo = g->lo[dy + g->pad], len = g->hi[dy + g->pad] - lo + 1;
-        if (len <= 0) continue;
-        uint64_t *row = base + (long)(y + dy) * g->ww;
-        uint64_t v = row_bits(row, x + lo, len);
+    Window win = window(x - g->pad, 2 * g->pad + 1);
+    uint64_t *row = g->free + n * g->plane + (long)(y - g->pad) * g->ww;
+    for (int r = 0; r <= 2 * g->pad; r++, row += g->ww) {
+        uint64_t v = window_bits(row, win) & g->mask[r];
         if (v) {
-            long b = x + lo + __builtin_ctzll(v);
+            long b = x - g->pad + __builtin_ctzll(v);
             row[b >> 6] &= ~((uint64_t)1 << (b & 63));
-            return plane_right_id(g, (long)(y + dy) * g->wp + b, n);
+            return plane_right_id(g, (long)(y - g->pad + r) * g->wp + b, n);
         }
     }
     return -1;
@@ -290,14 +295,12 @@ static inline int planes_next(const Planes *g, int u, int *it_dy, uint64_t *it_b
     for (;;) {
         while (!bits) {
             if (--dy < -g->pad) { it_dy[u] = dy; it_bits[u] = 0; return -1; }
-            int lo = g->lo[dy + g->pad], len = g->hi[dy + g->pad] - lo + 1;
-            if (len <= 0) continue;
-            long r = n * g->plane + (long)(y + dy) * g->ww;
-            bits = row_bits(g->unseen + r, x + lo, len);
+            const uint64_t *row = g->unseen + n * g->plane + (long)(y + dy) * g->ww;
+            bits = window_bits(row, window(x - g->pad, 2 * g->pad + 1)) & g->mask[dy + g->pad];
         }
         int j = 63 - __builtin_clzll(bits);
         bits &= ~((uint64_t)1 << j);
-        long b = x + g->lo[dy + g->pad] + j;
+        long b = x - g->pad + j;
         long word = n * g->plane + (long)(y + dy) * g->ww + (b >> 6);
         uint64_t bit = (uint64_t)1 << (b & 63);
         if (!(g->unseen[word] & bit)) continue;  /* seen by a descendant since the row was read */
@@ -390,7 +393,13 @@ static int match_on_planes(int h, int w, int k, int pad, const int *lo, const in
                            double *seconds, double t0)
 {
     long plane = (long)(h + 2 * pad) * ww;
+    int hp = h + 2 * pad;
+    uint64_t mask[2 * pad + 1];  /* the disk's rows as windows of 2 pad + 1 bits (2 pad + 1 <= 63 here) */
+    for (int r = 0; r <= 2 * pad; r++)
+        mask[r] = hi[r] < lo[r] ? 0 : ((((uint64_t)1 << (hi[r] - lo[r] + 1)) - 1) << (lo[r] + pad));
     memset(planes, 0, sizeof(uint64_t) * k * plane);
+    unsigned char *has = calloc((size_t)k * hp, 1);  /* has[n * hp + r]: row r of plane n has a pixel */
+    if (!has) return -1;
     int n_right = 0, nw = (w + 63) / 64;
     for (int y = 0; y < h; y++)
         for (int i = 0; i < nw; i++)
@@ -404,18 +413,23 @@ static int match_on_planes(int h, int w, int k, int pad, const int *lo, const in
                     out[k + n]++;
                     n_right++;
                     planes[n * plane + at] |= (uint64_t)1 << (x & 63);
+                    has[n * hp + y + pad] = 1;
                 }
             }
     /* near (in the unseen planes' place until the matching starts): the ground-truth planes dilated by at
-     * least the disk's bounding box, so one bit says whether a predicted pixel can have a neighbour */
+     * least the disk's bounding box, so one bit says whether a predicted pixel can have a neighbour. Only
+     * the rows with a pixel are spread and gathered (a class's boundary crosses few rows of the image):
+     * the spread rows of the others are never read. */
     uint64_t *near = planes + k * plane, *spread = planes + 2 * k * plane;
-    for (long r = 0; r < k * (long)(h + 2 * pad); r++) spread_row(spread + r * ww, planes + r * ww, ww, pad);
+    for (long r = 0; r < (long)k * hp; r++) if (has[r]) spread_row(spread + r * ww, planes + r * ww, ww, pad);
     for (int n = 0; n < k; n++) {
         for (int y = 0; y < h; y++) {
             uint64_t *dst = near + n * plane + (long)(y + pad) * ww;
             const uint64_t *src = spread + n * plane + (long)y * ww;  /* rows y + pad - pad .. y + pad + pad */
-            memcpy(dst, src, sizeof(uint64_t) * ww);
-            for (int dy = 1; dy <= 2 * pad; dy++) for (int i = 0; i < ww; i++) dst[i] |= src[(long)dy * ww + i];
+            const unsigned char *src_has = has + (long)n * hp + y;
+            memset(dst, 0, sizeof(uint64_t) * ww);
+            for (int dy = 0; dy <= 2 * pad; dy++)
+                if (src_has[dy]) for (int i = 0; i < ww; i++) dst[i] |= src[(long)dy * ww + i];
         }
     }
     long cap = 1 << 14;
@@ -457,7 +471,7 @@ static int match_on_planes(int h, int w, int k, int pad, const int *lo, const in
     if (seconds) { double t1 = now(); seconds[1] += t1 - t0; t0 = t1; }
     Planes g = {.pad = pad, .ww = ww, .wp = wp, .plane = plane, .lo = lo, .hi = hi, .free = planes,
                 .unseen = planes + k * plane, .gb = gb, .gbase = gbase,
-                .left_y = left_y, .left_x = left_x, .left_class = left_class};
+                .left_y = left_y, .left_x = left_x, .left_class = left_class, .mask = mask};
     if (kuhn_match_planes(&g, n_left, n_right, match_left, match_right) < 0) goto done;
     if (seconds) seconds[2] += now() - t0;
     for (int u = 0; u < n_left; u++) {
@@ -465,7 +479,7 @@ static int match_on_planes(int h, int w, int k, int pad, const int *lo, const in
     }
     status = 0;
 done:
-    free(left_y); free(left_x); free(left_class); free(match_left); free(match_right);
+    free(has); free(left_y); free(left_x); free(left_class); free(match_left); free(match_right);
     return status;
 }
 
@@ -490,15 +504,16 @@ int max_matching(int n_left, int n_right, int n_off, const int *hits, int *match
     return size;
 }
 
-/* BSDS seg2bmap of every class mask at once: bit n of bits[p] is set when pixel p differs from its E, S
- * or SE neighbour in the mask label == n, i.e. when the labels differ and one of them is n. Written into
- * the interior of a (h + 2 pad) x (w + 2 pad) plane whose border stays zero. */
 /* the classes a pixel labelled a carries for its neighbour labelled b: both, where they differ */
 static inline uint64_t differ(unsigned a, unsigned b)
 {
     return (((uint64_t)1 << a) | ((uint64_t)1 << b)) & -(uint64_t)(a != b);
 }
 
+/* BSDS seg2bmap of every class mask at once: bit n of bits[p] is set when pixel p differs from its E, S
+ * or SE neighbour in the mask label == n, i.e. when the labels differ and one of them is n. Written into
+ * the interior of a (h + 2 pad) x (w + 2 pad) plane that is all zero on entry: only the boundary pixels
+ * are written (and marked in nz), so clear_marked() makes it all zero again. */
 static void class_boundary_bits(int h, int w, const unsigned char *lab, uint64_t keep, int pad, uint64_t *bits,
                                 uint64_t *nz)
 {
@@ -506,13 +521,10 @@ static void class_boundary_bits(int h, int w, const unsigned char *lab, uint64_t
     memset(nz, 0, sizeof(uint64_t) * h * nw);
     for (int y = 0; y < h; y++) {
         const unsigned char *row = lab + (long)y * w;
-        uint64_t *out = bits + (long)(y + pad) * wp + pad;
+        uint64_t *out = bits + (long)(y + pad) * wp + pad, *nz_row = nz + (long)y * nw, v;
         if (y + 1 == h) {  /* last row: east neighbours only */
-            for (int x = 0; x + 1 < w; x++) {
-                out[x] = differ(row[x], row[x + 1]) & keep;
-                nz[(long)y * nw + (x >> 6)] |= (uint64_t)(out[x] != 0) << (x & 63);
-            }
-            out[w - 1] = 0;
+            for (int x = 0; x + 1 < w; x++)
+                if ((v = differ(row[x], row[x + 1]) & keep)) { out[x] = v; nz_row[x >> 6] |= (uint64_t)1 << (x & 63); }
             continue;
         }
         const unsigned char *below = row + w;
@@ -522,18 +534,32 @@ static void class_boundary_bits(int h, int w, const unsigned char *lab, uint64_t
                 memcpy(&a8, row + x, 8); memcpy(&e8, row + x + 1, 8);
                 memcpy(&s8, below + x, 8); memcpy(&se8, below + x + 1, 8);
                 if (((a8 ^ e8) | (a8 ^ s8) | (a8 ^ se8)) == 0) {
-                    memset(out + x, 0, 8 * sizeof(uint64_t));
                     x += 7;
                     continue;
                 }
             }
             unsigned a = row[x];
-            out[x] = (differ(a, row[x + 1]) | differ(a, below[x]) | differ(a, below[x + 1])) & keep;
-            nz[(long)y * nw + (x >> 6)] |= (uint64_t)(out[x] != 0) << (x & 63);
+            if ((v = (differ(a, row[x + 1]) | differ(a, below[x]) | differ(a, below[x + 1])) & keep)) {
+                out[x] = v;
+                nz_row[x >> 6] |= (uint64_t)1 << (x & 63);
+            }
         }
-        out[w - 1] = differ(row[w - 1], below[w - 1]) & keep;  /* last column: south only */
-        nz[(long)y * nw + ((w - 1) >> 6)] |= (uint64_t)(out[w - 1] != 0) << ((w - 1) & 63);
+        if ((v = differ(row[w - 1], below[w - 1]) & keep)) {  /* last column: south only */
+            out[w - 1] = v;
+            nz_row[(w - 1) >> 6] |= (uint64_t)1 << ((w - 1) & 63);
+        }
     }
+}
+
+/* zeroes the interior pixels of a plane that nz marks (after class_boundary_bits: the plane is all zero) */
+static void clear_marked(uint64_t *bits, const uint64_t *nz, int h, int w, int pad)
+{
+    long wp = w + 2 * pad;
+    int nw = (w + 63) / 64;
+    for (int y = 0; y < h; y++)
+        for (int i = 0; i < nw; i++)
+            for (uint64_t z = nz[(long)y * nw + i]; z; z &= z - 1)
+                bits[(y + pad) * wp + pad + 64 * i + __builtin_ctzll(z)] = 0;
 }
 
 /* does the disk around pixel p hold a pixel of `other` with this class bit? */
@@ -551,8 +577,9 @@ static int any_within(const uint64_t *other, long p, long wp, int pad, const int
  * rule 0: maximum one-to-one matching; rule 1: a pixel is matched when any pixel of the other map's
  * boundary of its class lies within the disk. Labels must be < 64; classes 0..num_classes-1 are scored.
  * The offsets must form a disk (each row one run of dx) within pad. pb, gb, near (uint64) and gbase
- * (int) are the caller's work planes of (h + 2 pad) x (w + 2 pad), zero on their border: kept between
- * calls, so no page is faulted in per image; near holds near_words words (at least a plane; the bit
+ * (int) are the caller's work planes of (h + 2 pad) x (w + 2 pad), kept between calls, so no page is
+ * faulted in per image; pb and gb must be all zero, and are left so (only the pixels written are cleared,
+ * not whole planes); near holds near_words words (at least a plane; the bit
  * planes of the one-to-one rule need 3 K (h + 2 pad) ceil((w + 2 pad) / 64)). Returns 0; -1 when out of memory; -2 when the offsets are
  * not a disk within pad. When `seconds` is not NULL, the time spent is added to seconds[0] (boundaries),
  * seconds[1] (candidate pixels: node ids, the near planes, the left nodes) and seconds[2] (matching; for
@@ -592,6 +619,8 @@ int bf_counts(int h, int w, const unsigned char *pred, const unsigned char *gt, 
     if (rule == 0 && 2 * pad + 1 <= 64 && 3L * k * (h + 2 * pad) * ww <= near_words) {  /* the planes fit in near */
         int status = match_on_planes(h, w, k, pad, lo, hi, wp, ww, pb, gb, nz_pred, nz_gt, near, gbase, out,
                                      seconds, t0);
+        clear_marked(pb, nz_pred, h, w, pad);
+        clear_marked(gb, nz_gt, h, w, pad);
         free(nz_pred);
         return status;
     }
@@ -692,6 +721,9 @@ int bf_counts(int h, int w, const unsigned char *pred, const unsigned char *gt, 
     status = 0;
 done:
     free(left_pix); free(left_class); free(match_left); free(match_right); free(start); free(deg); free(g.adj);
+    clear_marked(pb, nz_pred, h, w, pad);  /* pb may hold a copy of gb (free_bits): clear both markings */
+    clear_marked(pb, nz_gt, h, w, pad);
+    clear_marked(gb, nz_gt, h, w, pad);
     free(nz_pred);
     return status;
 }
@@ -699,8 +731,8 @@ done:
 /* The joint histogram of two 8-bit label maps, from which bench/metrics.py folds the confusion matrix
  * (numpy's bincount of the same is several times slower): counts[a * cols + b] += the number of pixels i
  * with first[i] == a and second[i] == b. Every first[i] must be < rows and every second[i] < cols.
- * Returns 0, -1 when out of memory. Four partial tables break the store-to-load chains of runs of equal
- * pixels. */
+ * Returns 0, -1 when out of memory. Blocks of eight equal pairs (the inside of regions) count at once, a
+ * run of such blocks in a register; elsewhere four partial tables break the store-to-load chains. */
 int pair_counts_u8(long n, const unsigned char *first, const unsigned char *second, int rows, int cols,
                    long long *counts)
 {
@@ -711,12 +743,26 @@ int pair_counts_u8(long n, const unsigned char *first, const unsigned char *seco
     long i = 0;
     while (i < n) {
         long end = n - i > 0x3fffffffL ? i + 0x3fffffffL : n;  /* a partial count stays below 2^32 */
-        for (; i + 4 <= end; i += 4) {
-            part[first[i] * cols + second[i]]++;
-            part[size + first[i + 1] * cols + second[i + 1]]++;
-            part[2 * size + first[i + 2] * cols + second[i + 2]]++;
-            part[3 * size + first[i + 3] * cols + second[i + 3]]++;
+        uint64_t run_a = 0, run_b = 0;  /* the eight equal pairs of the current run of such blocks */
+        long run_at = 0, run = 0;
+        for (; i + 8 <= end; i += 8) {
+            uint64_t a8, b8;
+            memcpy(&a8, first + i, 8);
+            memcpy(&b8, second + i, 8);
+            if (run && a8 == run_a && b8 == run_b) { run += 8; continue; }
+            if (run) { part[run_at] += run; run = 0; }
+            if (a8 == first[i] * 0x0101010101010101ULL && b8 == second[i] * 0x0101010101010101ULL) {
+                run_a = a8; run_b = b8; run_at = first[i] * cols + second[i]; run = 8;
+                continue;
+            }
+            for (int j = 0; j < 8; j += 4) {
+                part[first[i + j] * cols + second[i + j]]++;
+                part[size + first[i + j + 1] * cols + second[i + j + 1]]++;
+                part[2 * size + first[i + j + 2] * cols + second[i + j + 2]]++;
+                part[3 * size + first[i + j + 3] * cols + second[i + j + 3]]++;
+            }
         }
+        if (run) part[run_at] += run;
         for (; i < end; i++) part[first[i] * cols + second[i]]++;
         for (long j = 0; j < size; j++) {
             counts[j] += (long long)part[j] + part[size + j] + part[2 * size + j] + part[3 * size + j];
