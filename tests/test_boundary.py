@@ -214,6 +214,27 @@ def test_native_scorer_reuses_its_work_planes_between_images():
     assert_same_counts(scorer.score(pred_b, b), alone)
 
 
+@native_only
+@pytest.mark.parametrize("rule, k, plane_classes", [("one-to-one", 11, 11), ("one-to-one", 40, 2), ("distance", 11, 11)])
+def test_native_counter_leaves_its_boundary_planes_all_zero(rule, k, plane_classes):
+    """The C counter writes only boundary pixels into its two boundary planes and clears just those after
+    each image: on every path (bit planes; the implicit graph, where the work plane is too small for the
+    bit planes; the distance rule) the planes are all zero again, and a sequence of images scored in one
+    workspace gives the counts of fresh ones."""
+    rng = np.random.default_rng(14)
+    h, w, radius = 50, 70, 3.0
+    offsets, pad = disk_offsets(radius), 3
+    work = matching.bf_workspace((h, w), pad, plane_classes)
+    for _ in range(6):
+        gt = random_label_map(rng, h, w, k)
+        pred = perturb(rng, gt, k)
+        reused = matching.native_bf_counts(pred, gt, k, offsets, pad, rule, work)
+        fresh = matching.native_bf_counts(pred, gt, k, offsets, pad, rule, matching.bf_workspace((h, w), pad, plane_classes))
+        np.testing.assert_array_equal(reused, fresh)
+        assert reused[1].sum() > 0
+        assert not work[0].any() and not work[1].any()
+
+
 def test_labels_beyond_the_native_range_fall_back_to_numpy():
     gt = np.zeros((30, 40), np.int64)
     gt[10:20, 10:30] = 70  # not a bit of a 64-bit word

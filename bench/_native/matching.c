@@ -292,11 +292,12 @@ static inline int planes_next(const Planes *g, int u, int *it_dy, uint64_t *it_b
     int n = g->left_class[u], y = g->left_y[u], x = g->left_x[u];
     int dy = it_dy[u];
     uint64_t bits = it_bits[u];
+    Window win = window(x - g->pad, 2 * g->pad + 1);
+    const uint64_t *plane = g->unseen + n * g->plane + (long)y * g->ww;
     for (;;) {
         while (!bits) {
             if (--dy < -g->pad) { it_dy[u] = dy; it_bits[u] = 0; return -1; }
-            const uint64_t *row = g->unseen + n * g->plane + (long)(y + dy) * g->ww;
-            bits = window_bits(row, window(x - g->pad, 2 * g->pad + 1)) & g->mask[dy + g->pad];
+            bits = window_bits(plane + (long)dy * g->ww, win) & g->mask[dy + g->pad];
         }
         int j = 63 - __builtin_clzll(bits);
         bits &= ~((uint64_t)1 << j);
@@ -528,16 +529,23 @@ static void class_boundary_bits(int h, int w, const unsigned char *lab, uint64_t
             continue;
         }
         const unsigned char *below = row + w;
-        for (int x = 0; x + 1 < w; x++) {
-            if (x % 8 == 0 && x + 9 <= w) {  /* most pixels lie inside a region: skip 8 at once where all agree */
-                uint64_t a8, e8, s8, se8;
-                memcpy(&a8, row + x, 8); memcpy(&e8, row + x + 1, 8);
-                memcpy(&s8, below + x, 8); memcpy(&se8, below + x + 1, 8);
-                if (((a8 ^ e8) | (a8 ^ s8) | (a8 ^ se8)) == 0) {
-                    x += 7;
-                    continue;
+        int x = 0;
+        for (; x + 9 <= w; x += 8) {  /* eight pixels at once: only those that differ from a neighbour */
+            uint64_t a8, e8, s8, se8;
+            memcpy(&a8, row + x, 8); memcpy(&e8, row + x + 1, 8);
+            memcpy(&s8, below + x, 8); memcpy(&se8, below + x + 1, 8);
+            uint64_t d = (a8 ^ e8) | (a8 ^ s8) | (a8 ^ se8);  /* most pixels lie inside a region: 0 */
+            const uint64_t low7 = 0x7F7F7F7F7F7F7F7FULL;
+            for (uint64_t m = (((d & low7) + low7) | d) & ~low7; m; m &= m - 1) {  /* the bytes of d that are not 0 */
+                int xx = x + (__builtin_ctzll(m) >> 3);
+                unsigned a = row[xx];
+                if ((v = (differ(a, row[xx + 1]) | differ(a, below[xx]) | differ(a, below[xx + 1])) & keep)) {
+                    out[xx] = v;
+                    nz_row[xx >> 6] |= (uint64_t)1 << (xx & 63);
                 }
             }
+        }
+        for (; x + 1 < w; x++) {
             unsigned a = row[x];
             if ((v = (differ(a, row[x + 1]) | differ(a, below[x]) | differ(a, below[x + 1])) & keep)) {
                 out[x] = v;
