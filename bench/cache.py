@@ -1,7 +1,8 @@
 """Where the harness keeps what it can rebuild: the compiled C code (`native/`) and decoded ground-truth
-label maps (`labels/`: one file per map, and one per split's stack of maps). `$BENCH_CACHE_DIR`, else `~/.cache/segnet-bench`; anything in it may be deleted at
-any time. Writes are atomic (a reader never sees half a file) and a cache that cannot be written (read-only
-home, full disk) only costs speed. `BENCH_NO_LABEL_CACHE=1` turns the label cache off.
+label maps (`labels/`: one file per map, and one per split's stack of maps). `$BENCH_CACHE_DIR`, else
+`~/.cache/segnet-bench`; anything in it may be deleted at any time. Writes are atomic (a reader never sees
+half a file) and a cache that cannot be written (read-only home, full disk) only costs speed.
+`BENCH_NO_LABEL_CACHE=1` turns the label cache off.
 """
 from __future__ import annotations
 

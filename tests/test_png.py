@@ -135,12 +135,14 @@ def test_what_it_does_not_handle_is_left_to_pillow():
         "RGB": rgb.getvalue(),
         "16-bit": encode_png(arr, [0] * 12, depth=16),
         "interlaced": encode_png(arr, [0] * 12, interlace=1),
-        "palette without PLTE": encode_png(arr, [0] * 12, colour=3).replace(chunk(b"PLTE", bytes(range(256)) * 3), b""),
+        "palette without PLTE": encode_png(arr, [0] * 12, colour=3).replace(chunk(b"PLTE", bytes(range(256)) * 3),
+                                                                            b""),
     }
     raw = b"".join(filter_row(arr[y], arr[y - 1] if y else None, 0) for y in range(12))
     raw = raw[: 5 * 21] + bytes([5]) + raw[5 * 21 + 1 :]  # row 5's filter byte
-    cases["unknown filter type"] = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 20, 12, 8, 0, 0, 0, 0))
-                                    + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", 20, 12, 8, 0, 0, 0, 0))
+    cases["unknown filter type"] = (b"\x89PNG\r\n\x1a\n" + header + chunk(b"IDAT", zlib.compress(raw))
+                                    + chunk(b"IEND", b""))
     for what, data in cases.items():
         assert decode_label_png(data) is None, what
 

@@ -242,7 +242,7 @@ typedef struct {
     const int *gbase;
     const int *left_y, *left_x;  /* padded coordinates */
     const unsigned char *left_class;
-    const uint64_t *mask;  /* mask[dy + pad]: the disk's row dy as bits 0 .. 2 pad of a window (bit j: dx = j - pad) */
+    const uint64_t *mask;  /* mask[dy + pad]: the disk's row dy in a window of bits 0 .. 2 pad (bit j: dx = j - pad) */
 } Planes;
 
 /* the 2 pad + 1 bits of a bit row from bit b0 = x - pad on (lowest first), as window() prepared them */
@@ -525,7 +525,10 @@ static void class_boundary_bits(int h, int w, const unsigned char *lab, uint64_t
         uint64_t *out = bits + (long)(y + pad) * wp + pad, *nz_row = nz + (long)y * nw, v;
         if (y + 1 == h) {  /* last row: east neighbours only */
             for (int x = 0; x + 1 < w; x++)
-                if ((v = differ(row[x], row[x + 1]) & keep)) { out[x] = v; nz_row[x >> 6] |= (uint64_t)1 << (x & 63); }
+                if ((v = differ(row[x], row[x + 1]) & keep)) {
+                    out[x] = v;
+                    nz_row[x >> 6] |= (uint64_t)1 << (x & 63);
+                }
             continue;
         }
         const unsigned char *below = row + w;

@@ -39,8 +39,8 @@ static inline uint64_t add_bytes(uint64_t x, uint64_t y)
  * Label maps are mostly runs of one value, so the sequential filters (Sub, Average, Paeth: each pixel
  * needs its left neighbour's result) take eight pixels at once where the result is plainly a run: a zero
  * filtered block whose predictor is the left neighbour a throughout (Sub always; Average where the row
- * above is a there, or a = 0 on the first row; Paeth where the row above is constant from the pixel before the block, so b = c and
- * pa = 0) is eight copies of a. Up adds eight bytes at once. */
+ * above is a there, or a = 0 on the first row; Paeth where the row above is constant from the pixel
+ * before the block, so b = c and pa = 0) is eight copies of a. Up adds eight bytes at once. */
 int png_unfilter_1bpp(int h, int w, const unsigned char *restrict raw, unsigned char *restrict out)
 {
     for (int y = 0; y < h; y++) {
