@@ -57,6 +57,8 @@ def decode_label_png(data: bytes) -> np.ndarray | None:
     if not 0 < w < 1 << 16 or not 0 < h < 1 << 16:
         return None
     kinds = [k for k, _, _ in chunks]
+    if b"acTL" in kinds:  # an animated PNG: which frame Pillow shows first is its business
+        return None
     idat = [i for i, k in enumerate(kinds) if k == b"IDAT"]
     if not idat or idat != list(range(idat[0], idat[-1] + 1)):  # IDAT chunks must be consecutive
         return None

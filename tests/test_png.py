@@ -134,6 +134,7 @@ def test_what_it_does_not_handle_is_left_to_pillow():
         "data after IEND": good + b"junk",
         "RGB": rgb.getvalue(),
         "16-bit": encode_png(arr, [0] * 12, depth=16),
+        "animated": encode_png(arr, [0] * 12, extra=chunk(b"acTL", struct.pack(">II", 1, 0))),
         "interlaced": encode_png(arr, [0] * 12, interlace=1),
         "palette without PLTE": encode_png(arr, [0] * 12, colour=3).replace(chunk(b"PLTE", bytes(range(256)) * 3),
                                                                             b""),
