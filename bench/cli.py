@@ -31,6 +31,27 @@ def clean_errors(fn):
     return wrapper
 
 
+def sigterm_as_interrupt(fn):
+    """SIGTERM (`timeout`, job schedulers) during the command acts as Ctrl-C: training checkpoints and says so.
+    The previous handler comes back when the command returns, so a process that calls the command (a test, a
+    notebook) keeps its own, and its later worker processes do not inherit this one."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        import signal
+        import threading
+        if threading.current_thread() is not threading.main_thread():
+            return fn(*args, **kwargs)
+
+        def _term(signum, frame):
+            raise KeyboardInterrupt
+        previous = signal.signal(signal.SIGTERM, _term)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    return wrapper
+
+
 def write_json_new(path: Path, obj) -> None:
     """Writes JSON atomically; refuses to replace an existing file."""
     from bench.safety import write_text_atomic
@@ -232,6 +253,7 @@ def models_cmd(fmt, pattern):
 @click.option("--no-wait", is_flag=True, help="with --executor slurm: submit and return; `bench runs --jobs` shows "
                                               "the jobs, the same command later continues any that stopped")
 @clean_errors
+@sigterm_as_interrupt
 def run_cmd(suite, plan, profile, members, variants, seeds, data_root, results, checkpoints, resume, encoder_weights,
             sets, device, max_minutes, checkpoint_minutes, executor, jobs_dir, time_limit, gpus_per_job, cpus_per_job,
             partition, account, max_parallel, no_wait):
@@ -240,13 +262,9 @@ def run_cmd(suite, plan, profile, members, variants, seeds, data_root, results, 
     Example: bench run --suite camvid-decoder-variants --profile full --members segnet-basic --seeds 0,1,2
     """
     import math
-    import signal
     from bench.config import parse_override
     from bench.runner import RunOptions, TimeBudgetReached, train_suite
 
-    def _term(signum, frame):  # `timeout` and job schedulers send SIGTERM: checkpoint as for Ctrl-C
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, _term)
     try:
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     except ValueError:

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from bench.errors import BenchError
+from bench.safety import forked_pool
 
 # suite members that post-process another member's recorded run instead of training
 POSTPROCESSED = {
@@ -98,7 +99,7 @@ def _map(jobs, images, probs, workers):
     _SHARED.update(images=images, probs=probs)
     try:
         if workers > 1 and "fork" in mp.get_all_start_methods():
-            with mp.get_context("fork").Pool(workers) as pool:
+            with forked_pool(workers) as pool:
                 out = pool.map(_one, jobs, chunksize=max(1, len(jobs) // (4 * workers)))
         else:
             out = [_one(j) for j in jobs]

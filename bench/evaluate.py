@@ -17,6 +17,7 @@ from bench.boundary import (CLASS_RULES, DEFAULT_TOLERANCE, MATCHING_RULES, Boun
                             per_class_bf)
 from bench.errors import BenchError
 from bench.metrics import ABSENT_CONVENTIONS, confusion_matrix, segmentation_scores
+from bench.safety import forked_pool
 
 SCHEMA_VERSION = 1
 
@@ -74,7 +75,7 @@ def _score_images(n: int, load, num_classes: int, void_label: int, bf: dict | No
     parallel = workers > 1 and "fork" in mp.get_all_start_methods()
     _SHARED.update(load=load, num_classes=num_classes, void_label=void_label, bf=bf)
     try:
-        with mp.get_context("fork").Pool(workers) if parallel else contextlib.nullcontext() as pool:
+        with forked_pool(workers) if parallel else contextlib.nullcontext() as pool:
             parts = pool.imap(_score_chunk, bounds) if parallel else map(_score_chunk, bounds)
             if progress:
                 parts = progress(parts, total=len(bounds), desc="scoring")

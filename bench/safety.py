@@ -74,6 +74,32 @@ class StopRequests:
         return self.deferred()
 
 
+def _pool_worker_start():
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def forked_pool(workers: int):
+    """A pool of ``workers`` forked processes that ends whatever signal handlers this process has installed.
+
+    Its workers take SIGTERM's default action and ignore SIGINT (Ctrl-C is this process's to handle): a
+    handler they inherited that does not exit (a notebook's, a job scheduler's) would otherwise leave the
+    pool waiting for them for ever when it terminates them. On success the pool is closed and joined (the
+    workers finish their loop, no signal needed); on an error or interruption it is terminated.
+    """
+    import multiprocessing as mp
+    pool = mp.get_context("fork").Pool(workers, _pool_worker_start)
+    try:
+        yield pool
+    except BaseException:
+        pool.terminate()
+        pool.join()
+        raise
+    pool.close()
+    pool.join()
+
+
 # -- atomic files ------------------------------------------------------------------------------------------------
 def no_space(exc: OSError) -> bool:
     return getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT)

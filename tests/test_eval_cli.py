@@ -205,3 +205,50 @@ def test_bench_eval_imports_no_torch():
     code = ("import sys, bench.cli, bench.evaluate, bench.safety, datasets; "
             "from bench.cli import main; sys.exit('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_scoring_workers_end_whatever_sigterm_handler_the_caller_installed():
+    """A process whose SIGTERM handler does not exit (a notebook's, a job scheduler's) scores in worker
+    processes and gets its answer, and a failing scoring ends too (its workers are terminated). Run in a
+    subprocess with a deadline: a worker that ignored the pool's SIGTERM would hang it."""
+    import subprocess
+    import sys
+    import textwrap
+    script = textwrap.dedent("""
+        import signal
+        import numpy as np
+        from bench.evaluate import score_label_maps
+        signal.signal(signal.SIGTERM, lambda *a: None)  # a handler that does not exit
+        rng = np.random.default_rng(0)
+        gts = [rng.integers(0, 11, size=(40, 60)).astype(np.uint8) for _ in range(64)]
+        for _ in range(5):
+            assert score_label_maps(gts, gts, workers=2)["G"] == 100.0
+        bad = list(gts)
+        bad[50] = np.zeros((3, 3), np.uint8)  # a prediction of the wrong shape: a worker raises
+        for _ in range(3):
+            try:
+                score_label_maps(bad, gts, workers=2)
+            except ValueError:
+                pass
+            else:
+                raise SystemExit("no error")
+        print("done")
+    """)
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "done", r.stderr[-2000:]
+
+
+def test_bench_run_gives_the_callers_sigterm_handler_back(tmp_path):
+    """`bench run` turns SIGTERM into a checkpointing stop while it runs, and restores the caller's handler after,
+    so a process that calls it in-process (a test, a notebook) is not left with it."""
+    import signal
+
+    def mine(signum, frame):
+        pass
+    previous = signal.signal(signal.SIGTERM, mine)
+    try:
+        r = _run(["run", "--suite", "camvid-controlled", "--seeds", "x", "--results", str(tmp_path / "r")])
+        assert r.exit_code == 2 and "--seeds" in r.output
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, previous)
