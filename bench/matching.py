@@ -21,20 +21,16 @@ import numpy as np
 
 from bench import native
 
-def _load_native():
-    """The compiled C code (`bench.native`), or None where it cannot be built."""
-    return native.load()
-
 
 def backend() -> str:
     """Which implementation `max_matching` uses here."""
-    return "augmenting paths (C)" if _load_native() is not None else f"scipy max-flow ({native.unavailable_reason()})"
+    return "augmenting paths (C)" if native.load() is not None else f"scipy max-flow ({native.unavailable_reason()})"
 
 
 def native_pair_counts(first: np.ndarray, second: np.ndarray) -> np.ndarray | None:
     """The joint histogram of two uint8 arrays of one shape: counts[a, b] = pixels with first == a and
     second == b, for a and b up to the largest value of each (int64); None where the C code is unavailable."""
-    lib = _load_native()
+    lib = native.load()
     if lib is None:
         return None
     first = np.ascontiguousarray(first, dtype=np.uint8)
@@ -47,7 +43,7 @@ def native_pair_counts(first: np.ndarray, second: np.ndarray) -> np.ndarray | No
 
 
 def augmenting_path_matching(hits: np.ndarray, n_g: int):
-    lib = _load_native()
+    lib = native.load()
     if lib is None:
         raise RuntimeError(f"the C matcher is unavailable: {native.unavailable_reason()}")
     hits = np.ascontiguousarray(hits, dtype=np.int32)
@@ -81,7 +77,7 @@ def native_bf_counts(pred: np.ndarray, gt: np.ndarray, num_classes: int, offsets
     gives; ``workspace`` is `bf_workspace(gt.shape, pad, num_classes)`. Where ``seconds`` (float64, 3) is given, the time
     spent on boundaries, candidate pixels and matching is added to it (for the speed benchmark).
     """
-    lib = _load_native()
+    lib = native.load()
     if lib is None or num_classes > 64:
         return None
     if pred.dtype != np.uint8 or gt.dtype != np.uint8:
@@ -145,6 +141,6 @@ def flow_matching(hits: np.ndarray, n_g: int):
 
 def max_matching(hits: np.ndarray, n_g: int):
     """Masks of the predicted and ground-truth nodes covered by a maximum one-to-one matching."""
-    if _load_native() is not None:
+    if native.load() is not None:
         return augmenting_path_matching(hits, n_g)
     return flow_matching(hits, n_g)

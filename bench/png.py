@@ -24,7 +24,7 @@ GREY, PALETTE = 0, 3  # IHDR colour types with one sample per pixel
 
 
 def _chunks(data: bytes):
-    """(type, body) of each chunk after the signature, CRCs checked; None on any damage."""
+    """(type, body start, body end) of each chunk after the signature, CRCs checked; None on any damage."""
     pos, out = len(SIGNATURE), []
     while pos + 12 <= len(data):
         length, kind = struct.unpack_from(">I4s", data, pos)

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from bench import matching
+from bench import matching, native
 from bench.boundary import (BoundaryScorer, boundary_f1, class_boundary_bits, dataset_bf, disk_offsets,
                             seg2bmap)
 
@@ -123,7 +123,7 @@ def _random_hits(rng, n_p, n_g, n_off, density):
 
 
 def test_native_matcher_equals_max_flow_on_random_graphs():
-    if matching._load_native() is None:
+    if native.load() is None:
         pytest.skip(f"no C compiler here: {matching.backend()}")
     rng = np.random.default_rng(3)
     for trial in range(60):
@@ -136,7 +136,7 @@ def test_native_matcher_equals_max_flow_on_random_graphs():
         assert all((hits[i] >= 0).any() for i in np.flatnonzero(a_p))
 
 
-native_only = pytest.mark.skipif(matching._load_native() is None, reason=f"no C compiler here: {matching.backend()}")
+native_only = pytest.mark.skipif(native.load() is None, reason=f"no C compiler here: {matching.backend()}")
 
 
 @pytest.fixture
