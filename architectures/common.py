@@ -85,14 +85,19 @@ def bilinear_init_(deconv: nn.ConvTranspose2d, kernel: np.ndarray | None = None)
             deconv.bias.zero_()
 
 
+def msra_fan(layer: nn.Conv2d | nn.ConvTranspose2d) -> int:
+    """The fan Caffe's "msra" filler divides by (variance_norm FAN_IN): the weight blob's count over its first
+    axis. A convolution's blob is C_out x C_in/g x k x k, so C_in/g x k x k; a deconvolution's is
+    C_in x C_out/g x k x k, so C_out/g x k x k (not divided by the stride). PyTorch stores both weights in the
+    same axis order as Caffe, so it is ``weight[0].numel()`` for either."""
+    return layer.weight[0].numel()
+
+
 def he_init_(model: nn.Module) -> None:
-    """He ("msra", fan-in) for every conv and deconv, zero biases; BN scale 1 and shift 0.001."""
+    """He ("msra" as Caffe's filler: `msra_fan`) for every conv and deconv, zero biases; BN scale 1, shift 0.001."""
     for m in model.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-            fan_in = m.weight.shape[1] * m.weight.shape[2] * m.weight.shape[3]
-            if isinstance(m, nn.ConvTranspose2d):
-                fan_in = m.weight.shape[0] * m.weight.shape[2] * m.weight.shape[3] // max(1, m.stride[0] * m.stride[1])
-            nn.init.normal_(m.weight, 0.0, float(np.sqrt(2.0 / fan_in)))
+            nn.init.normal_(m.weight, 0.0, float(np.sqrt(2.0 / msra_fan(m))))
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, nn.BatchNorm2d):

@@ -56,7 +56,9 @@ class DeconvNet(nn.Module):
 
 
 @register_model("deconvnet", paper_name="DeconvNet", family="benchmark", tables=(3, 4, 6), params=81_917_259,
-                macs=114_940_477_440, reference="architectures.md §5, A5, A7")
+                macs=114_940_477_440, reference="architectures.md §5, A5, A7", revision=2, revisions={
+                    1: "fc6-deconv He-initialised with fan C_in x k x k",
+                    2: "fc6-deconv He-initialised as Caffe's msra filler: fan C_out x k x k (issue 34)"})
 def deconvnet(num_classes=11, encoder_weights=None, dropout=0.5, fc_width=1024):
     """Encoder from VGG16 where given; fc6/fc7/fc6-deconv He-initialised whatever the weights source (A7: the
     SegNet paper's 1024-wide layers have no published initialisation, so the same run online and offline);

@@ -82,16 +82,27 @@ class FCNBasic(nn.Module):
     addition=False: FCN-Basic-NoAddition (only the reduced P4 is decoded).
     dim_reduction=False: FCN-Basic-NoDimReduction, 64-channel deconvs and skips, then a 1x1 classifier.
     learnt_upsampling=False: deconvs frozen at bilinear x2 (Bilinear-Interpolation, A12).
+    decoder_bn (revision 2; False builds revision 1): the paper's "batch normalization is used after each
+        convolutional layer in both the encoder and decoder network" (Sec. 3.1) applied to the decoder, where
+        architectures.md A4/A10 had left it linear: batch norm (scale 1, shift 0.001, as the prototxts) after
+        each 1x1 dimensionality reduction; in the NoDimReduction variants, which have none, after each
+        learnt deconvolution (cropped), before the skip is added. Without it the reductions read raw
+        ReLU+pooled maps (non-negative, large mean) and SGD at the paper's lr 0.1 diverges
+        (`python -m bench.benchmarks.decoder_stability`). The decoder stays otherwise linear (no ReLU), and
+        Bilinear-Interpolation's fixed upsamplers are not normalised (they stay an interpolation).
     """
 
     def __init__(self, num_classes: int = 11, addition: bool = True, dim_reduction: bool = True,
-                 learnt_upsampling: bool = True):
+                 learnt_upsampling: bool = True, decoder_bn: bool = True):
         super().__init__()
         self.encoder = BasicEncoder()
         ch = num_classes if dim_reduction else 64
         n_reduce = (4 if addition else 1) if dim_reduction else 0
-        self.dim_reduction = nn.ModuleList(nn.Conv2d(64, num_classes, 1) for _ in range(n_reduce))
+        self.dim_reduction = nn.ModuleList(_maybe_bn(nn.Conv2d(64, num_classes, 1), num_classes, decoder_bn)
+                                           for _ in range(n_reduce))
         self.deconvs = nn.ModuleList(nn.ConvTranspose2d(ch, ch, 8, 2, 3, bias=False) for _ in range(4))
+        after_deconv = decoder_bn and not dim_reduction
+        self.deconv_bns = nn.ModuleList(nn.BatchNorm2d(ch) if after_deconv else nn.Identity() for _ in range(4))
         self.classifier = None if dim_reduction else nn.Conv2d(64, num_classes, 1)
         self.addition = addition
         self.learnt_upsampling = learnt_upsampling
@@ -102,16 +113,23 @@ class FCNBasic(nn.Module):
             return pooled[level]
         return self.dim_reduction[level if self.addition else 0](pooled[level])
 
+    def _decode(self, x, level, size):
+        """Decoder ``level + 1``: the deconvolution, cropped to ``size``, batch-normalised where revision 2 does."""
+        x = crop_like(self.deconvs[level](x), 0, size)
+        return self.deconv_bns[level](x)
+
     def forward(self, x):
         size = x.shape[-2:]
         pooled, _, _ = self.encoder(x)
         x = self._skip(pooled, 3)
         for level in (2, 1, 0):  # decoders 4, 3, 2
-            x = crop_like(self.deconvs[level + 1](x), 0, pooled[level].shape[-2:])
+            x = self._decode(x, level + 1, pooled[level].shape[-2:])
             if self.addition:
                 x = x + self._skip(pooled, level)
-        x = crop_like(self.deconvs[0](x), 0, size)  # decoder 1, to the input size
-        return x if self.classifier is None else self.classifier(x)
+        x = self._decode(x, 0, size)  # decoder 1, to the input size
+        if self.classifier is not None:
+            x = self.classifier(x)
+        return x
 
     def init_weights(self):
         he_init_(self)
@@ -122,6 +140,11 @@ class FCNBasic(nn.Module):
         return set_initialisation(self, source="he-init", from_weights=[], initialised={
             "encoder and 1x1 convs": HE_INIT, "deconvs": "bilinear x2 in the 8x8 kernel (A10), "
             + ("learnt" if self.learnt_upsampling else "fixed"), "bn": BN_INIT})
+
+
+def _maybe_bn(conv: nn.Conv2d, channels: int, bn: bool) -> nn.Module:
+    """``conv`` followed by batch norm where ``bn`` (FCN-Basic revision 2), else ``conv`` alone."""
+    return nn.Sequential(conv, nn.BatchNorm2d(channels)) if bn else conv
 
 
 @register_model("fcn", paper_name="FCN", family="benchmark", tables=(3,), params=134_373_761,
@@ -136,6 +159,12 @@ def fcn_learnt_deconv(num_classes=11, encoder_weights=None, dropout=0.5):
     return FCN8s(num_classes, learnt_upsampling=True, dropout=dropout).init_weights(encoder_weights)
 
 
+# What changed in each revision of the FCN-Basic family (records name the revision that made them).
+FCN_BASIC_REVISIONS = {1: "linear decoder without batch norm (architectures.md A4/A10)",
+                       2: "batch norm after each 1x1 dimensionality reduction; in the NoDimReduction variants after "
+                          "each learnt deconvolution (paper Sec. 3.1; issue 34: revision 1 diverged at lr 0.1)"}
+
+
 def _fcn_basic(num_classes, encoder_weights, **kw):
     if encoder_weights is not None:
         raise BenchError("the Table 1 decoder variants are trained from He initialisation; encoder_weights must be None")
@@ -143,31 +172,35 @@ def _fcn_basic(num_classes, encoder_weights, **kw):
 
 
 @register_model("bilinear-interpolation", paper_name="Bilinear-Interpolation", family="decoder-variant", tables=(1,),
-                params=643_723, trainable_params=612_747, macs=13_450_533_120, reference="architectures.md §6.8, A12")
+                params=643_745, trainable_params=612_769, reference_params=643_723, macs=13_450_533_120,
+                reference="architectures.md §6.8, A12", revision=2, revisions=FCN_BASIC_REVISIONS)
 def bilinear_interpolation(num_classes=11, encoder_weights=None):
     return _fcn_basic(num_classes, encoder_weights, addition=False, learnt_upsampling=False)
 
 
-@register_model("fcn-basic", paper_name="FCN-Basic", family="decoder-variant", tables=(1,), params=645_868,
-                macs=13_490_449_920, reference="architectures.md §6.4, A10")
+@register_model("fcn-basic", paper_name="FCN-Basic", family="decoder-variant", tables=(1,), params=645_956,
+                reference_params=645_868, macs=13_490_449_920, reference="architectures.md §6.4, A10", revision=2,
+                revisions=FCN_BASIC_REVISIONS)
 def fcn_basic(num_classes=11, encoder_weights=None):
     return _fcn_basic(num_classes, encoder_weights)
 
 
 @register_model("fcn-basic-no-addition", paper_name="FCN-Basic-NoAddition", family="decoder-variant", tables=(1,),
-                params=643_723, macs=13_450_533_120, reference="architectures.md §6.5")
+                params=643_745, reference_params=643_723, macs=13_450_533_120, reference="architectures.md §6.5",
+                revision=2, revisions=FCN_BASIC_REVISIONS)
 def fcn_basic_no_addition(num_classes=11, encoder_weights=None):
     return _fcn_basic(num_classes, encoder_weights, addition=False)
 
 
 @register_model("fcn-basic-no-dim-reduction", paper_name="FCN-Basic-NoDimReduction", family="decoder-variant",
-                tables=(1,), params=1_661_323, macs=28_171_714_560, reference="architectures.md §6.6")
+                tables=(1,), params=1_661_835, reference_params=1_661_323, macs=28_171_714_560,
+                reference="architectures.md §6.6", revision=2, revisions=FCN_BASIC_REVISIONS)
 def fcn_basic_no_dim_reduction(num_classes=11, encoder_weights=None):
     return _fcn_basic(num_classes, encoder_weights, dim_reduction=False)
 
 
 @register_model("fcn-basic-no-addition-no-dim-reduction", paper_name="FCN-Basic-NoAddition-NoDimReduction",
-                family="decoder-variant", tables=(1,), params=1_661_323, macs=28_171_714_560,
-                reference="architectures.md §6.7")
+                family="decoder-variant", tables=(1,), params=1_661_835, reference_params=1_661_323,
+                macs=28_171_714_560, reference="architectures.md §6.7", revision=2, revisions=FCN_BASIC_REVISIONS)
 def fcn_basic_no_addition_no_dim_reduction(num_classes=11, encoder_weights=None):
     return _fcn_basic(num_classes, encoder_weights, addition=False, dim_reduction=False)

@@ -16,13 +16,18 @@ _MODELS: dict[str, Callable] = {}
 _META: dict[str, dict] = {}
 
 
-def register_model(name: str, **meta):
-    """Registers ``builder(num_classes, encoder_weights, **kwargs)`` under ``name`` with its meta."""
+def register_model(name: str, revision: int = 1, **meta):
+    """Registers ``builder(num_classes, encoder_weights, **kwargs)`` under ``name`` with its meta.
+
+    revision: the version of the model's definition (layers or initialisation), raised whenever a change would
+    make a new run differ from an old one; every run record names it, and reports and `bench check` never use a
+    record of an older revision for a current row. ``revisions`` ({revision: what it changed}) says why.
+    """
     def wrap(builder):
         if name in _MODELS:
             raise ValueError(f"model {name!r} is registered twice")
         _MODELS[name] = builder
-        _META[name] = {"name": name, **meta}
+        _META[name] = {"name": name, "revision": revision, **meta}
         return builder
     return wrap
 
@@ -35,6 +40,11 @@ def list_models(pattern: str = "*") -> list[str]:
 def model_meta(name: str) -> dict:
     _check_name(name)
     return dict(_META[name])
+
+
+def model_revision(name: str) -> int:
+    """The current revision of a registered model's definition (`register_model`)."""
+    return model_meta(name)["revision"]
 
 
 def _check_name(name: str) -> None:

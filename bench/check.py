@@ -18,7 +18,9 @@ import numpy as np
 
 from bench.errors import BenchError
 from bench.published import FOLDER, number, row_by
-from bench.records import latest_per_seed, latest_profile_rows, load_profiles, load_records
+from bench.records import (current_recipe, latest_per_seed, latest_profile_rows, load_profiles, load_records,
+                           outdated_model, recipe_fingerprint, standing)
+from bench.stopping import stop_of, status_words
 
 RULES = FOLDER / "check_rules.json"
 RESCORE_TOLERANCE = 1e-6  # percent points; re-scoring is exact
@@ -39,13 +41,38 @@ def _paper_names() -> dict:
 
 
 def group_training(records: list[tuple[Path, dict]], profile: str = "full") -> dict:
-    """{(suite, member, variant): [test scores of each seed]} for records of one profile; of several records of
-    one seed only the latest (never pooled)."""
-    out = defaultdict(list)
+    """{(suite, member, variant): [records, one per seed]} of one profile: of several records of one seed only the
+    latest, never a record of an outdated model revision, and records of one recipe only (never pooled): the
+    suite's current recipe where such records exist, else the newest earlier one (`bench.records.standing`)."""
+    by_key = defaultdict(lambda: defaultdict(list))
     for _, rec in latest_per_seed(records)[0]:
-        if rec.get("kind") == "training-run" and rec.get("profile") == profile:
-            out[(rec["suite"], rec["member"], rec.get("variant"))].append(rec)
-    return out
+        if rec.get("kind") != "training-run" or rec.get("profile") != profile:
+            continue
+        state = standing(rec)
+        if state != "outdated-model":
+            by_key[(rec["suite"], rec["member"], rec.get("variant"))][(state == "current", recipe_fingerprint(rec))] \
+                .append(rec)
+    return {key: groups[max(groups, key=lambda g: (g[0], max(str(r.get("finished_at")) for r in groups[g])))]
+            for key, groups in by_key.items()}
+
+
+def _recipe_note(recs) -> str:
+    """", earlier recipe" where the records ran a recipe their suite has since changed."""
+    return "" if all(current_recipe(r) for r in recs) else ", earlier recipe"
+
+
+def _outdated_lines(records, profile: str = "full") -> list[dict]:
+    """A "not run" outcome for each run whose only records of ``profile`` were made with an outdated model."""
+    kept = {(r["suite"], r["member"], r.get("variant")) for _, r in records if r.get("profile") == profile
+            and standing(r) != "outdated-model"}
+    out = {}
+    for _, r in records:
+        key = (r["suite"], r["member"], r.get("variant"))
+        if r.get("profile") == profile and key not in kept and standing(r) == "outdated-model":
+            out[key] = {"rule": f"superseded:{r['suite']}:{r['member']}" + (f":{key[2]}" if key[2] else ""),
+                        "status": "not run", "detail": f"{r['run_id']} was made with an outdated model "
+                                                       f"({outdated_model(r)}); record it again"}
+    return list(out.values())
 
 
 def _mean(recs, metric, split="test"):
@@ -77,7 +104,9 @@ def check_bands(rules, full) -> list[dict]:
                     status, detail = "not run", "no published or recorded value"
                 else:
                     status = "pass" if abs(ours - paper) <= tol else "fail"
-                    detail = f"ours {ours:.2f} (n={len(full[key])}) vs paper {paper:.2f}, |delta| {abs(ours - paper):.2f} <= {tol}"
+                    sign = "<=" if status == "pass" else ">"
+                    detail = (f"ours {ours:.2f} (n={len(full[key])}{_recipe_note(full[key])}) vs paper {paper:.2f}, "
+                              f"|delta| {abs(ours - paper):.2f} {sign} {tol}")
                 out.append({"rule": f"{band['id']}:{key[1]}:{metric}", "status": status, "detail": detail})
     return out
 
@@ -90,31 +119,74 @@ def _get(d, dotted):
     return d
 
 
+def _members(spec) -> list[str]:
+    return list(spec) if isinstance(spec, list) else [spec]
+
+
+def _not_converged(recs_of: dict) -> list[str]:
+    """One phrase per member none of whose records stopped by the paper's rule (`bench.stopping`)."""
+    return [f"{m}: {status_words(recs[0])}" for m, recs in recs_of.items()
+            if not any(stop_of(r)["converged"] for r in recs)]
+
+
+def check_comparison(c: dict, full: dict) -> dict:
+    """A claim that compares members of a suite: "within" (a and b within a tolerance) or "greater" (every member
+    of ``a`` above every member of ``b`` in each metric; ``a`` and ``b`` a name or a list). With
+    ``"converged_only": true`` only records stopped by the paper's rule are judged (others: not run)."""
+    rid, a, b = c["id"], _members(c["a"]), _members(c["b"])
+    recs_of = {m: full.get((c["suite"], m, c.get("variant"))) for m in a + b}
+    missing = [m for m, recs in recs_of.items() if not recs]
+    if missing:
+        return {"rule": rid, "status": "not run",
+                "detail": f"needs full-profile records of {', '.join(missing)} in {c['suite']}"}
+    if c.get("converged_only"):
+        recs_of = {m: [r for r in recs if stop_of(r)["converged"]] or recs for m, recs in recs_of.items()}
+        unconverged = _not_converged(recs_of)
+        if unconverged:
+            return {"rule": rid, "status": "not run", "detail": "not converged: " + "; ".join(unconverged)}
+    metrics = c.get("metrics") or [c["metric"]]
+    values = {metric: {m: _mean(recs_of[m], metric) for m in a + b} for metric in metrics}
+    if c["kind"] == "within":
+        ok = all(abs(v[a[0]] - v[b[0]]) <= c["tolerance"] for v in values.values())
+    else:
+        ok = all(min(v[m] for m in a) > max(v[m] for m in b) for v in values.values())
+    shown = "; ".join(f"{metric} " + ", ".join(f"{m} {v[m]:.2f}" for m in a + b) for metric, v in values.items())
+    note = " (earlier recipe)" if any(_recipe_note(recs) for recs in recs_of.values()) else ""
+    return {"rule": rid, "status": "pass" if ok else "fail", "detail": f"{c['text']}: {shown}{note}"}
+
+
+def _profile_values(c: dict, profiles) -> tuple[dict | None, str]:
+    """{model: value of the claim's metric} from the newest GPU rows of the claim's precision (the paper's Table 6:
+    Caffe, fp32), or for ``"device": "any"`` (a count, not a measurement) the newest row of each model that has it."""
+    if c.get("device") == "any":
+        values = {}
+        for rec in sorted(profiles, key=lambda r: str(r.get("finished_at", ""))):
+            for row in rec["models"]:
+                if row["model"] in c["models"] and _get(row, c["metric"]) is not None:
+                    values[row["model"]] = _get(row, c["metric"])
+        return (values if set(values) == set(c["models"]) else None), "counted"
+    latest = latest_profile_rows(profiles, device="cuda", dtype=c.get("dtype", "fp32"))
+    if not all(m in latest for m in c["models"]):
+        return None, f"GPU {c.get('dtype', 'fp32')}"
+    return {m: _get(latest[m][0], c["metric"]) for m in c["models"]}, c.get("dtype", "fp32")
+
+
 def check_claims(rules, full, profiles) -> list[dict]:
     out = []
     for c in rules.get("claims", []):
         rid = c["id"]
         if c["kind"] in ("within", "greater"):
-            a, b = full.get((c["suite"], c["a"], c.get("variant"))), full.get((c["suite"], c["b"], c.get("variant")))
-            if not a or not b:
-                out.append({"rule": rid, "status": "not run", "detail": f"needs full-profile records of {c['a']} and {c['b']} "
-                                                                        f"in {c['suite']}"})
-                continue
-            va, vb = _mean(a, c["metric"]), _mean(b, c["metric"])
-            ok = abs(va - vb) <= c["tolerance"] if c["kind"] == "within" else va > vb
-            out.append({"rule": rid, "status": "pass" if ok else "fail",
-                        "detail": f"{c['text']}: {c['a']} {va:.2f}, {c['b']} {vb:.2f}"})
+            out.append(check_comparison(c, full))
         elif c["kind"] == "profile-min":
-            # the newest GPU row of each model in the rule's precision (the paper's Table 6: Caffe, fp32)
-            latest = latest_profile_rows(profiles, device="cuda", dtype=c.get("dtype", "fp32"))
-            if not all(m in latest for m in c["models"]):
-                out.append({"rule": rid, "status": "not run", "detail": f"needs a GPU {c.get('dtype', 'fp32')} "
-                                                                         "profile of " + ", ".join(c["models"])})
+            values, measured = _profile_values(c, profiles)
+            if values is None:
+                out.append({"rule": rid, "status": "not run", "detail": f"needs a profile ({measured}) of "
+                                                                         + ", ".join(c["models"])
+                                                                         + f" with {c['metric']}"})
                 continue
-            values = {m: _get(latest[m][0], c["metric"]) for m in c["models"]}
             best = min(values, key=lambda m: values[m])
             out.append({"rule": rid, "status": "pass" if best == c["expect"] else "fail",
-                        "detail": f"{c['text']} ({c.get('dtype', 'fp32')}): "
+                        "detail": f"{c['text']} ({measured}): "
                                   + ", ".join(f"{m} {v:.1f}" for m, v in values.items())})
         else:
             raise BenchError(f"{RULES}: unknown claim kind {c['kind']!r} in {rid}")
@@ -173,7 +245,7 @@ def run_check(results="results", data_root=None, rules_path: Path = RULES) -> di
     profiles, profile_problems = load_profiles(Path(results))
     full = group_training(training, "full")
     outcomes = [{"rule": "record", "status": "fail", "detail": line} for line in problems + profile_problems]
-    outcomes += check_bands(rules, full) + check_claims(rules, full, profiles)
+    outcomes += check_bands(rules, full) + check_claims(rules, full, profiles) + _outdated_lines(training)
     outcomes = acknowledge(rules, outcomes)
     outcomes += [rescore(p, r, data_root, Path(results)) for p, r in training]
     n_fail = sum(o["status"] == "fail" for o in outcomes)

@@ -215,9 +215,10 @@ def models_cmd(fmt, pattern):
               help="a plan (bench/plans/<name>.toml or a path): runs and profiles in priority order, in one process "
                    "under one deadline (--max-minutes), recorded ones skipped, the one in progress resumed")
 @click.option("--profile", type=click.Choice(["full", "paper", "smoke"]), default=None,
-              help="full: the suite's recipe (for Table 3: 50/100/150 epochs of CamVid); paper: the paper's "
-                   "iteration counts (Table 3: 40K/80K/Max iter); smoke: every member, a few iterations at reduced "
-                   "size (default: full where CUDA is present, else smoke)")
+              help="full: the suite's recipe (for Table 3: test points at 40K/80K updates, stopped when validation "
+                   "no longer improves, capped at the paper's Max iter); paper: the paper's iteration counts without "
+                   "a stopping rule; smoke: every member, a few iterations at reduced size (default: full where CUDA "
+                   "is present, else smoke)")
 @click.option("--members", default=None, help="comma-separated subset of the suite's members")
 @click.option("--variants", default=None, help="comma-separated subset of the suite's variants")
 @click.option("--seeds", default="0", show_default=True, help="comma-separated seeds; each member runs once per seed")
@@ -236,6 +237,9 @@ def models_cmd(fmt, pattern):
 @click.option("--checkpoint-minutes", type=float, default=10.0, show_default=True,
               help="write a checkpoint at least this often (also on Ctrl-C/SIGTERM and at --max-minutes); "
                    "not part of the recipe")
+@click.option("--record-at-deadline", is_flag=True,
+              help="at --max-minutes, also record the run in progress as it stands (its stop reason \"deadline\": "
+                   "never counted as converged; --resume continues it from the checkpoint)")
 @click.option("--executor", type=click.Choice(["local", "slurm", "debug"]), default=None,
               help="run each (member, variant, seed) as a job through submitit: local (separate processes), slurm, "
                    "debug (in this process); default: in this process, as one loop")
@@ -255,8 +259,8 @@ def models_cmd(fmt, pattern):
 @clean_errors
 @sigterm_as_interrupt
 def run_cmd(suite, plan, profile, members, variants, seeds, data_root, results, checkpoints, resume, encoder_weights,
-            sets, device, max_minutes, checkpoint_minutes, executor, jobs_dir, time_limit, gpus_per_job, cpus_per_job,
-            partition, account, max_parallel, no_wait):
+            sets, device, max_minutes, checkpoint_minutes, record_at_deadline, executor, jobs_dir, time_limit,
+            gpus_per_job, cpus_per_job, partition, account, max_parallel, no_wait):
     """Train every member of a suite with its recipe (or work through a plan) and record the results.
 
     Example: bench run --suite camvid-decoder-variants --profile full --members segnet-basic --seeds 0,1,2
@@ -278,6 +282,9 @@ def run_cmd(suite, plan, profile, members, variants, seeds, data_root, results, 
     if plan is not None and (members or variants or sets or seeds != "0"):
         raise BenchError("--plan takes its members, variants and seeds from the plan file; "
                          "--members, --variants, --seeds and --set apply to --suite only")
+    if record_at_deadline and (max_minutes is None or executor is not None):
+        raise BenchError("--record-at-deadline applies with --max-minutes, in this process (not with --executor)")
+    options = RunOptions(checkpoint_minutes=checkpoint_minutes, record_at_deadline=record_at_deadline)
     if executor is not None:
         _dispatch_runs(suite, plan, profile, split(members), split(variants), seed_list, executor, jobs_dir,
                        time_limit, gpus_per_job, cpus_per_job, partition, account, max_parallel, not no_wait,
@@ -293,8 +300,7 @@ def run_cmd(suite, plan, profile, members, variants, seeds, data_root, results, 
         try:
             out = run_plan(plan, profile=profile, max_minutes=max_minutes, data_root=data_root, results=results,
                            checkpoints=checkpoints, encoder_weights=encoder_weights, device=device,
-                           log=log_line, progress=progress_bar,
-                           options=RunOptions(checkpoint_minutes=checkpoint_minutes))
+                           log=log_line, progress=progress_bar, options=options)
         except TimeBudgetReached as exc:
             click.echo(f"stopped: {exc}", err=True)
             sys.exit(3)
@@ -304,8 +310,7 @@ def run_cmd(suite, plan, profile, members, variants, seeds, data_root, results, 
         folders = train_suite(suite, profile=profile, seeds=seed_list, members=split(members),
                             variants=split(variants), data_root=data_root, results=results, checkpoints=checkpoints,
                             resume=resume, encoder_weights=encoder_weights, overrides=overrides, device=device,
-                            log=log_line, progress=progress_bar, max_minutes=max_minutes,
-                            options=RunOptions(checkpoint_minutes=checkpoint_minutes))
+                            log=log_line, progress=progress_bar, max_minutes=max_minutes, options=options)
     except TimeBudgetReached as exc:
         click.echo(f"stopped: {exc}", err=True)
         sys.exit(3)
@@ -404,11 +409,15 @@ def record_selection(f):
 def runs_cmd(results, fmt, jobs_dir, profile, commit, since, runs):
     """List the recorded training runs (and, with --jobs, the dispatched jobs).
 
-    A run marked "old" has a later record of the same seed and recipe, which reports and checks use instead.
+    A run marked "old" has a later record of the same seed and recipe, which reports and checks use instead; one
+    marked "superseded" was made with an older revision of its model, which reports and checks do not use. The
+    "stop" column says how each run ended: converged by its suite's rule, at the cap, at the end of a fixed
+    schedule or at a deadline, and whether it was still improving at its last evaluation.
 
     Example: bench runs --profile full --since 2026-11-26
     """
-    from bench.records import latest_per_seed, load_records, select_records
+    from bench.records import latest_per_seed, load_records, outdated_model, select_records
+    from bench.stopping import status_words, stop_of
     if jobs_dir is not None:
         _show_jobs(jobs_dir, fmt)
         if fmt == "json" or not Path(results).is_dir():
@@ -431,7 +440,8 @@ def runs_cmd(results, fmt, jobs_dir, profile, commit, since, runs):
                      "iteration": rec["selected"]["iteration"], "G": t.get("G"), "C": t.get("C"),
                      "mIoU": t.get("mIoU"), "BF": t.get("BF"), "path": str(path.parent),
                      "weights_source": (rec.get("model") or {}).get("weights_source"),
-                     "not_pretrained": init["missing_from_weights"] if init else None, "initialisation": init})
+                     "not_pretrained": init["missing_from_weights"] if init else None, "initialisation": init,
+                     "stop": stop_of(rec), "stop_words": status_words(rec), "superseded": outdated_model(rec)})
     if fmt == "json":
         click.echo(json.dumps(rows, indent=1))
         return
@@ -439,14 +449,15 @@ def runs_cmd(results, fmt, jobs_dir, profile, commit, since, runs):
         click.echo(f"no training records under {results}")
         return
     click.echo(f"{'suite':<26} {'member':<40} {'variant':<18} {'profile':<7} {'seed':>4} {'finished (UTC)':<17} "
-               f"{'commit':<10} {'iter':>6} {'G':>6} {'C':>6} {'mIoU':>6} {'BF':>6}  {'run id':<52} init")
+               f"{'commit':<10} {'iter':>6} {'G':>6} {'C':>6} {'mIoU':>6} {'BF':>6}  {'run id':<52} init; stop")
     for r in rows:
         init = describe_initialisation(r["initialisation"])
         when = (r["finished_at"] or "-").replace("T", " ")[:16]
+        mark = " (superseded)" if r["superseded"] else "" if r["latest"] else " (old)"
         click.echo(f"{r['suite']:<26} {r['member']:<40} {r['variant'] or '-':<18} {r['profile']:<7} {r['seed']:>4} "
                    f"{when:<17} {(r['commit'] or 'unknown')[:10]:<10} {r['iteration']:>6} {r['G']:6.2f} "
-                   f"{r['C']:6.2f} {r['mIoU']:6.2f} {r['BF']:6.2f}  {r['run_id'] + ('' if r['latest'] else ' (old)'):<52} "
-                   f"{init}")
+                   f"{r['C']:6.2f} {r['mIoU']:6.2f} {r['BF']:6.2f}  {r['run_id'] + mark:<52} "
+                   f"{init}; {r['stop_words']}")
 
 
 # -- profile ------------------------------------------------------------------------------------------

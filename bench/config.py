@@ -13,6 +13,7 @@ can restate a schedule in iterations.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import tomllib
 from dataclasses import dataclass, field
@@ -50,6 +51,11 @@ class Recipe:
     budgets_epochs: tuple = ()
     budgets_iters: tuple = ()
     selection: str = "best-val-G"  # or "last"
+    # when a run stops before its length (max_iters / max_epochs, then its cap): bench/stopping.py
+    stopping: str = "schedule"  # "schedule" (no rule), "val-plateau", "loss-converged"
+    patience_iters: int | None = None  # updates without a new best (val-plateau) or a lower loss (loss-converged)
+    loss_window_iters: int | None = None  # loss-converged: the loss is compared as means over windows of this many
+    loss_min_improvement: float = 0.0  # loss-converged: how far (a fraction) below the best a window must go
     bf_on_val: bool = False
     evaluate_train: bool = False
     image_size: tuple = (360, 480)
@@ -96,6 +102,7 @@ CHOICES = {
     "input_normalisation": ("imagenet", "raw-0-255"),
     "bn_statistics": ("recompute", "running"),
     "selection": ("best-val-G", "last"),
+    "stopping": ("schedule", "val-plateau", "loss-converged"),
     "precision": ("auto", "bf16", "fp32"),
     "channels_last": ("auto", "on", "off"),
     "bn_weight_decay": ("scale", "scale-and-shift", "none"),
@@ -103,9 +110,11 @@ CHOICES = {
     "fit": ("letterbox", "stretch"),
 }
 POSITIVE = {"lr", "bias_lr_mult", "batch_size", "max_epochs", "max_iters", "eval_every_epochs", "eval_every_iters",
-            "train_subset", "val_subset", "test_subset", "scale_min", "scale_max"}
-UPPER = {"max_iters": MAX_ITERATIONS, "max_epochs": MAX_EPOCHS, "batch_size": 4096, "rotation_degrees": 180}
-UNIT_INTERVAL = {"momentum", "dropout"}
+            "train_subset", "val_subset", "test_subset", "scale_min", "scale_max", "patience_iters",
+            "loss_window_iters"}
+UPPER = {"max_iters": MAX_ITERATIONS, "max_epochs": MAX_EPOCHS, "batch_size": 4096, "rotation_degrees": 180,
+         "patience_iters": MAX_ITERATIONS, "loss_window_iters": MAX_ITERATIONS}
+UNIT_INTERVAL = {"momentum", "dropout", "loss_min_improvement"}
 
 
 def _field_types():
@@ -203,7 +212,43 @@ class Suite:
             raise BenchError(f"{self.path}: scale_min {recipe.scale_min} is above scale_max {recipe.scale_max}")
         if recipe.rotation_degrees < 0:
             raise BenchError(f"{self.path}: rotation_degrees must be >= 0, got {recipe.rotation_degrees}")
+        _check_stopping(recipe, self.path or self.name)
         return recipe
+
+
+def _check_stopping(recipe: Recipe, where: str) -> None:
+    """A stopping rule needs its patience, decided at evaluation points every `eval_every_iters` (bench.stopping)."""
+    if recipe.stopping == "schedule":
+        return
+    if recipe.patience_iters is None:
+        raise BenchError(f"{where}: stopping = {recipe.stopping!r} needs patience_iters")
+    if recipe.eval_every_iters is None:
+        raise BenchError(f"{where}: stopping = {recipe.stopping!r} is decided at evaluations; give eval_every_iters "
+                         "(in updates, the rule's unit)")
+    if recipe.stopping == "val-plateau" and recipe.selection != "best-val-G":
+        raise BenchError(f"{where}: stopping = \"val-plateau\" watches the selection metric; it needs selection = "
+                         "\"best-val-G\"")
+    if recipe.stopping == "loss-converged":
+        window = recipe.loss_window_iters or recipe.eval_every_iters
+        if recipe.patience_iters < window or recipe.eval_every_iters % window:
+            raise BenchError(f"{where}: loss_window_iters {window:,} must divide eval_every_iters "
+                             f"{recipe.eval_every_iters:,} and be at most patience_iters {recipe.patience_iters:,}")
+
+
+def plain_recipe(saved) -> dict:
+    """A recorded or checkpointed recipe (a dict) with every key it lacks at its default (it was made before the key
+    existed), as JSON types."""
+    def plain(d):
+        return json.loads(json.dumps(d))
+    return {**plain(dataclasses.asdict(Recipe())), **plain(saved)}
+
+
+def same_recipe(saved, recipe: Recipe) -> bool:
+    """Whether a recorded or checkpointed recipe (a dict) is ``recipe``; a key it lacks counts as the key's default
+    (`plain_recipe`), so adding a recipe key never orphans earlier records."""
+    if not isinstance(saved, dict):
+        return False
+    return plain_recipe(saved) == json.loads(json.dumps(dataclasses.asdict(recipe)))
 
 
 def list_suites() -> list[str]:

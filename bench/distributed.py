@@ -128,6 +128,15 @@ def all_reduce_sum(value: torch.Tensor) -> torch.Tensor:
     return value
 
 
+def from_rank0(value: int, device) -> int:
+    """Rank 0's integer on every rank (a decision only rank 0 can make, e.g. to stop after its evaluation)."""
+    if not active():
+        return value
+    t = torch.tensor([value], dtype=torch.int64, device=device)
+    dist.broadcast(t, 0)
+    return int(t)
+
+
 def barrier():
     if active():
         dist.barrier()

@@ -140,6 +140,15 @@ def mean_iou(cm, absent: str = "zero") -> float:
     return _class_mean(per_class_iou(cm), absent)
 
 
+def miou_false_positives_equal_false_negatives(class_accuracy, absent: str = "zero") -> float:
+    """The mean over classes of acc / (2 - acc): each class's IoU were its false positives as many as its false
+    negatives (TP / (TP + 2 FN) with TP / (TP + FN) = acc). The SegNet paper's Table 1 train mIoU values all lie
+    0 to 1.04 points above C / (2 - C) of its own train C, the lower bound of this mean, never below (issue 34);
+    its test mIoU follows `compute_test_results.m` (`mean_iou`). A fraction; an absent class (NaN) as ``absent``."""
+    acc = np.asarray(class_accuracy, dtype=np.float64)
+    return _class_mean(acc / (2 - acc), absent)
+
+
 def segmentation_scores(cm, absent: str = "zero") -> dict:
     """G, C, mIoU (fractions) and the per-class numbers behind them, with the convention used."""
     acc = per_class_accuracy(cm)

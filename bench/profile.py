@@ -8,6 +8,8 @@ Per model, at an input of `size` (360x480 by default):
   on CUDA the caching allocator's peak (`max_memory_allocated`), the reserved peak (`max_memory_reserved`) and
   the device-level use an external tool like nvidia-smi shows (`mem_get_info`: total - free, the paper's
   method, which includes the CUDA context); on the CPU the process's peak resident set growth, labelled so;
+- the memory Caffe would hold (every layer output kept: `bench.caffe_memory`), counted on the meta device, so
+  that the paper's nvidia-smi readings of Caffe have a like-for-like column whatever the device measured;
 - model size on disk (the saved state dict), parameters, MACs (torch's FLOP counter / 2);
 - for the Table 1 variants, the bytes the decoder keeps from the first encoder (pooling indices or feature
   maps at 1/2 resolution), measured on the tensors themselves, beside Table 1's storage multiplier;
@@ -26,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.caffe_memory import caffe_style_memory
 from bench.errors import BenchError
 from bench.models import count_macs
 from bench.published import table1_row
@@ -165,6 +168,7 @@ def profile_model(name: str, device, dtype: str = "fp32", size=(360, 480), runs:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     with torch.device("meta"):
         macs, out_shape = count_macs(architectures.create_model(name), size)
+        caffe = caffe_style_memory(architectures.create_model(name), size, train_batch, infer_batch)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bf16")
     x1 = torch.randn(infer_batch, 3, *size, device=device)
     timing_batch = architectures.model_meta(name).get("min_train_batch", 1)  # batch 1 unless the model needs more
@@ -216,6 +220,7 @@ def profile_model(name: str, device, dtype: str = "fp32", size=(360, 480), runs:
         "timing_batch": timing_batch,
         "forward": summarise(fwd), "backward": summarise(bwd), "forward_backward": summarise(fb),
         "train_memory": {"batch": train_batch, **train_mem}, "inference_memory": {"batch": infer_batch, **infer_mem},
+        "caffe_style_memory": caffe, "revision": architectures.model_revision(name),
         "decoder_storage": kept,
         "table1_storage_multiplier": t1["storage_mult"] if t1 else None,
     }
@@ -224,12 +229,15 @@ def profile_model(name: str, device, dtype: str = "fp32", size=(360, 480), runs:
 def memory_summary(row: dict) -> str:
     """The memory a profile row records, in words: device memory in use on a GPU (the allocator's peak beside
     it), the growth of the process's peak resident set on a CPU."""
-    def one(what, mem):
+    def one(what, mem, caffe):
+        counted = f", Caffe-style {caffe:.0f} MiB" if caffe is not None else ""
         if "device_used_MB" in mem:
             return (f"{what} (batch {mem['batch']}) {mem['device_used_MB']:.0f} MB on the device "
-                    f"(allocator peak {mem['allocator_peak_MB']:.0f} MB)")
-        return f"{what} (batch {mem['batch']}) +{mem['process_peak_rss_growth_MB']:.0f} MB process RSS"
-    return f"memory: {one('training', row['train_memory'])}, {one('inference', row['inference_memory'])}"
+                    f"(allocator peak {mem['allocator_peak_MB']:.0f} MB{counted})")
+        return f"{what} (batch {mem['batch']}) +{mem['process_peak_rss_growth_MB']:.0f} MB process RSS{counted}"
+    caffe = row.get("caffe_style_memory") or {}
+    return (f"memory: {one('training', row['train_memory'], caffe.get('train_MiB'))}, "
+            f"{one('inference', row['inference_memory'], caffe.get('inference_MiB'))}")
 
 
 def settings(device, dtype: str) -> dict:

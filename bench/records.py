@@ -6,6 +6,7 @@ a record is either complete or absent, and an existing record is never replaced.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import hashlib
 import json
@@ -251,9 +252,73 @@ def load_records(results: Path) -> tuple[list[tuple[Path, dict]], list[str]]:
     return good, problems
 
 
+def model_revision_of(rec: dict) -> int:
+    """The revision of its model's definition a record was made with (`architectures.register_model`); records
+    made before revisions were recorded were made with revision 1."""
+    return int((rec.get("model") or {}).get("revision") or 1)
+
+
+def outdated_model(rec: dict) -> str | None:
+    """Why a record's model is not the current definition (its revision is older than the registry's), or None.
+    Reports and `bench check` never use such a record for a current row."""
+    import architectures
+    name = (rec.get("model") or {}).get("name") or rec.get("member")
+    if name not in architectures.list_models():
+        return None
+    now, then = architectures.model_revision(name), model_revision_of(rec)
+    if then >= now:
+        return None
+    change = architectures.model_meta(name).get("revisions", {}).get(now, "")
+    return f"{name} revision {then}, now {now}" + (f" ({change})" if change else "")
+
+
+def recipe_fingerprint(rec: dict) -> str:
+    """A short hash of the recipe a record ran with (keys it lacks at their defaults): records of different recipes
+    are never pooled or compared as repeats."""
+    from bench.config import plain_recipe
+    text = json.dumps(plain_recipe(rec.get("config") or {}), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
 def recipe_key(rec: dict) -> tuple:
-    """What makes two records repeats of one run: suite, member, variant, profile and seed."""
-    return rec["suite"], rec["member"], rec.get("variant"), rec["profile"], rec["seed"]
+    """What makes two records repeats of one run: suite, member, variant, profile, seed, recipe and model
+    revision."""
+    return (rec["suite"], rec["member"], rec.get("variant"), rec["profile"], rec["seed"], recipe_fingerprint(rec),
+            model_revision_of(rec))
+
+
+def current_recipe(rec: dict) -> bool:
+    """Whether a record ran with the recipe its suite gives its (profile, variant, member) today; True where the
+    suite's TOML is not in this checkout (nothing to compare with)."""
+    from bench.config import load_suite, same_recipe
+    if not rec.get("suite") or not rec.get("profile"):
+        return True
+    try:
+        suite = load_suite(rec["suite"])
+        return same_recipe(rec.get("config"), suite.resolve(rec["profile"], rec.get("variant"), member=rec["member"]))
+    except BenchError:
+        return True
+
+
+def standing(rec: dict) -> str:
+    """"current" (today's model revision and recipe), "earlier-recipe" (today's model, a recipe the suite has since
+    changed: shown under its own recipe, never pooled with current records) or "outdated-model" (an older revision
+    of its model: never used for a current row)."""
+    if outdated_model(rec):
+        return "outdated-model"
+    return "current" if current_recipe(rec) else "earlier-recipe"
+
+
+def recipe_changes(rec: dict) -> list[str]:
+    """The recipe values of a record that differ from its suite's recipe today, as "key recorded -> now"."""
+    from bench.config import load_suite, plain_recipe
+    try:
+        suite = load_suite(rec["suite"])
+        now = plain_recipe(dataclasses.asdict(suite.resolve(rec["profile"], rec.get("variant"), member=rec["member"])))
+    except BenchError:
+        return []
+    then = plain_recipe(rec.get("config") or {})
+    return [f"{k} {then.get(k)!r} -> {now[k]!r}" for k in now if then.get(k) != now[k]]
 
 
 def latest_per_seed(records: list[tuple[Path, dict]]):

@@ -431,46 +431,84 @@ def _mem_key(settings) -> str:
     return "device_used_MB" if settings["device"].startswith("cuda") else "process_peak_rss_growth_MB"
 
 
-def table6(latest: dict, key: str = "table6") -> Table | None:
-    """Table 6 from one group of profile rows (``bench.records.profile_sets``): one device, one precision."""
+MIB_PER_MB = 1e6 / 2 ** 20  # profile records hold device memory in MB (10^6 bytes); Table 6 shows MiB
+
+
+def _measured_mib(mem: dict, key: str):
+    """A measured memory figure of a profile row in MiB (None where this device has no such measure)."""
+    return mem[key] * MIB_PER_MB if mem.get(key) is not None else None
+
+
+def caffe_counts(profiles) -> dict:
+    """{model: Caffe-style memory count} from the newest profile row of each model that has one, whatever device
+    profiled it (a count traced on the meta device, not a measurement: `bench.caffe_memory`)."""
+    out = {}
+    for rec in sorted(profiles, key=lambda r: str(r.get("finished_at", ""))):
+        for m in rec["models"]:
+            if m.get("caffe_style_memory"):
+                out[m["model"]] = m["caffe_style_memory"]
+    return out
+
+
+def table6(latest: dict, key: str = "table6", counted: dict | None = None) -> Table | None:
+    """Table 6 from one group of profile rows (``bench.records.profile_sets``): one device, one precision. Memory
+    three ways, in MiB: what PyTorch's allocator needed at its peak, the Caffe-style count (every layer output kept,
+    as the paper's Caffe did), and what the device showed (nvidia-smi's reading, CUDA context included; on a CPU
+    the growth of the process's resident set) beside the paper's nvidia-smi figure."""
     names = _paper_names()
     members = [n for n in ("segnet", "deeplab-largefov", "fcn-learnt-deconv", "deconvnet") if n in latest]
     if not members:
         return None
+    counted = counted or {}
     settings = latest[members[0]][1]
     gpu = settings["device"].startswith("cuda")
-    mem_key = _mem_key(settings)
+    used_key = _mem_key(settings)
     t = Table(key, f"Table 6: compute time and resources ({settings['device_name']}, {settings['dtype']}, "
-              f"{'x'.join(map(str, latest[members[0]][2]))}). Cells: ours / paper; ratios are to SegNet (ours / paper)",
-              ["network", "forward ms", "backward ms", "train memory MB", "inference memory MB", "model size MB",
-               "forward ratio", "train memory ratio", "inference memory ratio"],
+              f"{'x'.join(map(str, latest[members[0]][2]))}). Cells: ours / paper where the paper has the measure",
+              ["network", "forward ms", "backward ms", "train MiB allocator peak", "train MiB Caffe-style",
+               "train MiB " + ("device" if gpu else "process RSS"), "inference MiB allocator peak",
+               "inference MiB Caffe-style", "inference MiB " + ("device" if gpu else "process RSS"),
+               "model size MB", "forward ratio", "inference Caffe-style ratio"],
               notes=["Paper: Table 6 (S1): Caffe on an NVIDIA Titan, times over 10 iterations at batch 1, memory from "
-                     "nvidia-smi (training batch 4, inference batch 1), size of the caffemodel.",
-                     f"Memory here: {latest[members[0]][0]['train_memory']['method']}.",
+                     "nvidia-smi (training batch 4, inference batch 1), size of the caffemodel. Ratios are to SegNet "
+                     "(ours / paper).",
+                     "Memory in MiB (2^20 bytes, nvidia-smi's unit). Allocator peak: what PyTorch needed "
+                     "(max_memory_allocated); device: total - free as nvidia-smi shows it, CUDA context included; "
+                     "Caffe-style: every layer output kept in fp32 as Caffe holds it, plus the weights "
+                     "(bench/caffe_memory.py; counted, so the same on any device), the measure comparable with the "
+                     "paper's column and the one `bench check` judges the inference-memory claim on.",
                      *(["fp32 as PyTorch runs it: convolutions in TF32 (cudnn.allow_tf32, the default)."]
                        if gpu and settings.get("dtype") == "fp32" and settings.get("tf32_cudnn") else []),
                      "Absolute numbers depend on the hardware; the ratios between models are what compares."]
-              + ([] if gpu else ["CPU profile: times and memory of this CPU, not comparable with the paper's GPU."]))
-    ref = latest.get("segnet", (None,))[0]
+              + ([] if gpu else ["CPU profile: times and process memory of this CPU, not comparable with the paper's "
+                                 "GPU."]))
     p_ref = row_by("table6", "network", "SegNet")
+    ours_of = {}
     for m in members:
         r = latest[m][0]
+        caffe = r.get("caffe_style_memory") or counted.get(m) or {}
+        ours_of[m] = {"fwd": r["forward"]["median_ms"], "bwd": r["backward"]["median_ms"],
+                      "train_alloc": _measured_mib(r["train_memory"], "allocator_peak_MB"),
+                      "train_caffe": caffe.get("train_MiB"), "train": _measured_mib(r["train_memory"], used_key),
+                      "infer_alloc": _measured_mib(r["inference_memory"], "allocator_peak_MB"),
+                      "infer_caffe": caffe.get("inference_MiB"), "infer": _measured_mib(r["inference_memory"], used_key),
+                      "size": r["model_size_MB"]}
+    ref = ours_of.get("segnet")
+    for m in members:
         p = row_by("table6", "network", names[m]) or {}
-        ours = {"fwd": r["forward"]["median_ms"], "bwd": r["backward"]["median_ms"],
-                "train": r["train_memory"].get(mem_key), "infer": r["inference_memory"].get(mem_key),
-                "size": r["model_size_MB"]}
+        ours = ours_of[m]
         paper = {"fwd": number(p.get("forward_ms")), "bwd": number(p.get("backward_ms")),
                  "train": number(p.get("gpu_train_mem_MB")), "infer": number(p.get("gpu_infer_mem_MB")),
                  "size": number(p.get("model_size_MB"))}
         cells = [names[m]]
-        for k in ("fwd", "bwd", "train", "infer", "size"):
-            cells.append(f"{fmt(ours[k], digits=1)} / {fmt(paper[k], digits=1)}")
+        for k in ("fwd", "bwd", "train_alloc", "train_caffe", "train", "infer_alloc", "infer_caffe", "infer", "size"):
+            with_paper = k in paper
+            cells.append(f"{fmt(ours[k], digits=1)}" + (f" / {fmt(paper[k], digits=1)}" if with_paper else ""))
             t.long.append({"table": key, "row": names[m], "column": k, "ours_mean": ours[k], "n": 1,
-                           "paper": paper[k], "profile": settings["device"], "like_for_like": gpu})
-        for k, rk, pk in (("fwd", ("forward", "median_ms"), "forward_ms"), ("train", ("train_memory", mem_key),
-                          "gpu_train_mem_MB"), ("infer", ("inference_memory", mem_key), "gpu_infer_mem_MB")):
-            ours_ratio = (ours[k] / ref[rk[0]][rk[1]]) if ref and ref[rk[0]].get(rk[1]) else None
-            paper_ratio = (paper[k] / number(p_ref[pk])) if paper[k] and p_ref else None
+                           "paper": paper.get(k), "profile": settings["device"], "like_for_like": gpu})
+        for k, pk in (("fwd", "forward_ms"), ("infer_caffe", "gpu_infer_mem_MB")):
+            ours_ratio = ours[k] / ref[k] if ref and ref.get(k) and ours[k] is not None else None
+            paper_ratio = (number(p.get(pk)) / number(p_ref[pk])) if p.get(pk) and p_ref else None
             cells.append(f"{fmt(ours_ratio)} / {fmt(paper_ratio)}")
         t.rows.append(cells)
     return t
@@ -480,7 +518,8 @@ def table6_tables(profiles) -> list[Table]:
     """Table 6 once per GPU precision measured (fp32, the paper's, first), else once from the newest CPU rows."""
     sets = profile_sets(profiles)
     gpu = [rows for (dev, _), rows in sets if dev == "cuda"] or [rows for _, rows in sets[:1]]
-    tables = [table6(rows, "table6" if i == 0 else f"table6_{next(iter(rows.values()))[1].get('dtype')}")
+    counted = caffe_counts(profiles)
+    tables = [table6(rows, "table6" if i == 0 else f"table6_{next(iter(rows.values()))[1].get('dtype')}", counted)
               for i, rows in enumerate(gpu)]
     return [t for t in tables if t]
 

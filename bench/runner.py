@@ -39,12 +39,13 @@ import torch.nn.functional as F
 from PIL import Image
 
 from bench import distributed as dist_utils
-from bench.config import MAX_EVALUATIONS, Recipe, Suite, load_suite
+from bench import stopping
+from bench.config import MAX_EVALUATIONS, Recipe, Suite, load_suite, same_recipe
 from bench.crf import POSTPROCESSED
 from bench.errors import BenchError
 from bench.evaluate import score_label_maps
 from bench.metrics import confusion_matrix, segmentation_scores
-from bench.records import SCHEMA_VERSION, RunFolder, RunRecord, new_run_id, now_iso, provenance
+from bench.records import SCHEMA_VERSION, RunFolder, RunRecord, new_run_id, now_iso, outdated_model, provenance
 from bench.safety import NoSpace, RunLock, StopRequests, check_writable, save_atomic, write_error, write_text_atomic
 from datasets.camvid import resize_image, resize_label
 
@@ -59,9 +60,11 @@ LOSS_CURVE_POINTS = 5000  # run.json keeps at most this many points of the loss 
 
 @dataclass(frozen=True)
 class RunOptions:
-    """How a run is carried out, not what it computes: none of these changes a number of the record."""
+    """How a run is carried out, not what it computes: none of these changes a number of the record (a run
+    recorded at the deadline says so: its stop reason is "deadline", and it never counts as converged)."""
     checkpoint_minutes: float = 10.0  # a checkpoint at least this often (and on signal and at the deadline)
     sync_every: int = 50  # steps between reads of the loss from the device (finite check, progress bar)
+    record_at_deadline: bool = False  # at the deadline, also record the run as it stands (stop reason "deadline")
 
 
 def _probe(moment: str, iteration: int) -> None:
@@ -404,6 +407,31 @@ def quick_scores(pred: np.ndarray, data: SplitData, num_classes: int, void: int)
     return {k: 100 * s[k] for k in ("G", "C", "mIoU")}
 
 
+def train_split_scores(pred: np.ndarray, data: SplitData, dataset) -> dict:
+    """Table 1's train columns: G, C and mIoU in percent with the per-class accuracy and IoU and the confusion
+    matrix, and the mIoU in the convention the paper's train column appears to use (`metrics.
+    miou_false_positives_equal_false_negatives`: each class's IoU with false positives as many as its false
+    negatives, acc / (2 - acc)), named as such beside the dataset-level mIoU."""
+    from bench.metrics import miou_false_positives_equal_false_negatives
+    cm = confusion_matrix(torch.from_numpy(pred).to(data.labels.device), data.labels, dataset.num_classes,
+                          dataset.void_label).cpu().numpy()
+    s = segmentation_scores(cm)
+    acc = s["per_class_accuracy"]
+    return {"G": 100 * s["G"], "C": 100 * s["C"], "mIoU": 100 * s["mIoU"],
+            "mIoU_fp_equal_fn": 100 * miou_false_positives_equal_false_negatives(acc),
+            "per_class": {name: {"accuracy": _percent(a), "iou": _percent(i)}
+                          for name, a, i in zip(dataset.class_names, acc, s["per_class_iou"])},
+            "confusion_matrix": cm.tolist(),
+            "conventions": {"mIoU": "dataset-level confusion matrix, as compute_test_results.m",
+                            "mIoU_fp_equal_fn": "mean over classes of acc / (2 - acc): each class's IoU were its false "
+                                                "positives as many as its false negatives (the paper's train column "
+                                                "matches this, issue 34); an absent class counts 0"}}
+
+
+def _percent(v) -> float | None:
+    return None if v is None or not np.isfinite(v) else 100 * float(v)
+
+
 def full_scores(pred: np.ndarray, data: SplitData, dataset) -> dict:
     """G, C, mIoU and BF of a split's predictions, at each image's own size where the dataset's sizes vary."""
     labels = data.originals if data.frames is not None else list(data.labels.cpu().numpy())
@@ -702,7 +730,7 @@ def _train_member(suite: Suite, member: str, recipe: Recipe, *, profile: str, se
             last_sync = state["iteration"]
             t_segment = time.perf_counter()
             last_checkpoint = time.time()
-            while state["iteration"] < sched.total:
+            while (reason := due_stop(recipe, sched, state, rank, device)) is None:
                 it = state["iteration"]
                 with stop.step():  # a stop request waits for the step to complete
                     batch_idx = stream.batch(it, recipe.batch_size)  # always a full mini-batch, on the device
@@ -739,10 +767,20 @@ def _train_member(suite: Suite, member: str, recipe: Recipe, *, profile: str, se
                         last_checkpoint = time.time()
                     t_segment = time.perf_counter()
                 if deadline is not None and time.time() > deadline and done < sched.total:
+                    state["train_seconds"] += time.perf_counter() - t_segment
+                    t_segment = time.perf_counter()
                     save_checkpoint()
+                    if options.record_at_deadline and state["best"] is not None:
+                        log(f"  {member}: deadline at iteration {done}; recording the run as it stands (stop reason "
+                            f"\"deadline\"; checkpoint kept in {ckpt})")
+                        reason = "deadline"
+                        break
                     raise TimeBudgetReached(f"time budget reached at iteration {done} of {sched.total} of {member}; "
                                             f"checkpoint saved to {ckpt}; run the same command (with --resume for "
                                             "a suite) to continue")
+            if reason != "deadline":
+                log(f"  {member}: stopped at iteration {state['iteration']:,}: {reason} "
+                    f"({stopping.describe_rule(recipe, sched.total)})")
             if rank != 0:
                 dist_utils.barrier()
                 return None
@@ -751,13 +789,14 @@ def _train_member(suite: Suite, member: str, recipe: Recipe, *, profile: str, se
                                            sched=sched, results=results, class_weights=class_weights,
                                            weights_sha=weights_sha, macs_per_image=macs_per_image,
                                            precision=precision, device=device, world=world, started=started,
-                                           frozen=frozen)
+                                           frozen=frozen, reason=reason)
             _probe("recorded", state["iteration"])
             if any(POSTPROCESSED[m]["of"] == member for m in suite.members if m in POSTPROCESSED):
                 # a post-processed member of this suite starts from these weights (bench.crf)
                 save_atomic({k: v.cpu() for k, v in state["best"]["model"].items()},
                             selected_weights_path(checkpoints, suite.name, member, out.name))
-            remove_checkpoint(ckpt)
+            if reason != "deadline":  # a run recorded at the deadline keeps its checkpoint: --resume continues it
+                remove_checkpoint(ckpt)
         except KeyboardInterrupt:
             if stop.abandoned:
                 raise BenchError(f"stopped at once by a second signal during a step of {member}; no checkpoint was "
@@ -781,6 +820,22 @@ def _train_member(suite: Suite, member: str, recipe: Recipe, *, profile: str, se
                 bar.close()
     dist_utils.barrier()
     return out
+
+
+def due_stop(recipe: Recipe, sched: Schedule, state: dict, rank: int, device) -> str | None:
+    """Why the run stops now, or None: its length reached (the cap), or its stopping rule met at an evaluation
+    point once that evaluation is committed (rank 0 decides; `bench.stopping`). A function of the state only, so
+    a run resumed after the evaluation stops where the uninterrupted one did."""
+    it = state["iteration"]
+    if it >= sched.total:
+        return stopping.end_reason(recipe)
+    if recipe.stopping == "schedule" or it not in sched.eval_points or state["evaluated"] < it:
+        return None
+    reason = None
+    if rank == 0:
+        reason = stopping.stop_reason(recipe, state["val"], state["losses"][:it].cpu().numpy(), it)
+    code = dist_utils.from_rank0(stopping.REASONS.index(reason) if reason else -1, device)
+    return stopping.REASONS[code] if code >= 0 else None
 
 
 def _stop_if_diverged(losses: torch.Tensor, first_iteration: int, ckpt: Path, member: str) -> None:
@@ -813,16 +868,17 @@ def remove_checkpoint(ckpt: Path) -> None:
 
 def _select_score_and_record(suite, member, recipe, *, profile, seed, variant, dataset, data, model, optimizer,
                              state, sched, results, class_weights, weights_sha, macs_per_image, precision, device,
-                             world, started, frozen: dict | None = None) -> Path:
+                             world, started, frozen: dict | None = None, reason: str = "schedule") -> Path:
     """The selected point's test predictions and scores, written as one record folder (renamed into place)."""
+    import architectures
     train, test = data["train"], data["test"]
     best = state["best"]
     model.load_state_dict(best["model"])
     test_pred = predict(model, test, recipe, device)
     _probe("final-test", state["iteration"])
     test_scores = full_scores(test_pred, test, dataset)
-    train_scores = quick_scores(predict(model, train, recipe, device), train, dataset.num_classes,
-                                dataset.void_label) if recipe.evaluate_train else None
+    train_scores = train_split_scores(predict(model, train, recipe, device), train, dataset) \
+        if recipe.evaluate_train else None
     losses = state["losses"][:state["iteration"]].cpu().numpy().astype(np.float32)
     run_id = new_run_id(profile, seed, variant)
     folder = RunFolder(Path(results) / suite.name / member, run_id)
@@ -841,7 +897,8 @@ def _select_score_and_record(suite, member, recipe, *, profile, seed, variant, d
             "suite": suite.name, "member": member, "variant": variant, "run_id": run_id, "profile": profile,
             "seed": seed, "dataset": dataset.name, "splits": getattr(dataset, "split_rule", None),
             "suite_file": suite.path, "config": asdict(recipe),
-            "model": {"name": member, "params": sum(p.numel() for p in model.parameters()),
+            "model": {"name": member, "revision": architectures.model_revision(member),
+                      "params": sum(p.numel() for p in model.parameters()),
                       "gmacs_per_image": macs_per_image / 1e9, "pretrained_layers": model.pretrained_layers,
                       "weights_source": model.weights_source, "weights_sha256": weights_sha,
                       "initialisation": model.initialisation, "class_weights": class_weights.tolist(),
@@ -860,6 +917,8 @@ def _select_score_and_record(suite, member, recipe, *, profile, seed, variant, d
                                 for i in range(0, len(losses), window)],
                        "loss_window": window, "loss_per_step": "loss.npy", "val": state["val"]},
             "selected": {"iteration": best["iteration"], "epoch": best["epoch"], "rule": recipe.selection},
+            "stop": stopping.stop_record(recipe, reason, state["iteration"], sched.total, state["val"],
+                                         best["iteration"]),
             "budgets": state["budgets"],
             "test": test_scores,
             "train": train_scores,
@@ -884,7 +943,7 @@ def _select_score_and_record(suite, member, recipe, *, profile, seed, variant, d
 
 
 def _recorded(results: Path, suite: str, member: str, profile: str, seed: int, variant, recipe: Recipe):
-    """The latest record folder of this exact run (same profile, seed, variant and recipe) if one exists."""
+    """The latest finished record folder of this exact run (same profile, seed, variant and recipe), if any."""
     folder = results / suite / member
     if not folder.is_dir():
         return None
@@ -897,19 +956,10 @@ def _recorded(results: Path, suite: str, member: str, profile: str, seed: int, v
         except (OSError, ValueError):
             continue
         if (rec.get("profile"), rec.get("seed"), rec.get("variant")) == (profile, seed, variant) and \
-                same_recipe(rec.get("config"), recipe):
-            return run
+                same_recipe(rec.get("config"), recipe) and stopping.stop_of(rec)["reason"] != "deadline" \
+                and outdated_model(rec) is None:
+            return run  # a run recorded at a deadline is not finished: --resume continues it
     return None
-
-
-def same_recipe(saved, recipe: Recipe) -> bool:
-    """Whether a recorded or checkpointed recipe (a dict) is ``recipe``; a key it lacks (it was made before the
-    key existed) counts as the key's default, so adding a recipe key never orphans earlier records."""
-    if not isinstance(saved, dict):
-        return False
-    def plain(d):
-        return json.loads(json.dumps(d))
-    return {**plain(asdict(Recipe())), **plain(saved)} == plain(asdict(recipe))
 
 
 def _train_labels(dataset, recipe, train: SplitData):

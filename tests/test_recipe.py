@@ -233,8 +233,11 @@ def test_paper_profile_has_the_papers_iteration_counts():
         r = suite.resolve("paper", member=member)
         assert r.total_iterations(367) == max_it and r.batch_size == 5
         assert r.budget_iterations(367) == [40_000, 80_000, max_it]
-    full = suite.resolve("full", member="deconvnet")
-    assert full.total_iterations(367) == 150 * 74 and full.budget_iterations(367) == [3700, 7400, 11100]
+    for member, max_it in expected_max.items():  # full: the paper's test points and caps, and its stopping rule
+        full = suite.resolve("full", member=member)
+        assert full.total_iterations(367) == max_it and full.budget_iterations(367) == [40_000, 80_000]
+        assert full.stopping == "val-plateau" and full.eval_every(367) == 1000 and full.max_epochs is None
+    assert suite.resolve("paper", member="segnet").stopping == "schedule"
     assert load_suite("camvid-controlled-mfb").resolve("paper", member="fcn").total_iterations(367) == 200_000
     variants = load_suite("camvid-decoder-variants")
     assert variants.resolve("paper", "natural-frequency") == variants.resolve("full", "natural-frequency")
@@ -301,7 +304,7 @@ def test_records_made_before_a_recipe_key_existed_still_match_its_default():
     from dataclasses import asdict
 
     from bench.config import Recipe
-    from bench.runner import same_recipe
+    from bench.config import same_recipe
     old = {k: v for k, v in json.loads(json.dumps(asdict(Recipe()))).items() if k not in ("freeze_encoder",
                                                                                         "frozen_encoder_bn")}
     assert same_recipe(old, Recipe()) and not same_recipe(old, Recipe(freeze_encoder=True))

@@ -34,8 +34,10 @@ def test_run_writes_a_complete_record(fake_root, tmp_path):
     assert rec["provenance"]["libraries"]["torch"]
     assert rec["timing"]["train_images_per_second"] > 0
     log = (folder / rec["log"]).read_text().splitlines()  # the run's own lines, time-stamped
-    assert [line.split(" ", 1)[1].strip().split(" |")[0] for line in log] == ["segnet-basic it 2 ep 1.0",
-                                                                              "segnet-basic it 4 ep 2.0"]
+    assert [line.split(" ", 1)[1].strip().split(" |")[0].split(" (")[0] for line in log] == [
+        "segnet-basic it 2 ep 1.0", "segnet-basic it 4 ep 2.0", "segnet-basic: stopped at iteration 4: cap"]
+    assert rec["stop"]["reason"] == "cap" and rec["stop"]["iteration"] == 4 and not rec["stop"]["converged"]
+    assert rec["model"]["revision"] == 1 and rec["train"]["confusion_matrix"] and rec["train"]["per_class"]
     preds = sorted(p.name for p in (folder / "predictions").iterdir())
     assert len(preds) == rec["predictions"]["count"] == 2  # the smoke profile scores 2 test images
     assert not (tmp_path / "ckpt").exists() or not list((tmp_path / "ckpt").rglob("*.pt"))  # removed when done
