@@ -38,7 +38,7 @@ class _BlobCounter(TorchDispatchMode):
         for t in tree_flatten((args, kwargs or {}))[0]:
             if isinstance(t, torch.Tensor) and id(t) in self._indices and id(t) not in self._counted:
                 self._counted.add(id(t))
-                self.elements += self._indices[id(t)]  # indices read by a later layer: Caffe's mask blob
+                self.elements += t.numel()  # indices read by a later layer: Caffe's mask blob
         out = func(*args, **(kwargs or {}))
         name = func._schema.name.split("::")[-1]
         if any(r.alias_info is not None for r in func._schema.returns) or name in IN_PLACE_IN_CAFFE:
@@ -47,7 +47,7 @@ class _BlobCounter(TorchDispatchMode):
         if name == "max_pool2d_with_indices":
             values, indices = tensors
             self.elements += values.numel()
-            self._indices[id(indices)] = indices.numel()
+            self._indices[id(indices)] = indices  # held, so that its id is not reused by a later tensor
         else:
             self.elements += sum(t.numel() for t in tensors)
         return out

@@ -288,16 +288,21 @@ def recipe_key(rec: dict) -> tuple:
 
 
 def current_recipe(rec: dict) -> bool:
-    """Whether a record ran with the recipe its suite gives its (profile, variant, member) today; True where the
-    suite's TOML is not in this checkout (nothing to compare with)."""
+    """Whether a record ran with the recipe its suite gives its (profile, variant, member) today, with the command
+    line's values it was run with ("overrides"); True where the suite's TOML is not in this checkout (nothing to
+    compare with)."""
     from bench.config import load_suite, same_recipe
     if not rec.get("suite") or not rec.get("profile"):
         return True
     try:
         suite = load_suite(rec["suite"])
-        return same_recipe(rec.get("config"), suite.resolve(rec["profile"], rec.get("variant"), member=rec["member"]))
     except BenchError:
         return True
+    try:  # with the command line's values (--set) the record was made with
+        now = suite.resolve(rec["profile"], rec.get("variant"), rec.get("overrides") or None, member=rec["member"])
+    except BenchError:
+        return False
+    return same_recipe(rec.get("config"), now)
 
 
 def standing(rec: dict) -> str:
@@ -314,7 +319,8 @@ def recipe_changes(rec: dict) -> list[str]:
     from bench.config import load_suite, plain_recipe
     try:
         suite = load_suite(rec["suite"])
-        now = plain_recipe(dataclasses.asdict(suite.resolve(rec["profile"], rec.get("variant"), member=rec["member"])))
+        now = plain_recipe(dataclasses.asdict(suite.resolve(rec["profile"], rec.get("variant"),
+                                                            rec.get("overrides") or None, member=rec["member"])))
     except BenchError:
         return []
     then = plain_recipe(rec.get("config") or {})

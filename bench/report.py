@@ -21,6 +21,7 @@ import numpy as np
 from bench.errors import BenchError
 from bench.published import number, read_rows, row_by
 from bench.records import latest_profile_rows, profile_sets
+from bench.stopping import STILL_IMPROVING, status_words, stop_of
 
 METRICS = ("G", "C", "mIoU", "BF")
 TABLE2_COLUMNS = {"building": "Building", "tree": "Tree", "sky": "Sky", "car": "Car", "sign_symbol": "SignSymbol",
@@ -141,21 +142,32 @@ def _band_tolerances(suite: str, variant: str | None) -> dict:
     return {}
 
 
+TRAIN_MIOU_CONVENTION = "train mIoU acc/(2−acc)"  # bench.metrics.miou_false_positives_equal_false_negatives
+
+
 def table1(groups, profile) -> Table | None:
     names = _paper_names()
     recs = {k: v for k, v in groups.items() if k[0] == "camvid-decoder-variants"}
     if not recs:
         return None
-    header = ["variant", "balancing", "n"]
-    for split, metrics in (("test", METRICS), ("train", METRICS[:3])):
-        header += [h for m in metrics for h in (f"{split} {m}", "paper", "Δ")]
+    header = ["variant", "balancing", "n"] + [h for m in METRICS for h in (f"test {m}", "paper", "Δ")]
+    header += [h for m in ("G", "C") for h in (f"train {m}", "paper", "Δ")]
+    header += ["train mIoU", TRAIN_MIOU_CONVENTION, "paper", "Δ", "stopped"]
     t = Table("table1", f"Table 1: decoder variants on CamVid ({profile} profile). Ours: mean ± std over the n "
               "seeds; Δ = ours − paper", header,
               notes=["Paper: Table 1 (S1, arXiv 1511.00561v3), median-frequency (authors' prototxt weights) and "
                      "natural-frequency halves.", "Train scores are G, C, mIoU on the training set at the selected "
                      "iteration (the paper reports no train BF).",
+                     "Train mIoU two ways: \"train mIoU\" from the dataset-level confusion matrix (as the test "
+                     f"mIoU, compute_test_results.m); \"{TRAIN_MIOU_CONVENTION}\" the mean over classes of each "
+                     "class's accuracy / (2 − accuracy), its IoU were its false positives as many as its false "
+                     "negatives. The paper's train mIoU is compared with the latter: every one of its 16 values lies "
+                     "0 to 1.04 points above C/(2−C) of its own train C, this mean's lower bound (issue 34). Records "
+                     "made before the train confusion matrix was kept show \"–\" there.",
                      f"Δ {IN_BAND}: inside `bench check`'s tolerance band for the test metrics; {OUT_OF_BAND}: "
-                     "outside. Bold: the best of ours in the column."])
+                     "outside. Bold: the best of ours in the column. \"Stopped\": how each run ended "
+                     f"(the suite's rule: the training loss converged; \"{STILL_IMPROVING}\" where the selected "
+                     "iteration was the last evaluated)."])
     order = [r["variant"] for r in read_rows("table1")]
     keys = sorted(recs, key=lambda k: (order.index(names[k[1]]) if names[k[1]] in order else 99, k[2] or ""))
     for key in keys:
@@ -163,14 +175,21 @@ def table1(groups, profile) -> Table | None:
         pre = VARIANT_PREFIX.get(variant or "", "")
         row = row_by("table1", "variant", names[member]) or {}
         band = _band_tolerances(key[0], variant) if profile == "full" else {}
+        label = f"{names[member]} [{variant}]"
         cells = [names[member], variant or "-", len(recs[key])]
-        for split, metrics in (("test", METRICS), ("train", METRICS[:3])):
-            for m in metrics:
-                vals = [r[split][m] if r.get(split) else None for r in recs[key]]
-                paper = number(row.get(f"{pre}_{split}_{m}", "")) if pre else None
-                _cells(t, cells, vals, paper, f"{names[member]} [{variant}]", f"{split}_{m}", profile,
-                       tolerance=band.get(m) if split == "test" else None)
-        t.rows.append(cells)
+
+        def paper(column):
+            return number(row.get(f"{pre}_{column}", "")) if pre else None
+        for m in METRICS:
+            _cells(t, cells, [r["test"][m] for r in recs[key]], paper(f"test_{m}"), label, f"test_{m}", profile,
+                   tolerance=band.get(m))
+        train = [r.get("train") or {} for r in recs[key]]
+        for m in ("G", "C"):
+            _cells(t, cells, [tr.get(m) for tr in train], paper(f"train_{m}"), label, f"train_{m}", profile)
+        _ours_cell(t, cells, [tr.get("mIoU") for tr in train], label, "train_mIoU", profile)
+        _cells(t, cells, [tr.get("mIoU_fp_equal_fn") for tr in train], paper("train_mIoU"), label,
+               "train_mIoU_fp_equal_fn", profile)
+        t.rows.append(cells + [stop_cell(recs[key])])
         t.row_records.append(recs[key])
     t.mark_best()
     return t
@@ -202,143 +221,113 @@ def row_name(names, member, recs, notes) -> str:
     return f"{names[member]} {FC_NOT_PRETRAINED}"
 
 
-def table3(groups, profile, suite) -> list[Table]:
-    """Table 3 as the paper splits it by training budget: one table per budget (ours at the profile's budgets in
-    order beside the paper's 40K / 80K / >80K iterations), then the test scores at the iteration validation
-    selected (ours only)."""
-    names = _paper_names()
-    recs = {k: v for k, v in groups.items() if k[0] == suite}
-    if not recs:
-        return []
-    first = next(iter(recs.values()))[0]
-    cfg = first.get("config", {})
-    schedule = (f"{', '.join(map(str, cfg['budgets_epochs']))} epochs" if cfg.get("budgets_epochs")
-                and not cfg.get("budgets_iters") else "the iterations shown")
-    notes = [NOT_LIKE_FOR_LIKE_T3 + ".",
-             f"Profile {profile}: test scores at {schedule} of mini-batch {cfg.get('batch_size', '?')} on "
-             f"{first.get('train_images', 'CamVid')} training images (column \"updates\"); the paper's columns are "
-             "40K / 80K / \"Max iter\" updates of mini-batch 5 on 3,433 images. The `paper` profile uses the "
-             "paper's iteration counts.", "Paper: Table 3 (S1). Δ = ours − paper; bold: the best of ours in the column."]
+NOT_RUN = "not run"
+
+
+def stop_cell(recs) -> str:
+    """How a row's runs ended (`bench.stopping.status_words`), each different way once."""
+    return "; ".join(dict.fromkeys(status_words(r) for r in recs)) or "–"
+
+
+# The budget tables: (paper table, its column prefixes and labels, mini-batch and training images of the paper).
+BUDGET_TABLES = {
+    "table3": {"title": "Table 3", "columns": (("it40k", "40K"), ("it80k", "80K"), ("itmax", ">80K")),
+               "paper_training": "mini-batch 5 on 3,433 images"},
+    "table4": {"title": "Table 4", "columns": (("it80k", "80K"), ("it140k", "140K"), ("itmax", ">140K")),
+               "paper_training": "mini-batch 4 on 5,285 images"},
+}
+TABLE4_SUITES = ("sunrgbd-controlled",)
+MEDIAN_FREQUENCY_LINE = " (median-frequency balancing)"  # Table 4's caption line, a row of table4.csv
+
+
+def _budget_row_name(member: str, variant: str | None, names: dict) -> str:
+    """The paper's row of a run: its network, and Table 4's caption line for SegNet's median-frequency variant."""
+    return names.get(member, member) + (MEDIAN_FREQUENCY_LINE if variant == "median-frequency" else "")
+
+
+def _budget_notes(paper_table: str, recs: dict, profile: str, suite: str) -> list[str]:
+    spec = BUDGET_TABLES[paper_table]
+    notes = []
+    if paper_table == "table3":
+        notes.append(NOT_LIKE_FOR_LIKE_T3 + ".")
+    if recs:
+        first = next(iter(recs.values()))[0]
+        cfg = first.get("config", {})
+        notes.append(f"Profile {profile}: mini-batch {cfg.get('batch_size', '?')} on {first.get('train_images', '?')} "
+                     f"training images; stopping: {stop_of(first)['rule_text']}. The first columns are the test "
+                     "scores at the run's test points (column \"updates (ours)\"); the last is the iteration the "
+                     "validation selected. The paper's columns are its test points and \"Max iter\", "
+                     f"{spec['paper_training']}.")
+    else:
+        notes.append(f"No {profile}-profile record of this suite yet: every row is \"{NOT_RUN}\".")
+    notes.append(f"Paper: {spec['title']} (S1). Δ = ours − paper; bold: the best of ours in the column. \"Stopped\": "
+                 f"how each run ended; \"{STILL_IMPROVING}\" where the selected iteration was the last evaluated "
+                 "(the run had not stopped improving).")
     if suite.endswith("-mfb"):
         notes.append("This suite uses median-frequency balancing; Table 3's rows use none: paper numbers shown for "
                      "orientation only.")
     from bench.crf import POSTPROCESSED
-    post = sorted({names[k[1]] for k in recs if k[1] in POSTPROCESSED})
-    if post:
-        notes.append(f"{', '.join(post)}: post-processing runs once, over the weights validation selected; its "
-                     "scores are in the last table (the paper computed its CRF row at \"Max iter\" only).")
-    base = suite.replace("-", "_")
-    tables = []
-    for i, (col, lab) in enumerate([("it40k", "40K"), ("it80k", "80K"), ("itmax", ">80K")]):
-        t = Table(f"{base}_{col}", f"Table 3, {lab} iterations column: controlled benchmark ({suite}, {profile} "
-                  f"profile), ours at budget {i + 1}",
-                  ["network", "n", "updates (ours)", "paper iterations"]
-                  + [h for m in METRICS for h in (m, "paper", "Δ")], notes=list(notes))
-        for key in sorted(recs):
-            member = key[1]
-            row = row_by("table3", "network", names[member]) or {}
-            budgets = [r["budgets"][i] if len(r.get("budgets", [])) > i else None for r in recs[key]]
-            its = sorted({b["iteration"] for b in budgets if b and "iteration" in b})
-            cells = [row_name(names, member, recs[key], t.notes), len(recs[key]), ", ".join(f"{n:,}" for n in its) or "–",
-                     (row.get("max_iter") or "–") if col == "itmax" else lab]
-            for m in METRICS:
-                _cells(t, cells, [b[m] if b else None for b in budgets], number(row.get(f"{col}_{m}", "")),
-                       names[member], f"{lab}_{m}", profile, like=False)
-            t.rows.append(cells)
-            t.row_records.append(recs[key])
-        t.mark_best()
-        tables.append(t)
-    t = Table(f"{base}_selected", f"Table 3, ours at the iteration validation selected ({suite}, {profile} profile)",
-              ["network", "n", "updates (ours)"] + list(METRICS), notes=["The paper reports no such column."])
-    for key in sorted(recs):
-        selected = sorted({r["selected"]["iteration"] for r in recs[key] if r.get("selected")})
-        cells = [row_name(names, key[1], recs[key], t.notes), len(recs[key]), ", ".join(f"{n:,}" for n in selected)]
-        for m in METRICS:
-            _ours_cell(t, cells, [r["test"][m] for r in recs[key]], names[key[1]], f"selected_{m}", profile, like=False)
-        t.rows.append(cells)
-        t.row_records.append(recs[key])
-    t.mark_best()
-    tables.append(t)
-    return tables
-
-
-NOT_RUN = "not run"
-# suites whose page is rendered even before their first record: the paper's tables with "not run" for ours
-TABLE4_SUITES = ("sunrgbd-controlled",)
-TABLE4_COLUMNS = (("it80k", "80K"), ("it140k", "140K"), ("itmax", ">140K"))
-MEDIAN_FREQUENCY_LINE = " (median-frequency balancing)"  # Table 4's caption line, a row of table4.csv
-
-
-def _table4_row_name(member: str, variant: str | None, names: dict) -> str:
-    return names.get(member, member) + (MEDIAN_FREQUENCY_LINE if variant == "median-frequency" else "")
-
-
-def table4(groups, profile, suite) -> list[Table]:
-    """Table 4 (SUN RGB-D) as Table 3: one table per training budget, every row of the paper's table, ours beside
-    it or "not run" where no record of the profile exists yet; then the scores at the iteration validation
-    selected."""
-    names = _paper_names()
-    recs = {k: v for k, v in groups.items() if k[0] == suite}
-    by_row = {_table4_row_name(k[1], k[2], names): k for k in recs}
-    first = next(iter(recs.values()))[0] if recs else {}
-    cfg = first.get("config", {})
-    notes = [f"Profile {profile}: test scores at the run's budgets of mini-batch {cfg.get('batch_size', 4)} on "
-             f"{first.get('train_images', 'the')} training images (column \"updates\"); the paper's columns are 80K / "
-             "140K / \"Max iter\" updates of mini-batch 4 on 5,285 images. The `paper` profile uses the paper's "
-             "iteration counts." if recs else f"No {profile}-profile record of this suite yet: every row is "
-             f"\"{NOT_RUN}\".", "Paper: Table 4 (S1), RGB only, no class balancing except the caption's "
-             "median-frequency SegNet line (its only published column is \"Max iter\", 180K). Δ = ours − paper; "
-             "bold: the best of ours in the column."]
-    from bench.crf import POSTPROCESSED
     if any(k[1] in POSTPROCESSED for k in recs):
-        notes.append("DeepLab-LargeFOV-denseCRF: post-processing runs once, over the weights validation selected; "
-                     "its scores are in the last table (the paper computed its CRF row at \"Max iter\" only).")
+        notes.append("DeepLab-LargeFOV-denseCRF: post-processing runs once, over the weights validation selected; its "
+                     "scores are in the last column (the paper computed its CRF row at \"Max iter\" only).")
+    return notes
+
+
+def budget_tables(groups, profile, suite, paper_table: str) -> list[Table]:
+    """Table 3 or 4 as the paper splits it by training budget: one table per column, every row of the paper's table
+    (ours beside it, or "not run" where no record exists), then rows of ours the paper lacks. The first columns are
+    the test scores at the run's test points in order; the last (the paper's "Max iter") the test scores at the
+    iteration validation selected, with how each run stopped."""
+    names = _paper_names()
+    spec = BUDGET_TABLES[paper_table]
+    recs = {k: v for k, v in groups.items() if k[0] == suite}
+    by_row = {_budget_row_name(k[1], k[2], names): k for k in recs}
+    paper_rows = {row["network"]: row for row in read_rows(paper_table)}
+    order = list(paper_rows) + sorted(set(by_row) - set(paper_rows))
+    notes = _budget_notes(paper_table, recs, profile, suite)
     base = suite.replace("-", "_")
     tables = []
-    for i, (col, lab) in enumerate(TABLE4_COLUMNS):
-        t = Table(f"{base}_{col}", f"Table 4, {lab} iterations column: SUN RGB-D ({suite}, {profile} profile), "
-                  f"ours at budget {i + 1}", ["network", "n", "updates (ours)", "paper iterations"]
-                  + [h for m in METRICS for h in (m, "paper", "Δ")], notes=list(notes))
-        for row in read_rows("table4"):
-            key = by_row.get(row["network"])
-            cells = [row["network"]]
+    for i, (col, lab) in enumerate(spec["columns"]):
+        last = i == len(spec["columns"]) - 1
+        t = Table(f"{base}_{col}", f"{spec['title']}, {lab} iterations column ({suite}, {profile} profile): ours "
+                  + ("at the iteration validation selected" if last else f"at test point {i + 1}"),
+                  ["network", "n", "updates (ours)", "paper iterations"] + [h for m in METRICS for h in (m, "paper", "Δ")]
+                  + (["stopped"] if last else []), notes=list(notes))
+        for name in order:
+            row, key = paper_rows.get(name, {}), by_row.get(name)
+            paper_its = (row.get("max_iter") or "–") if last else lab
             if key is None:
-                cells += [0, NOT_RUN, (row.get("max_iter") or "–") if col == "itmax" else lab]
+                cells = [name, 0, NOT_RUN, paper_its]
                 for m in METRICS:
                     paper = number(row.get(f"{col}_{m}", ""))
                     cells += [NOT_RUN, "–" if paper is None else f"{paper:.2f}", "–"]
-                t.rows.append(cells)
+                t.rows.append(cells + ([NOT_RUN] if last else []))
                 t.row_records.append([])
                 continue
-            budgets = [r["budgets"][i] if len(r.get("budgets", [])) > i else None for r in recs[key]]
-            its = sorted({b["iteration"] for b in budgets if b and "iteration" in b})
-            name = row_name(names, key[1], recs[key], t.notes) + (MEDIAN_FREQUENCY_LINE if key[2] == "median-frequency"
-                                                                   else "")
-            cells = [name, len(recs[key]), ", ".join(f"{n:,}" for n in its) or "–",
-                     (row.get("max_iter") or "–") if col == "itmax" else lab]
+            if last:
+                points = [{**r["test"], "iteration": r["selected"]["iteration"]} for r in recs[key]]
+            else:
+                points = [r["budgets"][i] if len(r.get("budgets", [])) > i else None for r in recs[key]]
+            its = sorted({p["iteration"] for p in points if p and "iteration" in p})
+            shown = row_name(names, key[1], recs[key], t.notes) + (MEDIAN_FREQUENCY_LINE if key[2] == "median-frequency"
+                                                                     else "")
+            cells = [shown, len(recs[key]), ", ".join(f"{n:,}" for n in its) or "–", paper_its]
             for m in METRICS:
-                _cells(t, cells, [b[m] if b else None for b in budgets], number(row.get(f"{col}_{m}", "")),
-                       row["network"], f"{lab}_{m}", profile, like=False)
-            t.rows.append(cells)
-            t.row_records.append(recs[key])
-        t.mark_best()
-        tables.append(t)
-    if recs:
-        t = Table(f"{base}_selected", f"Table 4, ours at the iteration validation selected ({suite}, {profile} "
-                  "profile)", ["network", "n", "updates (ours)"] + list(METRICS),
-                  notes=["The paper reports no such column."])
-        order = [row["network"] for row in read_rows("table4")]
-        for key in sorted(recs, key=lambda k: (order.index(n) if (n := _table4_row_name(k[1], k[2], names)) in order
-                                               else len(order), k)):
-            selected = sorted({r["selected"]["iteration"] for r in recs[key] if r.get("selected")})
-            cells = [_table4_row_name(key[1], key[2], names), len(recs[key]), ", ".join(f"{n:,}" for n in selected)]
-            for m in METRICS:
-                _ours_cell(t, cells, [r["test"][m] for r in recs[key]], cells[0], f"selected_{m}", profile, like=False)
-            t.rows.append(cells)
+                _cells(t, cells, [p[m] if p else None for p in points], number(row.get(f"{col}_{m}", "")), name,
+                       f"{lab}_{m}", profile, like=False)
+            t.rows.append(cells + ([stop_cell(recs[key])] if last else []))
             t.row_records.append(recs[key])
         t.mark_best()
         tables.append(t)
     return tables
+
+
+def table3(groups, profile, suite) -> list[Table]:
+    return budget_tables(groups, profile, suite, "table3")
+
+
+def table4(groups, profile, suite) -> list[Table]:
+    return budget_tables(groups, profile, suite, "table4")
 
 
 def table5(groups, profile, suite) -> Table:
@@ -905,31 +894,33 @@ def render_suite(suite, recs, paths, profiles, out_dir: Path, data_root=None, sk
     """One suite's report into ``out_dir``; table rows link their records relative to ``link_base`` (where the
     report will finally live; default ``out_dir``)."""
     import datasets
+    from bench.records import outdated_model, standing
     out_dir.mkdir(parents=True, exist_ok=True)
-    if not recs:
-        return _render_without_records(suite, out_dir, link_base)
-    by_profile = defaultdict(dict)
-    path_by = defaultdict(dict)
-    for (p, r) in zip(paths, recs):
-        key = (r["suite"], r["member"], r.get("variant"))
-        by_profile[r["profile"]].setdefault(key, []).append(r)
-        path_by[r["profile"]].setdefault(key, []).append(p)
+    outdated = [(p, r) for p, r in zip(paths, recs) if standing(r) == "outdated-model"]
+    usable = [(p, r) for p, r in zip(paths, recs) if standing(r) != "outdated-model"]
+    if not usable:
+        return _render_without_records(suite, out_dir, link_base, outdated)
+    by_profile = defaultdict(list)
+    for p, r in usable:
+        by_profile[r["profile"]].append((p, r))
     profile = "full" if "full" in by_profile else sorted(by_profile)[0]
-    groups, gpaths = by_profile[profile], path_by[profile]
+    sets = recipe_sets(by_profile[profile])
+    groups, gpaths = figure_groups(sets)
     dataset_name = next(iter(groups.values()))[0]["dataset"]
     try:
         ds = datasets.get_dataset(dataset_name, data_root)
     except Exception:
         ds = None
-    tables = [t for t in (table1(groups, profile) if suite == "camvid-decoder-variants" else None,
-                          *(table3(groups, profile, suite) if suite.startswith("camvid-controlled") else []),
-                          table2(groups, profile, suite) if suite.startswith("camvid-controlled") else None,
-                          *(table6_tables(profiles) if suite.startswith("camvid-controlled") else []),
-                          table1_costs(profiles) if suite == "camvid-decoder-variants" else None,
-                          *(table4(groups, profile, suite) if suite in TABLE4_SUITES else []),
-                          table5(groups, profile, suite) if suite in TABLE4_SUITES else None,
-                          table_selected(groups, profile, suite) if not suite.startswith("camvid-")
-                          and suite not in TABLE4_SUITES else None) if t]
+    tables = []
+    for i, (heading, set_groups, _) in enumerate(sets):
+        set_tables = [t for t in paper_tables(suite, set_groups, profile) if t]
+        if heading:  # records of an earlier recipe: their own tables, never pooled with current ones
+            for t in set_tables:
+                t.key, t.title = f"{t.key}_earlier{i}", f"{t.title}. {heading}"
+        tables += set_tables
+        if i == 0:
+            tables += [t for t in (*(table6_tables(profiles) if suite.startswith("camvid-controlled") else []),
+                                   table1_costs(profiles) if suite == "camvid-decoder-variants" else None) if t]
     link_of = {id(r): Path(os.path.relpath(Path(p).resolve(), Path(link_base or out_dir).resolve())).as_posix()
                for p, r in zip(paths, recs)}
     for t in tables:
@@ -982,6 +973,13 @@ def render_suite(suite, recs, paths, profiles, out_dir: Path, data_root=None, sk
         header += [f"Records of other profiles not shown: {', '.join(other)}.", ""]
     if selection:
         header += [f"Records selected by {selection}.", ""]
+    if sets[0][0]:
+        header += [f"> **No {profile}-profile record under the suite's current recipe yet**: the tables below show "
+                   "records made under earlier recipes, each set under its own recipe.", ""]
+    if outdated:
+        header += [f"{len(outdated)} record(s) made with an older revision of their model are superseded and not "
+                   "shown: " + "; ".join(f"{r['member']} {r['run_id']} ({outdated_model(r)})" for _, r in outdated)
+                   + ".", ""]
     older = [(r, new) for _, r, new in superseded or [] if r["profile"] == profile]
     if older:
         header += [f"{len(older)} older record(s) of the same seed and recipe are not pooled (the latest wins): "
@@ -1000,14 +998,67 @@ def render_suite(suite, recs, paths, profiles, out_dir: Path, data_root=None, sk
     return out_dir
 
 
-def _render_without_records(suite: str, out_dir: Path, link_base: Path | None) -> Path:
-    """The page of a suite with no record yet (TABLE4_SUITES): its paper tables, ours "not run"."""
-    tables = [*table4({}, "full", suite), table5({}, "full", suite)]
+def paper_tables(suite: str, groups: dict, profile: str) -> list:
+    """The paper's tables a suite reproduces, from one set of records ({(suite, member, variant): [records]})."""
+    if suite == "camvid-decoder-variants":
+        return [table1(groups, profile)]
+    if suite.startswith("camvid-controlled"):
+        return [*table3(groups, profile, suite), table2(groups, profile, suite)]
+    if suite in TABLE4_SUITES:
+        return [*table4(groups, profile, suite), table5(groups, profile, suite)]
+    return [table_selected(groups, profile, suite)]
+
+
+def recipe_sets(items) -> list[tuple[str, dict, dict]]:
+    """Records of one profile as sets never pooled with each other: first those of the suite's current recipe (per
+    run, the newest recipe where several were run), then one set per earlier recipe, each with a heading naming
+    the recipe values it was recorded with. Each set: (heading, {key: [records]}, {key: [paths]})."""
+    from bench.records import current_recipe, recipe_changes, recipe_fingerprint
+    by_set = defaultdict(lambda: defaultdict(list))
+    for p, r in items:
+        key = (r["suite"], r["member"], r.get("variant"))
+        if current_recipe(r):
+            label = ""
+        else:
+            recorded = r.get("config") or {}
+            then = [c.split(" -> ")[0] for c in recipe_changes(r)]
+            then = [c for c in then if c.split(" ")[0] in recorded and not c.endswith((" None", " []", " ()"))]
+            label = (f"Earlier recipe: recorded with {', '.join(then)}, stopping by {stop_of(r)['rule_text']} "
+                     "(today's recipe differs)")
+        by_set[label][key].append((recipe_fingerprint(r), str(r.get("finished_at")), p, r))
+    out = []
+    for label in sorted(by_set):  # "" (current) first
+        groups, gpaths = {}, {}
+        for key, entries in by_set[label].items():
+            newest = max(entries, key=lambda e: e[1])[0]  # one recipe per run in a set: the newest
+            kept = [(p, r) for fp, _, p, r in entries if fp == newest]
+            groups[key], gpaths[key] = [r for _, r in kept], [p for p, _ in kept]
+        out.append((label, groups, gpaths))
+    return out
+
+
+def figure_groups(sets) -> tuple[dict, dict]:
+    """The records the figures draw: the current recipe's, and for runs it lacks the first earlier set's."""
+    groups, gpaths = {}, {}
+    for _, set_groups, set_paths in sets:
+        for key in set_groups:
+            if key not in groups:
+                groups[key], gpaths[key] = set_groups[key], set_paths[key]
+    return groups, gpaths
+
+
+def _render_without_records(suite: str, out_dir: Path, link_base: Path | None, outdated=()) -> Path:
+    """The page of a suite with no usable record yet: its paper tables, ours "not run"."""
+    tables = [t for t in paper_tables(suite, {}, "full") if t]
     for t in tables:
         t.write_csv(out_dir / f"{t.key}.csv")
+    from bench.records import outdated_model
     header = [f"# {suite}: ours beside the paper", "", f"No record of this suite yet: the tables show the paper's "
-              f"numbers with \"{NOT_RUN}\" for ours. Run `bench run --suite {suite}` (the data: `bench data download "
-              "sunrgbd`, then `bench data prepare sunrgbd`) and render again.", ""]
+              f"numbers with \"{NOT_RUN}\" for ours. Run `bench run --suite {suite}` and render again.", ""]
+    if outdated:
+        header += [f"{len(outdated)} record(s) made with an older revision of their model are superseded and not "
+                   "shown: " + "; ".join(f"{r['member']} {r['run_id']} ({outdated_model(r)})" for _, r in outdated)
+                   + ".", ""]
     suite_file = _suite_file(suite)
     if suite_file is not None:
         rel = Path(os.path.relpath(suite_file, Path(link_base or out_dir).resolve())).as_posix()

@@ -604,8 +604,10 @@ def train_member(suite: Suite, member: str, recipe: Recipe, **kwargs) -> Path | 
 def _train_member(suite: Suite, member: str, recipe: Recipe, *, profile: str, seed: int, variant: str | None,
                  dataset, data_cache: dict, results: Path, checkpoints: Path, resume: bool, device,
                  encoder_weights_override: str | None = None, log=print, progress=None, stop_after: int | None = None,
-                 deadline: float | None = None, options: RunOptions = RunOptions()) -> Path | None:
-    """Trains one member for one seed; returns the published record folder (None on ranks other than 0)."""
+                 deadline: float | None = None, options: RunOptions = RunOptions(),
+                 overrides: dict | None = None) -> Path | None:
+    """Trains one member for one seed; returns the published record folder (None on ranks other than 0).
+    ``overrides``: the command line's recipe values (--set), recorded beside the resolved recipe."""
     from bench.models import model_macs
 
     started = time.time()
@@ -789,7 +791,7 @@ def _train_member(suite: Suite, member: str, recipe: Recipe, *, profile: str, se
                                            sched=sched, results=results, class_weights=class_weights,
                                            weights_sha=weights_sha, macs_per_image=macs_per_image,
                                            precision=precision, device=device, world=world, started=started,
-                                           frozen=frozen, reason=reason)
+                                           frozen=frozen, reason=reason, overrides=overrides)
             _probe("recorded", state["iteration"])
             if any(POSTPROCESSED[m]["of"] == member for m in suite.members if m in POSTPROCESSED):
                 # a post-processed member of this suite starts from these weights (bench.crf)
@@ -868,7 +870,8 @@ def remove_checkpoint(ckpt: Path) -> None:
 
 def _select_score_and_record(suite, member, recipe, *, profile, seed, variant, dataset, data, model, optimizer,
                              state, sched, results, class_weights, weights_sha, macs_per_image, precision, device,
-                             world, started, frozen: dict | None = None, reason: str = "schedule") -> Path:
+                             world, started, frozen: dict | None = None, reason: str = "schedule",
+                             overrides: dict | None = None) -> Path:
     """The selected point's test predictions and scores, written as one record folder (renamed into place)."""
     import architectures
     train, test = data["train"], data["test"]
@@ -896,7 +899,7 @@ def _select_score_and_record(suite, member, recipe, *, profile, seed, variant, d
             "kind": "training-run",
             "suite": suite.name, "member": member, "variant": variant, "run_id": run_id, "profile": profile,
             "seed": seed, "dataset": dataset.name, "splits": getattr(dataset, "split_rule", None),
-            "suite_file": suite.path, "config": asdict(recipe),
+            "suite_file": suite.path, "config": asdict(recipe), "overrides": dict(overrides or {}),
             "model": {"name": member, "revision": architectures.model_revision(member),
                       "params": sum(p.numel() for p in model.parameters()),
                       "gmacs_per_image": macs_per_image / 1e9, "pretrained_layers": model.pretrained_layers,
@@ -1001,7 +1004,7 @@ def resolve_device(device: str | None) -> torch.device:
 
 def postprocess_member(suite: Suite, member: str, recipe: Recipe, base_recipe: Recipe, *, profile: str, seed: int,
                        variant: str | None, dataset, data_cache: dict, results: Path, checkpoints: Path, device,
-                       log=print, progress=None) -> Path:
+                       log=print, progress=None, overrides: dict | None = None) -> Path:
     """A member that post-processes the recorded run of another (bench.crf.POSTPROCESSED): the dense CRF over
     the selected weights' softmax, its parameters chosen on validation images; written as a normal record."""
     from bench import crf
@@ -1043,7 +1046,8 @@ def postprocess_member(suite: Suite, member: str, recipe: Recipe, base_recipe: R
     return _record_postprocessed(suite, member, recipe, base_recipe, base_record, postprocess, profile=profile,
                                  seed=seed, variant=variant, dataset=dataset, test=test, test_pred=test_pred,
                                  test_scores=test_scores, results=results, device=device, run_log=run_log,
-                                 timing={"wall_seconds": time.time() - started, "crf_test_seconds": crf_seconds})
+                                 timing={"wall_seconds": time.time() - started, "crf_test_seconds": crf_seconds},
+                                 overrides=overrides)
 
 
 def _selected_model_of(suite: Suite, member: str, base: str, base_recipe: Recipe, *, profile, seed, variant,
@@ -1078,7 +1082,8 @@ def _host_images(split: SplitData, n: int) -> np.ndarray:
 
 
 def _record_postprocessed(suite, member, recipe, base_recipe, base_record, postprocess, *, profile, seed, variant,
-                          dataset, test, test_pred, test_scores, results, device, run_log, timing) -> Path:
+                          dataset, test, test_pred, test_scores, results, device, run_log, timing,
+                          overrides=None) -> Path:
     """A post-processed member's record folder, as a training run's (predictions, log.txt, run.json), the
     post-processing described under "postprocess" and the rest taken from the run it post-processed."""
     run_id = new_run_id(profile, seed, variant)
@@ -1091,7 +1096,8 @@ def _record_postprocessed(suite, member, recipe, base_recipe, base_record, postp
             "schema_version": SCHEMA_VERSION, "kind": "training-run",
             "suite": suite.name, "member": member, "variant": variant, "run_id": run_id, "profile": profile,
             "seed": seed, "dataset": dataset.name, "splits": getattr(dataset, "split_rule", None),
-            "suite_file": suite.path, "config": asdict(recipe), "model": base_record["model"],
+            "suite_file": suite.path, "config": asdict(recipe), "overrides": dict(overrides or {}),
+            "model": base_record["model"],
             "postprocess": postprocess, "provenance": provenance(),
             "device": str(device), "precision": base_record.get("precision"), "world_size": 1,
             "iterations": base_record["iterations"], "iterations_per_epoch": base_record["iterations_per_epoch"],
@@ -1195,7 +1201,7 @@ def train_suite(suite_name: str, *, profile: str | None = None, seeds=(0,), memb
                 folder = postprocess_member(suite, m, recipes[v, m], suite.resolve(
                     profile, v, overrides, member=POSTPROCESSED[m]["of"]), profile=profile, seed=seed, variant=v,
                     dataset=dataset, data_cache=cache, results=Path(results), checkpoints=Path(checkpoints),
-                    device=dev, log=log, progress=progress) if rank == 0 else None
+                    device=dev, log=log, progress=progress, overrides=overrides) if rank == 0 else None
                 if folder is not None:
                     out.append(folder)
                     log(f"  recorded {folder}")
@@ -1203,7 +1209,8 @@ def train_suite(suite_name: str, *, profile: str | None = None, seeds=(0,), memb
             folder = train_member(suite, m, recipes[v, m], profile=profile, seed=seed, variant=v, dataset=dataset,
                                   data_cache=cache, results=Path(results), checkpoints=Path(checkpoints),
                                   resume=resume, device=dev, encoder_weights_override=encoder_weights, log=log,
-                                  progress=progress, stop_after=stop_after, deadline=deadline, options=options)
+                                  progress=progress, stop_after=stop_after, deadline=deadline, options=options,
+                                  overrides=overrides)
             if folder is not None:  # rank 0 writes the records
                 out.append(folder)
                 log(f"  recorded {folder}")

@@ -24,6 +24,7 @@ RULES = ("schedule", "val-plateau", "loss-converged")
 CONVERGED = ("plateau", "loss-converged")  # reasons that mean the paper's rule stopped the run
 REASONS = ("plateau", "loss-converged", "cap", "schedule", "deadline")
 SELECTION_METRIC = {"best-val-G": "G"}
+STILL_IMPROVING = "still improving at the last evaluation"  # a run whose selected iteration was its last evaluation
 
 
 def plateau_reached(points: list[dict], metric: str, iteration: int, patience: int) -> bool:
@@ -111,5 +112,5 @@ def status_words(record: dict) -> str:
     text = f"{words.get(stop['reason'], stop['reason'])} at {stop['iteration']:,}" if stop.get("iteration") \
         else words.get(stop["reason"], stop["reason"])
     if stop.get("selected_at_last_evaluation") and not stop["converged"]:
-        text += ", still improving at the last evaluation"
+        text += f", {STILL_IMPROVING}"
     return text
