@@ -57,8 +57,11 @@ def group_training(records: list[tuple[Path, dict]], profile: str = "full") -> d
 
 
 def _recipe_note(recs) -> str:
-    """", earlier recipe" where the records ran a recipe their suite has since changed."""
-    return "" if all(current_recipe(r) for r in recs) else ", earlier recipe"
+    """", earlier recipe" where the records ran a recipe their suite has since changed, and how the runs that their
+    stopping rule did not stop ended (e.g. "stopped at the cap, still improving at the last evaluation")."""
+    note = "" if all(current_recipe(r) for r in recs) else ", earlier recipe"
+    ends = dict.fromkeys(status_words(r) for r in recs if not stop_of(r)["converged"])
+    return note + "".join(f", {e}" for e in ends)
 
 
 def _outdated_lines(records, profile: str = "full") -> list[dict]:
@@ -151,7 +154,7 @@ def check_comparison(c: dict, full: dict) -> dict:
     else:
         ok = all(min(v[m] for m in a) > max(v[m] for m in b) for v in values.values())
     shown = "; ".join(f"{metric} " + ", ".join(f"{m} {v[m]:.2f}" for m in a + b) for metric, v in values.items())
-    note = " (earlier recipe)" if any(_recipe_note(recs) for recs in recs_of.values()) else ""
+    note = " (earlier recipe)" if not all(current_recipe(r) for recs in recs_of.values() for r in recs) else ""
     return {"rule": rid, "status": "pass" if ok else "fail", "detail": f"{c['text']}: {shown}{note}"}
 
 

@@ -156,17 +156,71 @@ def _device_name(device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
-def achieved_flop_rate(results: Path, device) -> float | None:
-    """The median training FLOP rate (6 x MACs x images / second) of earlier records on this device kind."""
-    name = _device_name(device)
+def achieved_flop_rate(results: Path, device=None, gpu: str | None = None) -> float | None:
+    """The median training FLOP rate (6 x MACs x images / second) of earlier records on this device kind, or
+    with ``gpu`` on any GPU whose name contains it (e.g. "H100")."""
+    name = _device_name(device) if gpu is None else None
     rates = []
     for _, rec in load_records(results)[0]:
         machine = rec.get("provenance", {}).get("machine", {})
         rec_name = machine.get("gpu") if str(rec.get("device", "")).startswith("cuda") else "cpu"
         t = rec.get("timing") or {}
-        if rec_name == name and t.get("train_images_per_second") and t.get("model_flops_per_train_image"):
+        same = rec_name == name if gpu is None else gpu in str(rec_name if rec_name != "cpu" else "")
+        if same and t.get("train_images_per_second") and t.get("model_flops_per_train_image"):
             rates.append(t["train_images_per_second"] * t["model_flops_per_train_image"])
     return statistics.median(rates) if rates else None
+
+
+def plan_costs(plan_path, results="results", gpu: str = "H100", profile: str | None = None) -> list[dict]:
+    """What each training run of a plan costs on a GPU: its updates at its first test point and at its cap, and
+    the minutes they take at the FLOP rate records achieved on that GPU (None without such records). A run with a
+    stopping rule may end before its cap; the cap is the most it can cost."""
+    from bench.crf import POSTPROCESSED
+    from bench.models import model_macs
+    plan, rate, rows = load_plan(plan_path), achieved_flop_rate(Path(results), gpu=gpu), []
+    for step in (s for s in plan.steps if s.kind == "run"):
+        suite = load_suite(step.suite)
+        for seed in step.seeds:
+            for variant in (step.variants or suite.variants or (None,)):
+                for member in (m for m in (step.members or suite.members) if suite.applies(m, variant)):
+                    if member in POSTPROCESSED:
+                        continue
+                    recipe = suite.resolve(profile or step.profile, variant, member=member)
+                    if recipe.max_iters is None:  # a length in epochs needs the dataset's size
+                        continue
+                    first = min(recipe.budgets_iters) if recipe.budgets_iters else None
+                    minutes = None if not rate else (lambda n: 6 * model_macs(member, tuple(recipe.image_size))
+                                                     * n * recipe.batch_size / rate / 60)
+                    rows.append({"suite": suite.name, "member": member, "variant": variant, "seed": seed,
+                                 "stopping": recipe.stopping, "first_test_point": first, "cap": recipe.max_iters,
+                                 "minutes_to_first_test_point": minutes and first and minutes(first),
+                                 "minutes_to_cap": minutes and minutes(recipe.max_iters)})
+    return rows
+
+
+def costs_markdown(rows: list[dict], gpu: str) -> str:
+    """`plan_costs` as a Markdown table (the README's budget table), one row per run in plan order, its seeds
+    together."""
+    def m(v):
+        return "–" if v is None else f"{v:,.0f}"
+    seeds: dict = {}
+    for r in rows:
+        seeds.setdefault((r["suite"], r["member"], r["variant"]), (r, []))[1].append(r["seed"])
+    lines = [f"| run | seeds | stopping | first test point | minutes ({gpu}) | cap | minutes to the cap ({gpu}) |",
+             "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['suite']} / {r['member']}{' / ' + r['variant'] if r['variant'] else ''} | "
+              f"{', '.join(map(str, sorted(set(ss))))} | {r['stopping']} | "
+              f"{'–' if r['first_test_point'] is None else format(r['first_test_point'], ',')} | "
+              f"{m(r['minutes_to_first_test_point'])} | {r['cap']:,} | {m(r['minutes_to_cap'])} |"
+              for r, ss in seeds.values()]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # python -m bench.plan [PLAN] [GPU]: the plan's costs on a GPU, as a Markdown table
+    import sys
+    args = sys.argv[1:] + ["paper", "H100"][len(sys.argv[1:]):]
+    print(costs_markdown(plan_costs(PLANS_DIR / f"{args[0]}.toml" if "/" not in args[0] else args[0],
+                                    gpu=args[1]), args[1]), end="")
 
 
 def estimate_minutes(member: str, recipe, n_train: int, done_iterations: int, rate: float | None) -> float | None:

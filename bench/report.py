@@ -489,7 +489,7 @@ def table6(latest: dict, key: str = "table6", counted: dict | None = None) -> Ta
         paper = {"fwd": number(p.get("forward_ms")), "bwd": number(p.get("backward_ms")),
                  "train": number(p.get("gpu_train_mem_MB")), "infer": number(p.get("gpu_infer_mem_MB")),
                  "size": number(p.get("model_size_MB"))}
-        cells = [names[m]]
+        cells = [names[m] + _older_revision_mark(latest[m][0], m, t.notes)]
         for k in ("fwd", "bwd", "train_alloc", "train_caffe", "train", "infer_alloc", "infer_caffe", "infer", "size"):
             with_paper = k in paper
             cells.append(f"{fmt(ours[k], digits=1)}" + (f" / {fmt(paper[k], digits=1)}" if with_paper else ""))
@@ -511,6 +511,22 @@ def table6_tables(profiles) -> list[Table]:
     tables = [table6(rows, "table6" if i == 0 else f"table6_{next(iter(rows.values()))[1].get('dtype')}", counted)
               for i, rows in enumerate(gpu)]
     return [t for t in tables if t]
+
+
+OLDER_REVISION = "‡"
+
+
+def _older_revision_mark(row: dict, model: str, notes: list) -> str:
+    """" ‡" where a profile row was measured on an older revision of its model than the registry's (the note added
+    once): its costs are shown, marked, until the model is profiled again."""
+    import architectures
+    if row.get("revision", 1) >= architectures.model_revision(model):
+        return ""
+    note = (f"{OLDER_REVISION} profiled at an older revision of the model (the layers or initialisation changed "
+            "since: `architectures.model_meta(name)['revisions']`); run `bench profile` again for its current costs.")
+    if note not in notes:
+        notes.append(note)
+    return f" {OLDER_REVISION}"
 
 
 def table1_costs(profiles) -> Table | None:
@@ -538,7 +554,7 @@ def table1_costs(profiles) -> Table | None:
         kept = r.get("decoder_storage") or {}
         trainable_m = (r.get("trainable_params") or architectures.model_meta(m).get("trainable_params")
                        or r["params"]) / 1e6
-        t.rows.append([names[m], f"{trainable_m:.3f} / {p.get('params_M', '–')}",
+        t.rows.append([names[m] + _older_revision_mark(r, m, t.notes), f"{trainable_m:.3f} / {p.get('params_M', '–')}",
                        f"{kept.get('multiplier_paper_convention', '–')} / {p.get('storage_mult', '–')}",
                        f"{kept.get('bytes', 0) / 1e6:.2f} MB: " + ("; ".join(kept.get("what", [])) or "nothing"),
                        f"{r['forward']['median_ms']:.1f} / {p.get('infer_ms', '–')}"])

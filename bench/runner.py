@@ -831,10 +831,10 @@ def due_stop(recipe: Recipe, sched: Schedule, state: dict, rank: int, device) ->
     it = state["iteration"]
     if it >= sched.total:
         return stopping.end_reason(recipe)
-    if recipe.stopping == "schedule" or it not in sched.eval_points or state["evaluated"] < it:
+    if recipe.stopping == "schedule" or it not in sched.eval_points:  # the same on every rank
         return None
     reason = None
-    if rank == 0:
+    if rank == 0 and state["evaluated"] >= it:  # the loop evaluates an evaluation point before it asks
         reason = stopping.stop_reason(recipe, state["val"], state["losses"][:it].cpu().numpy(), it)
     code = dist_utils.from_rank0(stopping.REASONS.index(reason) if reason else -1, device)
     return stopping.REASONS[code] if code >= 0 else None

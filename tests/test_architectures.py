@@ -207,3 +207,57 @@ def test_imagenet_goes_through_torchvision_weights_api(monkeypatch):
     assert (fcn.fc6[0].weight == 0.5).all() and fcn.fc6[0].weight.shape == (4096, 512, 7, 7)
     assert (fcn.fc7[0].weight == 0.25).all()
     torch.testing.assert_close(fcn.enc1[0][0].weight, sd["features.0.weight"])
+
+
+# -- revision 2 of the FCN-Basic family and Caffe's msra filler (issue 34) ----------------------------------------
+FCN_BASIC_FAMILY = ["bilinear-interpolation", "fcn-basic", "fcn-basic-no-addition", "fcn-basic-no-dim-reduction",
+                    "fcn-basic-no-addition-no-dim-reduction"]
+
+
+@pytest.mark.parametrize("name", FCN_BASIC_FAMILY)
+def test_fcn_basic_revision_2_adds_exactly_its_decoder_batch_norms_to_the_reference_build(name):
+    from architectures.fcn import FCNBasic
+    meta = architectures.model_meta(name)
+    assert meta["revision"] == 2 and "batch norm" in meta["revisions"][2]
+    model = architectures.create_model(name)
+    decoder_bn = [m for n, m in model.named_modules() if isinstance(m, torch.nn.BatchNorm2d)
+                  and not n.startswith("encoder.")]
+    assert sum(p.numel() for m in decoder_bn for p in m.parameters()) == meta["params"] - meta["reference_params"]
+    for bn in decoder_bn:  # the prototxts' batch-norm initialisation
+        assert torch.all(bn.weight == 1) and torch.allclose(bn.bias, torch.full_like(bn.bias, 0.001))
+    if model.classifier is None:  # reductions: each 1x1 conv followed by its batch norm, the deconvs left linear
+        assert all(isinstance(r[1], torch.nn.BatchNorm2d) for r in model.dim_reduction) and len(decoder_bn) == len(
+            model.dim_reduction)
+    else:  # NoDimReduction: a batch norm after each of the four learnt deconvolutions
+        assert [type(b) for b in model.deconv_bns] == [torch.nn.BatchNorm2d] * 4
+    revision_1 = FCNBasic(decoder_bn=False, addition=model.addition, dim_reduction=model.classifier is None,
+                          learnt_upsampling=model.learnt_upsampling)
+    assert sum(p.numel() for p in revision_1.parameters()) == meta["reference_params"]
+    x = torch.randn(2, 3, 64, 96)
+    assert model.eval()(x).shape == revision_1.eval()(x).shape == (2, 11, 64, 96)
+
+
+def test_bilinear_interpolation_keeps_its_upsampling_a_fixed_interpolation():
+    model = architectures.create_model("bilinear-interpolation")
+    assert all(isinstance(b, torch.nn.Identity) for b in model.deconv_bns)
+    assert not any(d.weight.requires_grad for d in model.deconvs)
+
+
+def test_he_init_uses_caffes_msra_fan_for_deconvolutions():
+    from architectures.common import he_init_, msra_fan
+    deconv = torch.nn.ConvTranspose2d(1024, 512, 7)  # DeconvNet's fc6-deconv
+    conv = torch.nn.Conv2d(64, 128, 3)
+    assert msra_fan(deconv) == 512 * 7 * 7 and msra_fan(conv) == 64 * 3 * 3  # Caffe: count / num (blob axis 0)
+    torch.manual_seed(0)
+    he_init_(deconv)
+    assert deconv.weight.std().item() == pytest.approx((2 / (512 * 49)) ** 0.5, rel=0.01)
+    assert architectures.model_meta("deconvnet")["revision"] == 2
+    torch.manual_seed(0)
+    fc6_deconv = architectures.create_model("deconvnet").fc6_deconv[0].weight
+    assert fc6_deconv.std().item() == pytest.approx((2 / (512 * 49)) ** 0.5, rel=0.01)
+
+
+def test_every_other_model_is_at_its_first_revision():
+    changed = set(FCN_BASIC_FAMILY) | {"deconvnet"}
+    assert {n: architectures.model_revision(n) for n in ALL if n not in changed} == {n: 1 for n in ALL
+                                                                                     if n not in changed}

@@ -9,8 +9,9 @@ import torch.multiprocessing as mp
 
 from bench.runner import train_suite
 
-TINY = {"image_size": [64, 96], "max_iters": 3, "batch_size": 2, "eval_every_iters": 3,
-        "deterministic": True}
+# evaluations at every update with a stopping rule that does not fire: rank 0 decides at each and tells the other
+TINY = {"image_size": [64, 96], "max_iters": 3, "batch_size": 2, "eval_every_iters": 1, "stopping": "val-plateau",
+        "patience_iters": 5, "deterministic": True}
 
 
 def _free_port():

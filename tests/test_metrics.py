@@ -142,3 +142,28 @@ def test_eight_bit_label_maps_take_the_joint_histogram_and_agree_with_the_genera
     target[0, 0, 0] = 12
     with pytest.raises(ValueError, match="target values"):
         confusion_matrix(pred, target)
+
+
+def test_train_miou_convention_hand_worked_and_bounded_below_by_c_over_2_minus_c():
+    from bench.metrics import miou_false_positives_equal_false_negatives as miou_fp_fn
+    # accuracies 1, 0.5, 0: IoUs 1, 1/3, 0 (were false positives as many as false negatives); mean 4/9
+    assert miou_fp_fn([1.0, 0.5, 0.0]) == pytest.approx(4 / 9)
+    assert miou_fp_fn([1.0, np.nan]) == pytest.approx(0.5) and miou_fp_fn([1.0, np.nan], absent="skip") == 1.0
+    rng = np.random.default_rng(0)
+    for _ in range(100):  # acc / (2 - acc) is convex: the mean is never below C / (2 - C) (Jensen)
+        acc = rng.uniform(0, 1, 11)
+        c = acc.mean()
+        assert miou_fp_fn(acc) >= c / (2 - c) - 1e-12
+
+
+def test_the_papers_table1_train_miou_follows_that_convention():
+    """Every train mIoU of Table 1 lies at or above C/(2-C) of the same row's train C (the convention's lower bound),
+    within the rounding of the published figures, and at most about a point above it; the dataset-level mIoU of
+    the test columns has no such bound."""
+    from bench.published import number, read_rows
+    gaps = []
+    for row in read_rows("table1"):
+        for half in ("mf", "nf"):
+            c = number(row[f"{half}_train_C"]) / 100
+            gaps.append(number(row[f"{half}_train_mIoU"]) - 100 * c / (2 - c))
+    assert len(gaps) == 16 and min(gaps) > -0.1 and max(gaps) < 1.1  # C to 0.1 moves C/(2-C) by up to ~0.1

@@ -40,10 +40,10 @@ def _suite(tmp_path):
 
 def test_the_shipped_paper_plan_loads_in_the_issues_order():
     plan = load_plan("paper")
-    first, *runs = plan.steps
-    assert first.kind == "profile" and {"segnet", "deeplab-largefov", "fcn-learnt-deconv", "deconvnet"} <= set(first.models)
+    *runs, last = plan.steps  # issue 34: the Table 1 pair first (it converges in minutes), the GPU profile last
+    assert last.kind == "profile" and {"segnet", "deeplab-largefov", "fcn-learnt-deconv", "deconvnet"} <= set(last.models)
     assert [(s.suite, s.members[:1], s.seeds) for s in runs[:2]] == [
-        ("camvid-controlled", ("segnet",), (0,)), ("camvid-decoder-variants", ("segnet-basic",), (0,))]
+        ("camvid-decoder-variants", ("segnet-basic",), (0,)), ("camvid-controlled", ("segnet",), (0,))]
     assert runs[2].members == ("deeplab-largefov", "deeplab-largefov-densecrf", "fcn", "fcn-learnt-deconv", "deconvnet")
     assert runs[-1].members == ("segnet",) and runs[-1].seeds == (1, 2)
 
@@ -256,3 +256,15 @@ def test_a_postprocessed_member_that_cannot_run_does_not_stop_the_plan(fake_root
                                          r"no recorded deeplab-largefov run"):
         run_plan(plan, data_root=fake_root, results=tmp_path / "r", checkpoints=tmp_path / "c", log=logs.append)
     assert [p.parent.parent.name for p in (tmp_path / "r").rglob("run.json")] == ["segnet-basic"]
+
+
+def test_readme_budget_table_is_the_plans_costs_at_the_rate_recorded_on_an_h100():
+    from pathlib import Path
+    from bench.plan import PLANS_DIR, costs_markdown, plan_costs
+    repo = Path(__file__).resolve().parents[1]
+    text = (repo / "README.md").read_text()
+    block = text.split("<!-- budget table: python -m bench.plan paper H100 -->\n")[1].split("<!-- end budget")[0]
+    rows = plan_costs(PLANS_DIR / "paper.toml", results=repo / "results", gpu="H100")
+    assert block == costs_markdown(rows, "H100")  # regenerate with the command in the marker when this fails
+    segnet = next(r for r in rows if r["member"] == "segnet")
+    assert segnet["first_test_point"] == 40000 and segnet["cap"] == 140000 and 5 < segnet["minutes_to_first_test_point"]

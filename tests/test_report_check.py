@@ -326,3 +326,97 @@ def test_paper_tradeoff_points_pair_table3_with_table6():
     for name, (mem, miou) in points.items():
         assert mem == number(row_by("table6", "network", name)["gpu_infer_mem_MB"])
         assert miou == number(row_by("table3", "network", name)["itmax_mIoU"])
+
+
+# -- records of an older model revision or an earlier recipe, and Table 3's claims (issue 34) -----------------------
+def _copy_record(first, results_copy, **changes):
+    """A copy of the record folder ``first`` beside it, its run.json changed as given (dotted keys for nested ones)."""
+    import json
+    rec = json.loads(first.read_text())
+    for dotted, value in changes.items():
+        d = rec
+        *parts, last = dotted.split(".")
+        for p in parts:
+            d = d[p]
+        d[last] = value
+    rec["run_id"] += "-copy"
+    again = first.parent.parent / rec["run_id"]
+    shutil.copytree(first.parent, again)
+    (again / "run.json").write_text(json.dumps(rec))
+    return rec
+
+
+def test_records_of_an_outdated_model_revision_are_superseded_everywhere(made_records, tmp_path):
+    import json
+    root, results = made_records
+    results_copy = tmp_path / "results"
+    shutil.copytree(results, results_copy)
+    for path in (results_copy / "camvid-decoder-variants" / "fcn-basic").glob("*/run.json"):
+        rec = json.loads(path.read_text())
+        assert rec["model"]["revision"] == 2  # what the runner records today
+        rec["model"]["revision"] = 1  # as the records made before FCN-Basic's decoder batch norm
+        path.write_text(json.dumps(rec))
+    out = tmp_path / "reports"
+    r = CliRunner().invoke(main, ["report", "--results", str(results_copy), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    text = (out / "camvid-decoder-variants" / "README.md").read_text()
+    assert "superseded and not shown: fcn-basic" in text and "fcn-basic revision 1, now 2" in text
+    assert "| FCN-Basic |" not in text and "| SegNet-Basic |" in text
+    assert run_check(results_copy, root)["failed"] == 0  # superseded is not a failure: the gate judges current rows
+    r = CliRunner().invoke(main, ["runs", "--results", str(results_copy)])
+    lines = [line for line in r.output.splitlines() if " fcn-basic " in line]
+    assert lines and all("(superseded)" in line for line in lines)
+    assert not any("(superseded)" in line for line in r.output.splitlines() if " segnet-basic " in line)
+
+
+def test_records_of_an_earlier_recipe_get_their_own_tables_and_are_never_pooled(made_records, tmp_path):
+    root, results = made_records
+    results_copy = tmp_path / "results"
+    shutil.copytree(results, results_copy)
+    first = next((results_copy / "camvid-decoder-variants" / "segnet-basic").glob("*/run.json"))
+    rec = _copy_record(first, results_copy, seed=1, **{"config.max_iters": 3})  # as if the suite's length changed
+    from bench.records import current_recipe, load_records, recipe_key, standing
+    assert standing(rec) == "earlier-recipe" and not current_recipe(rec)
+    records, _ = load_records(results_copy)
+    assert all(standing(r) == "current" for _, r in records if r["run_id"] != rec["run_id"])
+    keys = {recipe_key(r) for _, r in records if r["member"] == "segnet-basic" and r.get("variant") == rec["variant"]}
+    assert len(keys) == 2  # seed and recipe both differ: two runs, not repeats
+    out = tmp_path / "reports"
+    r = CliRunner().invoke(main, ["report", "--results", str(results_copy), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    text = (out / "camvid-decoder-variants" / "README.md").read_text()
+    heading = next(line for line in text.splitlines() if line.startswith("### Table 1") and "Earlier recipe" in line)
+    assert "recorded with max_iters 3" in heading
+    current = text.split(heading)[0]
+    assert "| SegNet-Basic | natural-frequency | 1 |" in current  # seed 0 alone: seed 1 is not pooled with it
+    assert (out / "camvid-decoder-variants" / "table1_earlier1.csv").is_file()
+
+
+def _t3(member, converged, **scores):
+    stop = {"reason": "plateau" if converged else "cap", "iteration": 20000, "converged": converged,
+            "selected_at_last_evaluation": not converged}
+    return {("camvid-controlled", member, None): [{"test": scores, "stop": stop}]}
+
+
+def test_table3_claims_are_judged_only_on_runs_stopped_by_the_papers_rule():
+    rules = load_rules()
+    paperlike = {"segnet": (90, 71, 60, 47), "deconvnet": (89.6, 70, 59.8, 52), "fcn": (83, 59, 49, 28),
+                 "fcn-learnt-deconv": (83.1, 64, 52, 33), "deeplab-largefov": (88, 62, 54, 33)}
+
+    def full(converged=True, changes=None):
+        out = {}
+        for m, (g, c, miou, bf) in {**paperlike, **(changes or {})}.items():
+            out.update(_t3(m, converged, G=g, C=c, mIoU=miou, BF=bf))
+        return out
+    out = {o["rule"]: o for o in check_claims(rules, full(), profiles=[])}
+    for rid in ("segnet-bf-above-fcn", "segnet-bf-above-deeplab", "segnet-deconvnet-highest",
+                "fcn-learnt-deconv-bf-above-fcn"):
+        assert out[rid]["status"] == "pass", out[rid]
+    out = {o["rule"]: o for o in check_claims(rules, full(changes={"deeplab-largefov": (88, 62, 54, 48)}),
+                                              profiles=[])}  # DeepLab's BF above SegNet's, under DeconvNet's
+    assert out["segnet-bf-above-deeplab"]["status"] == "fail" and out["segnet-deconvnet-highest"]["status"] == "fail"
+    assert "BF segnet 47.00, deconvnet 52.00" in out["segnet-deconvnet-highest"]["detail"]
+    assert out["segnet-bf-above-fcn"]["status"] == "pass"
+    out = {o["rule"]: o for o in check_claims(rules, full(converged=False), profiles=[])}
+    assert out["segnet-bf-above-fcn"]["status"] == "not run"
+    assert out["segnet-bf-above-fcn"]["detail"].startswith("not converged: segnet: stopped at the cap")

@@ -56,8 +56,12 @@ plan() {  # the plan until $1 seconds after this call started, leaving a minute 
     if [ -n "${LEASE_PARALLEL:-}" ] && ! python3 -c "import submitit" 2>/dev/null; then
         echo "== no submitit here: LEASE_PARALLEL=$LEASE_PARALLEL ignored, one run at a time"; unset LEASE_PARALLEL
     fi
+    # in one process, the run the deadline cuts is also recorded as it stands (stop reason "deadline", never counted
+    # as converged): a checkpoint above 45 MiB (SegNet's is ~235 MB) cannot come back, so it would otherwise be lost
+    local at_deadline=--record-at-deadline
+    [ -n "${LEASE_PARALLEL:-}" ] && at_deadline=""
     bench run --plan "${LEASE_PLAN:-paper}" --profile "$PROFILE" --device "$DEVICE" --results "$R" --checkpoints "$C" \
-        --max-minutes "$(python3 -c "print($left / 60)")" \
+        --max-minutes "$(python3 -c "print($left / 60)")" $at_deadline \
         ${LEASE_PARALLEL:+--executor local --max-parallel $LEASE_PARALLEL --jobs $S/jobs}
     echo "== plan exit status $?"
 }
