@@ -474,6 +474,11 @@ class TimeBudgetReached(BenchError):
     """Training stopped at the wall-clock budget (--max-minutes) after writing a checkpoint."""
 
 
+class RunInterrupted(BenchError):
+    """Training stopped by a signal (Ctrl-C, SIGTERM: a scheduler pre-empting or requeueing the job), with a
+    checkpoint where one could be written; --resume continues it."""
+
+
 @dataclass
 class Schedule:
     """When a run steps, evaluates and scores at its budgets, in iterations."""
@@ -801,12 +806,12 @@ def _train_member(suite: Suite, member: str, recipe: Recipe, *, profile: str, se
                 remove_checkpoint(ckpt)
         except KeyboardInterrupt:
             if stop.abandoned:
-                raise BenchError(f"stopped at once by a second signal during a step of {member}; no checkpoint was "
-                                 f"written for this moment (the last one, if any, is {ckpt}; --resume continues "
-                                 "from it)") from None
+                raise RunInterrupted(f"stopped at once by a second signal during a step of {member}; no checkpoint "
+                                     f"was written for this moment (the last one, if any, is {ckpt}; --resume "
+                                     "continues from it)") from None
             save_checkpoint()
-            raise BenchError(f"interrupted at iteration {state['iteration']} of {member}; checkpoint saved to {ckpt}; "
-                             "run the same command with --resume to continue") from None
+            raise RunInterrupted(f"interrupted at iteration {state['iteration']} of {member}; checkpoint saved to "
+                                 f"{ckpt}; run the same command with --resume to continue") from None
         except NoSpace as exc:
             if exc.what == "the checkpoint":
                 raise
@@ -1103,7 +1108,7 @@ def _record_postprocessed(suite, member, recipe, base_recipe, base_record, postp
             "iterations": base_record["iterations"], "iterations_per_epoch": base_record["iterations_per_epoch"],
             "train_images": base_record["train_images"],
             "curves": {"loss": [], "val": []},
-            "selected": base_record["selected"],
+            "selected": base_record["selected"], "stop": stopping.stop_of(base_record),  # how the base run ended
             "budgets": [],
             "test": test_scores, "train": None,
             "predictions": {"folder": "predictions", "split": "test", "count": len(test.names),

@@ -88,7 +88,8 @@ def test_what_is_dispatched():
     assert [(s.variant, s.seed) for s in specs] == [("median-frequency", 0), ("natural-frequency", 0),
                                                      ("median-frequency", 1), ("natural-frequency", 1)]
     plan = plan_specs("paper", None, log=lambda m: None)
-    assert plan[0] == RunSpec("camvid-controlled", "segnet", None, 0, "full")      # the profile step is not a job
+    assert plan[0] == RunSpec("camvid-decoder-variants", "segnet-basic", "median-frequency", 0, "full")
+    assert RunSpec("camvid-controlled", "segnet", None, 0, "full") in plan  # the profile step is not a job
     assert len(plan) == len(set(plan)) and RunSpec("camvid-controlled", "segnet", None, 2, "full") in plan
     with pytest.raises(Exception, match="unknown member"):
         suite_specs("camvid-decoder-variants", "smoke", ["nope"], None, (0,))
@@ -125,7 +126,7 @@ def test_max_minutes_is_the_whole_dispatchs_deadline(data, tmp_path):
                                   "--max-minutes", "0.3", "--checkpoint-minutes", "0", "--data-root", str(data),
                                   "--results", str(tmp_path / "r"), "--checkpoints", str(tmp_path / "c"),
                                   "--jobs", str(tmp_path / "jobs"), "--set=image_size=[64,96]",
-                                  "--set=max_iters=100000", "--set=eval_every_iters=5"])
+                                  "--set=max_iters=100000", "--set=eval_every_iters=5", "--set=stopping=schedule"])
     assert r.exit_code == 3, r.output
     rows = {row["spec"]["member"]: row for row in job_rows(tmp_path / "jobs")}
     assert rows["segnet-basic"]["state"] == "stopped" and rows["segnet-basic"]["attempts"] == 1

@@ -54,7 +54,7 @@ def runner_loop(steps: int, batch: int, size) -> float:
                               variants=["natural-frequency"], data_root=root, results=Path(tmp) / "r",
                               checkpoints=Path(tmp) / "c", device="cpu", log=lambda m: None,
                               overrides={"image_size": list(size), "max_iters": steps, "eval_every_iters": steps,
-                                         "batch_size": batch, "evaluate_train": False})
+                                         "batch_size": batch, "evaluate_train": False, "stopping": "schedule"})
         rec = json.loads((folder / "run.json").read_text())
     return rec["iterations"] / rec["timing"]["train_seconds"]
 
