@@ -72,6 +72,7 @@ class JobSettings:
     max_minutes: float | None = None      # each job's own limit (a little under the scheduler's time limit)
     deadline: float | None = None         # the whole dispatch's end (time.time() seconds; --max-minutes)
     checkpoint_minutes: float = 10.0
+    waited: bool = True                   # a dispatcher waits for the jobs (False: --no-wait)
 
 
 def status_path(folder: Path, spec: RunSpec) -> Path:
@@ -112,12 +113,24 @@ class TrainingJob(_Checkpointable):
     def __init__(self, spec: RunSpec, settings: JobSettings, status_file: str):
         self.spec, self.settings, self.status_file = spec, settings, status_file
 
+    def _continue_later(self, detail: str) -> dict:
+        """A Slurm job stopped before its time limit, its run checkpointed: a waiting dispatcher submits it again
+        (at once); without one (--no-wait) the job requeues itself (Slurm holds a requeued job two minutes)."""
+        import subprocess
+        if self.settings.waited:
+            self._status("stopped", detail=detail)
+            return {"state": "stopped", "detail": detail}
+        job_id = os.environ["SLURM_JOB_ID"]
+        subprocess.run(["scontrol", "requeue", job_id], check=False, timeout=60)
+        self._status("queued", detail=f"{detail}; requeued itself to continue (job {job_id})")
+        raise SystemExit(0)
+
     def _status(self, state: str, **extra) -> None:
         _write_json(Path(self.status_file), {"state": state, "at": now_iso(), "host": socket.gethostname(),
                                              "pid": os.getpid(), **extra})
 
     def __call__(self) -> dict:
-        from bench.runner import RunOptions, TimeBudgetReached, train_suite
+        from bench.runner import RunInterrupted, RunOptions, TimeBudgetReached, train_suite
         s, spec = self.settings, self.spec
         ends = [t for t in (s.deadline, time.time() + 60 * s.max_minutes if s.max_minutes else None) if t]
         deadline = min(ends) if ends else None
@@ -125,6 +138,8 @@ class TrainingJob(_Checkpointable):
             self._status("stopped", detail="started after the dispatch's deadline")
             return {"state": "stopped", "detail": "started after the dispatch's deadline"}
         self._status("running")
+        slurm = bool(os.environ.get("SLURM_JOB_ID"))
+        own_limit = s.max_minutes is not None and (s.deadline is None or time.time() + 60 * s.max_minutes < s.deadline)
         try:
             folders = train_suite(spec.suite, profile=spec.profile, seeds=(spec.seed,),
                                   members=[spec.member, *spec.then],
@@ -132,10 +147,24 @@ class TrainingJob(_Checkpointable):
                                 results=s.results, checkpoints=s.checkpoints, resume=True,
                                 encoder_weights=s.encoder_weights, overrides=dict(s.overrides), device=s.device,
                                 log=print, deadline=deadline,
-                                options=RunOptions(checkpoint_minutes=s.checkpoint_minutes))
+                                options=RunOptions(checkpoint_minutes=s.checkpoint_minutes,
+                                                   stop_signals=("SIGUSR2",) if slurm else ()))
         except TimeBudgetReached as exc:
+            if slurm and own_limit:  # the job's own limit, not the dispatch's deadline: it is to go on
+                return self._continue_later(str(exc))
             self._status("stopped", detail=str(exc))
             return {"state": "stopped", "detail": str(exc)}
+        except RunInterrupted as exc:
+            if not slurm:
+                self._status("failed", detail=f"{type(exc).__name__}: {exc}")
+                raise
+            if exc.signal == "SIGUSR2":  # Slurm's warning before the time limit (up to a minute early)
+                return self._continue_later(str(exc))
+            # SIGTERM from Slurm: the job is pre-empted, requeued or cancelled. The run has checkpointed; leaving
+            # without a result lets Slurm run a requeued job again (same id: it resumes), and the dispatcher sees a
+            # cancelled one end without a result (a failure: submitted once more)
+            self._status("queued", detail=f"interrupted by Slurm ({exc}); a requeued job resumes from the checkpoint")
+            raise SystemExit(0) from None
         except BaseException as exc:  # noqa: BLE001 - recorded, then re-raised for submitit to report
             self._status("failed", detail=f"{type(exc).__name__}: {exc}".strip())
             raise
@@ -156,11 +185,12 @@ class Entry:
     stderr: str | None = None
     detail: str = ""
     progress: int = 0
+    status_file: str | None = None  # where the job writes its own state (another dispatch's folder if adopted)
 
     def row(self) -> dict:
         return {"label": self.spec.label, "spec": asdict(self.spec), "state": self.state, "attempts": self.attempts,
                 "failures": self.failures, "job_id": self.job_id, "stdout": self.stdout, "stderr": self.stderr,
-                "detail": self.detail}
+                "detail": self.detail, "status_file": self.status_file}
 
 
 def make_executor(kind: str, folder: Path, *, time_limit_min: float | None, gpus: int | None,
@@ -175,6 +205,8 @@ def make_executor(kind: str, folder: Path, *, time_limit_min: float | None, gpus
     except (RuntimeError, ValueError) as exc:
         raise BenchError(f"--executor {kind}: {exc}") from None
     params = {"timeout_min": int(time_limit_min) if time_limit_min else 60 * 24 * 7, "name": "bench-run"}
+    if kind == "slurm":  # submitit's own warning (USR2: checkpoint and requeue) only if the run overruns its own stop
+        params["slurm_signal_delay_s"] = int(min(90, 30 * (time_limit_min - job_minutes(time_limit_min))))
     if gpus is not None:
         params["gpus_per_node"] = gpus
     if cpus is not None:
@@ -185,6 +217,43 @@ def make_executor(kind: str, folder: Path, *, time_limit_min: float | None, gpus
         raise BenchError("--partition and --account apply to --executor slurm only")
     ex.update_parameters(**params)
     return ex
+
+
+def _slurm(*args: str) -> tuple[int, str]:
+    """A Slurm command's exit status and output (stdout and stderr); 127 where Slurm is not installed."""
+    import subprocess
+    try:
+        out = subprocess.run(list(args), capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return 127, str(exc)
+    return out.returncode, (out.stdout + out.stderr).strip()
+
+
+def check_slurm_options(partition: str | None, gpus: int | None) -> None:
+    """Options this cluster would reject, found before anything is submitted: a partition it does not have, GPUs
+    on nodes without any. One BenchError line each."""
+    rc, out = _slurm("sinfo", "-h", "-o", "%P|%G")
+    if rc != 0:
+        return  # no sinfo answer: submitit says what is wrong when it submits
+    rows = [line.split("|", 1) for line in out.splitlines() if "|" in line]
+    names = {p.rstrip("*"): g for p, g in rows}
+    default = next((p.rstrip("*") for p, _ in rows if p.endswith("*")), None)
+    if partition is not None and partition not in names:
+        raise BenchError(f"--partition {partition}: this Slurm cluster has no such partition; it has "
+                         f"{', '.join(sorted(names)) or 'none'}")
+    gres = names.get(partition or default, "")
+    if gpus and "gpu" not in gres:
+        raise BenchError(f"--gpus-per-job {gpus}: the nodes of partition {partition or default} have no GPUs "
+                         f"(GRES {gres or '(null)'}); pass --gpus-per-job 0 to train on their CPUs")
+
+
+def slurm_job_gone(job_id: str) -> bool:
+    """Whether Slurm no longer holds a job (ended, whatever way); needed where the cluster keeps no accounting
+    (sacct), so that submitit cannot tell a job killed without a result from one still running."""
+    rc, out = _slurm("squeue", "-h", "-j", str(job_id), "-o", "%T")
+    if rc == 127:
+        return False
+    return (rc == 0 and not out.strip()) or "Invalid job id" in out
 
 
 def job_minutes(time_limit_min: float | None) -> float | None:
@@ -217,9 +286,11 @@ def dispatch(specs: list[RunSpec], settings: JobSettings, *, executor: str = "lo
         raise BenchError(f"--max-minutes {settings.max_minutes}: must be a positive number")
     deadline = time.time() + 60 * settings.max_minutes if settings.max_minutes else None
     settings = JobSettings(**{**asdict(settings), **absolute, "max_minutes": job_minutes(time_limit_min),
-                              "deadline": deadline})
+                              "deadline": deadline, "waited": wait})
     ex = make_executor(executor, folder, time_limit_min=time_limit_min, gpus=gpus, partition=partition,
                        account=account, cpus=cpus)
+    if executor == "slurm":
+        check_slurm_options(partition, gpus)
     folder.mkdir(parents=True, exist_ok=True)  # submitit may have made it; the name is unique to the microsecond
     entries = [Entry(s) for s in specs]
     index = {"executor": executor, "created_at": now_iso(), "settings": asdict(settings), "entries": []}
@@ -229,7 +300,9 @@ def dispatch(specs: list[RunSpec], settings: JobSettings, *, executor: str = "lo
         _write_json(folder / "jobs.json", index)
 
     def submit(e: Entry):
-        job = ex.submit(TrainingJob(e.spec, settings, str(status_path(folder, e.spec))))
+        e.status_file = str(status_path(folder, e.spec))
+        _write_json(Path(e.status_file), {"state": "queued", "at": now_iso()})  # not an earlier attempt's state
+        job = ex.submit(TrainingJob(e.spec, settings, e.status_file))
         e.state, e.attempts, e.job_id = "queued", e.attempts + 1, str(job.job_id)
         e.stdout, e.stderr = str(job.paths.stdout), str(job.paths.stderr)
         e.progress = _checkpoint_iteration(e.spec, settings)
@@ -238,13 +311,25 @@ def dispatch(specs: list[RunSpec], settings: JobSettings, *, executor: str = "lo
         return job
 
     pending = deque(entries)
+    active: dict = {}
+    for e in entries:  # what an earlier dispatch finished is collected, what it still has queued or running adopted
+        done = _recorded_folders(e.spec, settings)
+        if done:
+            e.state, e.detail = "recorded", ", ".join(map(str, done))
+            log(f"recorded {e.spec.label} already: {e.detail}; not submitted")
+            pending.remove(e)
+        elif executor == "slurm" and (job := _job_in_queue(e, jobs_dir, folder)) is not None:
+            log(f"{e.spec.label}: job {e.job_id} of an earlier dispatch is still in the queue; waiting for it")
+            pending.remove(e)
+            active[id(e)] = (e, job)
+    save()
     if not wait:
-        for e in entries:
+        for e in list(pending):
             submit(e)
-        log(f"{len(entries)} job(s) submitted; `bench runs --jobs {jobs_dir}` shows them; the same `bench run` "
+        log(f"{len(pending)} job(s) submitted; `bench runs --jobs {jobs_dir}` shows them; the same `bench run` "
             "command later continues any that stopped")
         return {"folder": folder, "entries": entries}
-    active: dict = {}
+    gone_checked: dict = {}
     bar = None
     if progress:
         from tqdm import tqdm
@@ -259,8 +344,8 @@ def dispatch(specs: list[RunSpec], settings: JobSettings, *, executor: str = "lo
                 e = pending.popleft()
                 active[id(e)] = (e, submit(e))
             for key, (e, job) in list(active.items()):
-                if not job.done():
-                    if e.state == "queued" and status_path(folder, e.spec).exists():
+                if not job.done() and not _ended_without_result(executor, job, gone_checked):
+                    if e.state == "queued" and e.status_file and _own_state(e.status_file) == "running":
                         e.state = "running"
                         save()
                     if _probe:
@@ -279,6 +364,66 @@ def dispatch(specs: list[RunSpec], settings: JobSettings, *, executor: str = "lo
             bar.close()
         save()
     return {"folder": folder, "entries": entries}
+
+
+def _spec_of(row: dict) -> RunSpec:
+    """The run of a row of jobs.json."""
+    return RunSpec(**{**row["spec"], "then": tuple(row["spec"].get("then", ()))})
+
+
+def _own_state(status_file: str) -> str | None:
+    try:
+        return json.loads(Path(status_file).read_text()).get("state")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _recorded_folders(spec: RunSpec, settings: JobSettings) -> list[Path]:
+    """The records of a run (and of the members post-processed in its job) made with its recipe, where every one
+    of them exists: nothing left to submit."""
+    from bench.config import load_suite
+    from bench.runner import _recorded
+    suite, profile = load_suite(spec.suite), spec.profile or "full"
+    out = []
+    for member in (spec.member, *spec.then):
+        recipe = suite.resolve(profile, spec.variant, dict(settings.overrides) or None, member=member)
+        folder = _recorded(Path(settings.results), suite.name, member, profile, spec.seed, spec.variant, recipe)
+        if folder is None:
+            return []
+        out.append(folder)
+    return out
+
+
+def _job_in_queue(e: Entry, jobs_dir, folder: Path):
+    """The Slurm job an earlier dispatch under ``jobs_dir`` submitted for this run, where Slurm still holds it
+    (queued, running or requeued), as a submitit job; ``e`` takes its id, logs and state file."""
+    import submitit
+    for index_path in sorted(Path(jobs_dir).glob("*/jobs.json"), reverse=True):
+        if index_path.parent == folder:
+            continue
+        try:
+            index = json.loads(index_path.read_text())
+        except (OSError, ValueError):
+            continue
+        if index.get("executor") != "slurm":
+            continue
+        for r in index.get("entries", []):
+            if r.get("job_id") and _spec_of(r) == e.spec and not slurm_job_gone(r["job_id"]):
+                job = submitit.SlurmJob(folder=index_path.parent / "%j", job_id=r["job_id"])
+                e.job_id, e.attempts, e.stdout, e.stderr = r["job_id"], r.get("attempts", 1), r.get("stdout"), \
+                    r.get("stderr")
+                e.status_file = r.get("status_file") or str(status_path(index_path.parent, e.spec))
+                return job
+    return None
+
+
+def _ended_without_result(executor: str, job, checked: dict, every_s: float = 5.0) -> bool:
+    """A Slurm job that left the queue without writing its result (killed, cancelled, failed at start): without
+    accounting submitit would wait for it for ever. Asked of squeue at most every ``every_s`` seconds a job."""
+    if executor != "slurm" or time.time() - checked.get(job.job_id, 0.0) < every_s:
+        return False
+    checked[job.job_id] = time.time()
+    return slurm_job_gone(job.job_id)
 
 
 def _error_line(e: Entry, job, folder: Path) -> str:
@@ -383,7 +528,7 @@ def job_rows(jobs_dir) -> list[dict]:
                          "state": "unknown"})
             continue
         for r in index.get("entries", []):
-            status = status_path(index_path.parent, RunSpec(**{**r["spec"], "then": tuple(r["spec"].get("then", ()))}))
+            status = Path(r.get("status_file") or status_path(index_path.parent, _spec_of(r)))
             try:
                 own = json.loads(status.read_text())
             except (OSError, ValueError):

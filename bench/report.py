@@ -260,7 +260,8 @@ def _budget_notes(paper_table: str, recs: dict, profile: str, suite: str) -> lis
                      f"{spec['paper_training']}.")
     else:
         notes.append(f"No {profile}-profile record of this suite yet: every row is \"{NOT_RUN}\".")
-    notes.append(f"Paper: {spec['title']} (S1). Δ = ours − paper; bold: the best of ours in the column. \"Stopped\": "
+    notes.append(f"Paper: {spec['title']} (S1). Δ = ours − paper; bold: the best of ours in the column. "
+                 "\"Stopped\": "
                  f"how each run ended; \"{STILL_IMPROVING}\" where the selected iteration was the last evaluated "
                  "(the run had not stopped improving).")
     if suite.endswith("-mfb"):
@@ -291,8 +292,8 @@ def budget_tables(groups, profile, suite, paper_table: str) -> list[Table]:
         last = i == len(spec["columns"]) - 1
         t = Table(f"{base}_{col}", f"{spec['title']}, {lab} iterations column ({suite}, {profile} profile): ours "
                   + ("at the iteration validation selected" if last else f"at test point {i + 1}"),
-                  ["network", "n", "updates (ours)", "paper iterations"] + [h for m in METRICS for h in (m, "paper", "Δ")]
-                  + (["stopped"] if last else []), notes=list(notes))
+                  ["network", "n", "updates (ours)", "paper iterations"]
+                  + [h for m in METRICS for h in (m, "paper", "Δ")] + (["stopped"] if last else []), notes=list(notes))
         for name in order:
             row, key = paper_rows.get(name, {}), by_row.get(name)
             paper_its = (row.get("max_iter") or "–") if last else lab
@@ -480,7 +481,8 @@ def table6(latest: dict, key: str = "table6", counted: dict | None = None) -> Ta
                       "train_alloc": _measured_mib(r["train_memory"], "allocator_peak_MB"),
                       "train_caffe": caffe.get("train_MiB"), "train": _measured_mib(r["train_memory"], used_key),
                       "infer_alloc": _measured_mib(r["inference_memory"], "allocator_peak_MB"),
-                      "infer_caffe": caffe.get("inference_MiB"), "infer": _measured_mib(r["inference_memory"], used_key),
+                      "infer_caffe": caffe.get("inference_MiB"),
+                      "infer": _measured_mib(r["inference_memory"], used_key),
                       "size": r["model_size_MB"]}
     ref = ours_of.get("segnet")
     for m in members:
@@ -554,7 +556,8 @@ def table1_costs(profiles) -> Table | None:
         kept = r.get("decoder_storage") or {}
         trainable_m = (r.get("trainable_params") or architectures.model_meta(m).get("trainable_params")
                        or r["params"]) / 1e6
-        t.rows.append([names[m] + _older_revision_mark(r, m, t.notes), f"{trainable_m:.3f} / {p.get('params_M', '–')}",
+        t.rows.append([names[m] + _older_revision_mark(r, m, t.notes),
+                       f"{trainable_m:.3f} / {p.get('params_M', '–')}",
                        f"{kept.get('multiplier_paper_convention', '–')} / {p.get('storage_mult', '–')}",
                        f"{kept.get('bytes', 0) / 1e6:.2f} MB: " + ("; ".join(kept.get("what", [])) or "nothing"),
                        f"{r['forward']['median_ms']:.1f} / {p.get('infer_ms', '–')}"])

@@ -65,6 +65,7 @@ class RunOptions:
     checkpoint_minutes: float = 10.0  # a checkpoint at least this often (and on signal and at the deadline)
     sync_every: int = 50  # steps between reads of the loss from the device (finite check, progress bar)
     record_at_deadline: bool = False  # at the deadline, also record the run as it stands (stop reason "deadline")
+    stop_signals: tuple = ()  # signals besides SIGINT and SIGTERM that stop training with a checkpoint ("SIGUSR2")
 
 
 def _probe(moment: str, iteration: int) -> None:
@@ -476,7 +477,11 @@ class TimeBudgetReached(BenchError):
 
 class RunInterrupted(BenchError):
     """Training stopped by a signal (Ctrl-C, SIGTERM: a scheduler pre-empting or requeueing the job), with a
-    checkpoint where one could be written; --resume continues it."""
+    checkpoint where one could be written; --resume continues it. ``signal``: the signal's name."""
+
+    def __init__(self, message: str, signal: str | None = None):
+        super().__init__(message)
+        self.signal = signal
 
 
 @dataclass
@@ -678,7 +683,7 @@ def _train_member(suite: Suite, member: str, recipe: Recipe, *, profile: str, se
         write_text_atomic(ckpt.with_suffix(".json"), json.dumps({"iteration": state["iteration"],
                                                                  "total": sched.total}), "the checkpoint note")
 
-    stop = StopRequests()
+    stop = StopRequests(options.stop_signals)
 
     def evaluate_point(it):
         """Every evaluation due at iteration ``it``, committed to the state only when all of it is done, so an
@@ -808,10 +813,10 @@ def _train_member(suite: Suite, member: str, recipe: Recipe, *, profile: str, se
             if stop.abandoned:
                 raise RunInterrupted(f"stopped at once by a second signal during a step of {member}; no checkpoint "
                                      f"was written for this moment (the last one, if any, is {ckpt}; --resume "
-                                     "continues from it)") from None
+                                     "continues from it)", stop.requested) from None
             save_checkpoint()
             raise RunInterrupted(f"interrupted at iteration {state['iteration']} of {member}; checkpoint saved to "
-                                 f"{ckpt}; run the same command with --resume to continue") from None
+                                 f"{ckpt}; run the same command with --resume to continue", stop.requested) from None
         except NoSpace as exc:
             if exc.what == "the checkpoint":
                 raise

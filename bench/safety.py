@@ -19,7 +19,8 @@ from bench.errors import BenchError
 
 # -- stop requests -----------------------------------------------------------------------------------------------
 class StopRequests:
-    """SIGINT (Ctrl-C) and SIGTERM (`timeout`, job schedulers) during training.
+    """SIGINT (Ctrl-C) and SIGTERM (`timeout`, job schedulers) during training, and any ``extra_signals`` by name
+    (SIGUSR2: Slurm's warning before a job's time limit, `bench.dispatch`).
 
     Inside a training step (`with stop.step():`) a request waits until the step is complete, so a checkpoint
     never holds half a step; elsewhere (evaluation, BN recomputation, scoring, writing the record) it interrupts
@@ -27,15 +28,16 @@ class StopRequests:
     interrupts at once too; then `abandoned` is set and no checkpoint must be written for that moment.
     """
 
-    def __init__(self):
+    def __init__(self, extra_signals: tuple = ()):
         self.requested: str | None = None
         self.abandoned = False
         self._in_step = False
         self._previous = {}
+        self._signals = (signal.SIGINT, signal.SIGTERM, *(getattr(signal, name) for name in extra_signals))
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in self._signals:
                 self._previous[sig] = signal.signal(sig, self._handle)
         return self
 

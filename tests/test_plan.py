@@ -41,7 +41,8 @@ def _suite(tmp_path):
 def test_the_shipped_paper_plan_loads_in_the_issues_order():
     plan = load_plan("paper")
     *runs, last = plan.steps  # issue 34: the Table 1 pair first (it converges in minutes), the GPU profile last
-    assert last.kind == "profile" and {"segnet", "deeplab-largefov", "fcn-learnt-deconv", "deconvnet"} <= set(last.models)
+    assert last.kind == "profile"
+    assert {"segnet", "deeplab-largefov", "fcn-learnt-deconv", "deconvnet"} <= set(last.models)
     assert [(s.suite, s.members[:1], s.seeds) for s in runs[:2]] == [
         ("camvid-decoder-variants", ("segnet-basic",), (0,)), ("camvid-controlled", ("segnet",), (0,))]
     assert runs[2].members == ("deeplab-largefov", "deeplab-largefov-densecrf", "fcn", "fcn-learnt-deconv", "deconvnet")

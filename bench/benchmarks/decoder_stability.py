@@ -67,6 +67,10 @@ def train(member: str, revision: int, recipe, dataset, data, updates: int, devic
             "losses": losses, "seconds": time.perf_counter() - t0}
 
 
+def _rounded(v):
+    return None if v is None else round(v, 3)
+
+
 def main(argv=None):
     import architectures
     import datasets
@@ -101,7 +105,7 @@ def main(argv=None):
     print(f"\n{'member':42s} rev  updates  diverged  loss first -> last (min)")
     for r in rows:
         print(f"{r['member']:42s} {r['revision']:3d}  {r['updates']:7d}  {str(r['diverged_at'] or '-'):>8s}  "
-              f"{r['loss_first']:.3f} -> {r['loss_last']:.3f} ({r['loss_min'] if r['loss_min'] is None else round(r['loss_min'], 3)})")
+              f"{r['loss_first']:.3f} -> {r['loss_last']:.3f} ({_rounded(r['loss_min'])})")
     if args.out:
         with open(args.out, "x") as f:
             json.dump({"benchmark": "decoder_stability", "size": list(size), "updates": args.updates,
