@@ -446,10 +446,12 @@ def _error_line(e: Entry, job, folder: Path) -> str:
 
 def _settle(e: Entry, job, settings: JobSettings, folder: Path, log) -> bool:
     """Reads a finished job's outcome into ``e``; True where it is to be submitted again."""
-    try:
-        out = job.result()
-    except Exception:  # noqa: BLE001 - failed, killed, cancelled or timed out: its error line is what counts
-        out = None
+    out = None
+    if job.paths.result_pickle.exists() or job.done():  # a job gone without a result: job.result() would wait
+        try:
+            out = job.result()
+        except Exception:  # noqa: BLE001 - failed, killed, cancelled or timed out: its error line is what counts
+            out = None
     if out and out.get("state") == "recorded":
         e.state, e.detail = "recorded", ", ".join(out.get("records", []))
         log(f"recorded {e.spec.label}: {e.detail}")

@@ -11,6 +11,16 @@ from datasets.synthetic import make_synthetic_camvid
 make_fake_camvid = make_synthetic_camvid
 
 
+@pytest.fixture(autouse=True)
+def _torch_threads_restored():
+    """A test that sets torch's thread count (a DDP test does) leaves it as it found it: a later in-process run
+    compared bit for bit with a job's must sum in the same order."""
+    import torch
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def fake_root(tmp_path) -> Path:
     return make_fake_camvid(tmp_path / "data")
