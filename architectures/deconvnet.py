@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from torch import nn
 
-from architectures.common import (BN_INIT, HE_INIT, ConvBNReLU, he_init_, init_vgg_encoder, max_pool_with_indices,
+from bench.architectures.common import (BN_INIT, HE_INIT, ConvBNReLU, he_init_, init_vgg_encoder, max_pool_with_indices,
                                   max_unpool, vgg_encoder_convs, vgg_stage)
-from architectures.registry import register_model
+from bench.architectures.registry import register_model
 
 
 def deconv_stage(channels) -> nn.Sequential:

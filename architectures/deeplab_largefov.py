@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from architectures.common import (BN_INIT, DEEPLAB_FC_TAPS, HE_INIT, ConvBNReLU, he_init_, init_vgg_encoder,
+from bench.architectures.common import (BN_INIT, DEEPLAB_FC_TAPS, HE_INIT, ConvBNReLU, he_init_, init_vgg_encoder,
                                   vgg16_fc_subsampled, vgg_encoder_convs, vgg_stage)
-from architectures.registry import register_model
+from bench.architectures.registry import register_model
 
 
 class DeepLabLargeFOV(nn.Module):

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from torch import nn
 
-from architectures.common import (BN_INIT, HE_INIT, BasicEncoder, ConvBNReLU, bilinear_init_, crop_like, he_init_,
+from bench.architectures.common import (BN_INIT, HE_INIT, BasicEncoder, ConvBNReLU, bilinear_init_, crop_like, he_init_,
                                   init_vgg_encoder, set_initialisation, upsample_filt, vgg16_fc_as_conv,
                                   vgg_encoder_convs, vgg_stage)
-from architectures.registry import register_model
+from bench.architectures.registry import register_model
 from bench.errors import BenchError
 
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from torch import nn
 
-from architectures.common import (BN_INIT, HE_INIT, BasicEncoder, he_init_, init_vgg_encoder,
+from bench.architectures.common import (BN_INIT, HE_INIT, BasicEncoder, he_init_, init_vgg_encoder,
                                   max_pool_with_indices, max_unpool, set_initialisation, vgg_encoder_convs, vgg_stage)
-from architectures.registry import register_model
+from bench.architectures.registry import register_model
 
 
 class SegNet(nn.Module):

@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import nn
 
-from architectures.common import HE_INIT, he_init_, load_vgg16_convs, set_initialisation, vgg16_state_dict
-from architectures.registry import register_model
+from bench.architectures.common import HE_INIT, he_init_, load_vgg16_convs, set_initialisation, vgg16_state_dict
+from bench.architectures.registry import register_model
 
 
 def _smp_encoder_weights(wrapper, net, encoder_weights):

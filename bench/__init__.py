@@ -32,9 +32,9 @@ _EXPORTS = {
     "render_reports": "bench.report",
     "run_check": "bench.check",
     "profile_model": "bench.profile",
-    "create_model": "architectures",
-    "list_models": "architectures",
-    "get_dataset": "datasets",
+    "create_model": "bench.architectures",
+    "list_models": "bench.architectures",
+    "get_dataset": "bench.datasets",
     "BenchError": "bench.errors",
 }
 __all__ = sorted(_EXPORTS)

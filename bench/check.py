@@ -34,7 +34,7 @@ def load_rules(path: Path = RULES) -> dict:
 
 
 def _paper_names() -> dict:
-    import architectures  # names only; models are not built
+    from bench import architectures  # names only; models are not built
     from bench.crf import POSTPROCESSED
     return {**{n: architectures.model_meta(n)["paper_name"] for n in architectures.list_models()},
             **{n: spec["paper_name"] for n, spec in POSTPROCESSED.items()}}
@@ -107,11 +107,18 @@ def check_bands(rules, full) -> list[dict]:
                     status, detail = "not run", "no published or recorded value"
                 else:
                     status = "pass" if abs(ours - paper) <= tol else "fail"
-                    sign = "<=" if status == "pass" else ">"
-                    detail = (f"ours {ours:.2f} (n={len(full[key])}{_recipe_note(full[key])}) vs paper {paper:.2f}, "
-                              f"|delta| {abs(ours - paper):.2f} {sign} {tol}")
-                out.append({"rule": f"{band['id']}:{key[1]}:{metric}", "status": status, "detail": detail})
+                    short = (f"ours {ours:.2f} vs paper {paper:.2f}: Δ {signed(ours - paper)} "
+                             f"{'within' if status == 'pass' else 'outside'} ±{tol}")
+                    detail = f"{short} (n={len(full[key])}{_recipe_note(full[key])})"
+                out.append({"rule": f"{band['id']}:{key[1]}:{metric}", "status": status, "detail": detail,
+                            **({"short": short + ("" if all(current_recipe(r) for r in full[key])
+                                                  else ", earlier recipe")} if status != "not run" else {})})
     return out
+
+
+def signed(delta: float) -> str:
+    """A difference with its sign, a real minus: +0.43, −0.92."""
+    return f"{'−' if delta < 0 else '+'}{abs(delta):.2f}"
 
 
 def _get(d, dotted):
@@ -155,7 +162,8 @@ def check_comparison(c: dict, full: dict) -> dict:
         ok = all(min(v[m] for m in a) > max(v[m] for m in b) for v in values.values())
     shown = "; ".join(f"{metric} " + ", ".join(f"{m} {v[m]:.2f}" for m in a + b) for metric, v in values.items())
     note = " (earlier recipe)" if not all(current_recipe(r) for recs in recs_of.values() for r in recs) else ""
-    return {"rule": rid, "status": "pass" if ok else "fail", "detail": f"{c['text']}: {shown}{note}"}
+    return {"rule": rid, "status": "pass" if ok else "fail", "detail": f"{c['text']}: {shown}{note}",
+            "short": f"{shown}{note}"}
 
 
 def _profile_values(c: dict, profiles) -> tuple[dict | None, str]:
@@ -188,9 +196,9 @@ def check_claims(rules, full, profiles) -> list[dict]:
                                                                          + f" with {c['metric']}"})
                 continue
             best = min(values, key=lambda m: values[m])
+            shown = f"({measured}) " + ", ".join(f"{m} {v:.1f}" for m, v in values.items())
             out.append({"rule": rid, "status": "pass" if best == c["expect"] else "fail",
-                        "detail": f"{c['text']} ({measured}): "
-                                  + ", ".join(f"{m} {v:.1f}" for m, v in values.items())})
+                        "detail": f"{c['text']} {shown}", "short": shown})
         else:
             raise BenchError(f"{RULES}: unknown claim kind {c['kind']!r} in {rid}")
     return out
@@ -198,9 +206,9 @@ def check_claims(rules, full, profiles) -> list[dict]:
 
 def rescore(path: Path, rec: dict, data_root, results_root: Path) -> dict:
     """Re-scores a record's committed test predictions; pass when they give the recorded metrics."""
-    import datasets
+    from bench import datasets
     from bench.evaluate import score_label_maps
-    from datasets.camvid import read_label_png, resize_label
+    from bench.datasets.camvid import read_label_png, resize_label
     rid = f"rescore:{path.parent.relative_to(results_root)}"
     try:
         ds = datasets.get_dataset(rec["dataset"], data_root)
@@ -268,7 +276,8 @@ def acknowledge(rules, outcomes) -> list[dict]:
     for o in outcomes:
         a = known.pop(o["rule"], None)
         if a and o["status"] == "fail":
-            o = {**o, "status": "differs", "detail": f"{o['detail']} [acknowledged: {a['why']}]"}
+            o = {**o, "status": "differs", "detail": f"{o['detail']} [acknowledged: {a['why']}]",
+                 "short": f"{o.get('short', o['detail'])} [acknowledged in the rules]"}
         elif a:
             o = {**o, "detail": f"{o['detail']} [acknowledged as differing, now {o['status']}: remove the "
                                 "acknowledgement from the rules]"}
@@ -276,3 +285,44 @@ def acknowledge(rules, outcomes) -> list[dict]:
     out += [{"rule": rid, "status": "not run", "detail": f"acknowledged in the rules as differing; no outcome of this "
                                                           "rule in these records"} for rid in known]
     return out
+
+
+def _fit(head: str, detail: str, width: int, max_lines: int = 2) -> list[str]:
+    """``head`` then ``detail`` wrapped to ``width``, continuation lines under the detail; cut after ``max_lines``."""
+    import textwrap
+    parts = textwrap.wrap(detail, max(width - len(head), 30), break_long_words=False, break_on_hyphens=False) or [""]
+    if len(parts) > max_lines:
+        parts = parts[:max_lines]
+        parts[-1] = parts[-1][:max(width - len(head) - 1, 29)] + "…"
+    return [head + parts[0]] + [" " * len(head) + p for p in parts[1:]]
+
+
+def format_check(report: dict, verbose: bool = False, width: int = 120) -> list[str]:
+    """`bench check`'s lines: the verdict counts, then one line per rule judged against the paper (cut at
+    ``width``), the re-scored predictions and superseded records folded into a count each; a failure of any kind
+    is always shown whole. ``verbose`` shows every outcome whole."""
+    outcomes = report["outcomes"]
+    rescored = [o for o in outcomes if o["rule"].startswith("rescore:")]
+    superseded = [o for o in outcomes if o["rule"].startswith("superseded:")]
+    rules = [o for o in outcomes if o not in rescored and o not in superseded]
+    shown = rules + ([o for o in rescored + superseded if verbose or o["status"] == "fail"])
+    col = min(max([len(o["rule"]) for o in shown] + [4]), 48)
+    lines = [f"bench check: {report['passed']} passed, {report['failed']} failed, {report['differs']} differ from "
+             f"the paper (acknowledged), {report['not_run']} not run; {report['records']} training records, "
+             f"{report['profiles']} profiles"]
+    if report["records"] == 0 and report["profiles"] == 0:
+        lines.append("no records: nothing to compare yet; every rule is not run")
+    for o in shown:
+        head = f"{o['status']:<8} {o['rule']:<{col}} "
+        if verbose or o["status"] == "fail":
+            lines.append(head + o["detail"])
+        else:
+            lines += _fit(head, o.get("short", o["detail"]), width)
+    if rescored and not verbose:
+        counts = ", ".join(f"{sum(o['status'] == s for o in rescored)} {s}" for s in ("pass", "fail", "not run")
+                           if any(o["status"] == s for o in rescored))
+        lines.append(f"re-scored predictions of {len(rescored)} records: {counts} (--verbose lists them)")
+    if superseded and not verbose:
+        lines.append(f"superseded: {len(superseded)} run(s) recorded only with an outdated model revision "
+                     "(not run; --verbose lists them)")
+    return lines

@@ -83,7 +83,7 @@ def data_verify(dataset, data_root, no_checksums):
 
     Example: bench data verify camvid --data-root ../shared/datasets
     """
-    import datasets
+    from bench import datasets
     ds = datasets.get_dataset(dataset, data_root)
     summary = ds.verify(checksums=not no_checksums, progress=progress_bar)
     counts = ", ".join(f"{k} {v}" for k, v in summary["images"].items())
@@ -101,8 +101,8 @@ def data_download(dataset, data_root, url, manifest):
 
     Example: bench data download camvid
     """
-    import datasets
-    from datasets.download import download_dataset
+    from bench import datasets
+    from bench.datasets.download import download_dataset
     ds = datasets.get_dataset(dataset, data_root)
     summary = download_dataset(ds, url=url, manifest=manifest, progress=sys.stderr.isatty())
     if summary.get("next"):
@@ -125,7 +125,7 @@ def data_prepare(dataset, data_root, archives):
 
     Example: bench data prepare sunrgbd --archives ~/Downloads
     """
-    import datasets
+    from bench import datasets
     ds = datasets.get_dataset(dataset, data_root)
     if not hasattr(ds, "prepare"):
         raise BenchError(f"{dataset}: nothing to prepare (its download is already in the layout the loader reads)")
@@ -167,7 +167,7 @@ def eval_cmd(data_root, dataset, split, predictions, out, absent, bf_matching, b
     # scoring does no linear algebra: OpenBLAS's idle threads (started with numpy) would only take CPU time
     # from the scoring workers
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    import datasets
+    from bench import datasets
     from bench.evaluate import evaluate_predictions
     if out and Path(out).exists():
         raise BenchError(f"{out}: already exists; nothing was written (choose another --out)")
@@ -192,7 +192,7 @@ def models_cmd(fmt, pattern):
 
     Example: bench models --pattern "segnet*"
     """
-    import architectures
+    from bench import architectures
     from bench.models import describe_model
     rows = [describe_model(n) for n in architectures.list_models(pattern)]
     if not rows:
@@ -492,7 +492,7 @@ def profile_cmd(models, device, dtype, size, runs, warmup, train_batch, infer_ba
 
     Example: bench profile --models segnet,deeplab-largefov --device cuda --dtype fp32
     """
-    import architectures
+    from bench import architectures
     from bench.profile import run_profile
     names = [m.strip() for m in models.split(",") if m.strip()] if models else architectures.list_models()
     path = run_profile(names, device=device, dtype=dtype, size=_size(size), runs=runs, warmup=warmup,
@@ -536,25 +536,19 @@ def report_cmd(results, out, data_root, profile, commit, since, runs):
 @click.option("--data-root", help=DATA_ROOT_HELP)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
               help="a table to read, or JSON for scripts")
+@click.option("--verbose", is_flag=True, help="every outcome in full, each re-scored record and superseded run too")
 @clean_errors
-def check_cmd(results, data_root, fmt):
+def check_cmd(results, data_root, fmt, verbose):
     """Regression gate: recorded results against the published numbers, and predictions re-scored.
 
     Example: bench check --data-root ../shared/datasets
     """
-    from bench.check import run_check
+    from bench.check import format_check, run_check
     report = run_check(results, data_root)
     if fmt == "json":
-        click.echo(json.dumps(report, indent=1))
+        click.echo(json.dumps(report, indent=1, ensure_ascii=False))
     else:
-        if report["records"] == 0 and report["profiles"] == 0:
-            click.echo(f"no records under {results}: nothing to compare yet; every rule is not run")
-        click.echo(f"{'status':<8} {'rule':<60} detail")
-        for o in report["outcomes"]:
-            click.echo(f"{o['status']:<8} {o['rule']:<60} {o['detail']}")
-        click.echo(f"{report['passed']} passed, {report['failed']} failed, {report['differs']} differ from the paper "
-                   f"(acknowledged), {report['not_run']} not run "
-                   f"({report['records']} training records, {report['profiles']} profiles)")
+        click.echo("\n".join(format_check(report, verbose=verbose)))
     if report["failed"]:
         sys.exit(1)
 

@@ -278,7 +278,7 @@ def load_suite(name_or_path: str) -> Suite:
     members = data["members"]
     if not isinstance(members, list) or not members or not all(isinstance(m, str) for m in members):
         raise BenchError(f"{where}: members must be a non-empty list of model names")
-    import architectures
+    from bench import architectures
     from bench.crf import POSTPROCESSED
     for i, m in enumerate(members):
         if m in POSTPROCESSED:
@@ -288,7 +288,7 @@ def load_suite(name_or_path: str) -> Suite:
         elif m not in architectures.list_models():
             raise BenchError(f"{where}: unknown member {m!r}; known models: {', '.join(architectures.list_models())}"
                              f"; post-processed members: {', '.join(POSTPROCESSED)}")
-    import datasets
+    from bench import datasets
     if data["dataset"] not in datasets.list_datasets():
         raise BenchError(f"{where}: unknown dataset {data['dataset']!r}; known: {', '.join(datasets.list_datasets())}")
     variants = tuple(data.get("variants", ()))

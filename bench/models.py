@@ -25,13 +25,13 @@ def count_macs(model: torch.nn.Module, size=(360, 480), batch: int = 1) -> tuple
 @functools.lru_cache(maxsize=None)
 def model_macs(name: str, size=(360, 480), num_classes: int = 11) -> int:
     """MACs of one forward pass of a registered model at ``size`` (built on the meta device; counted once)."""
-    import architectures
+    from bench import architectures
     with torch.device("meta"):
         return count_macs(architectures.create_model(name, num_classes=num_classes), tuple(size))[0]
 
 
 def describe_model(name: str, size=(360, 480), num_classes: int = 11) -> dict:
-    import architectures
+    from bench import architectures
     meta = architectures.model_meta(name)
     with torch.device("meta"):
         model = architectures.create_model(name, num_classes=num_classes)

@@ -83,7 +83,7 @@ def _strings(value, key, where) -> tuple:
 
 def load_plan(path) -> Plan:
     """A plan file, every step checked (suites, members, variants, models, values) before anything runs."""
-    import architectures
+    from bench import architectures
     p = Path(path)
     if not p.suffix == ".toml" and not p.is_file():
         p = PLANS_DIR / f"{path}.toml"
@@ -270,7 +270,7 @@ def run_plan(plan_path, *, profile: str | None = None, max_minutes: float | None
     from bench.crf import POSTPROCESSED
     from bench.runner import (RunOptions, TimeBudgetReached, TrainingDiverged, _recorded, checkpoint_path,
                                resolve_device, train_suite)
-    import datasets
+    from bench import datasets
 
     if max_minutes is not None and not (math.isfinite(max_minutes) and max_minutes > 0):
         raise BenchError(f"--max-minutes {max_minutes}: must be a positive number")

@@ -92,7 +92,7 @@ def _memory_of(fn, device) -> dict:
 def _cpu_step_memory(spec) -> int:
     """In a fresh (spawned) process: build the model and inputs, then run one step; the peak RSS growth."""
     name, kind, batch, size, dtype = spec
-    import architectures
+    from bench import architectures
     torch.manual_seed(0)
     model = architectures.create_model(name)
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16")
@@ -139,8 +139,8 @@ def model_size_on_disk(model) -> int:
 
 def decoder_kept_from_first_encoder(model, x) -> dict | None:
     """Bytes the decoder keeps from the first encoder (the 1/2-resolution level) for the Table 1 variants."""
-    from architectures.fcn import FCNBasic
-    from architectures.segnet import SegNetBasic
+    from bench.architectures.fcn import FCNBasic
+    from bench.architectures.segnet import SegNetBasic
     if not isinstance(model, (SegNetBasic, FCNBasic)):
         return None
     with torch.no_grad():
@@ -162,7 +162,7 @@ def decoder_kept_from_first_encoder(model, x) -> dict | None:
 
 def profile_model(name: str, device, dtype: str = "fp32", size=(360, 480), runs: int = 10, warmup: int = 3,
                   train_batch: int = 4, infer_batch: int = 1) -> dict:
-    import architectures
+    from bench import architectures
     model = architectures.create_model(name).to(device)
     params = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -255,7 +255,7 @@ def run_profile(models, device: str | None = None, dtype: str = "fp32", size=(36
     """Profiles each model and writes `<results>/profile/<run-id>/profile.json`; returns that file. ``log``
     gets a line per model with its times, memory and size; ``progress`` (a tqdm-like factory, e.g.
     `bench.progress.progress_bar`) shows how many models are done."""
-    import architectures
+    from bench import architectures
     for m in models:
         if m not in architectures.list_models():
             raise BenchError(f"unknown model {m!r}; known models: {', '.join(architectures.list_models())}")

@@ -253,7 +253,7 @@ def load_records(results: Path) -> tuple[list[tuple[Path, dict]], list[str]]:
 
 
 def model_revision_of(rec: dict) -> int:
-    """The revision of its model's definition a record was made with (`architectures.register_model`); records
+    """The revision of its model's definition a record was made with (`bench.architectures.register_model`); records
     made before revisions were recorded were made with revision 1."""
     return int((rec.get("model") or {}).get("revision") or 1)
 
@@ -261,7 +261,7 @@ def model_revision_of(rec: dict) -> int:
 def outdated_model(rec: dict) -> str | None:
     """Why a record's model is not the current definition (its revision is older than the registry's), or None.
     Reports and `bench check` never use such a record for a current row."""
-    import architectures
+    from bench import architectures
     name = (rec.get("model") or {}).get("name") or rec.get("member")
     if name not in architectures.list_models():
         return None

@@ -33,7 +33,7 @@ NOT_LIKE_FOR_LIKE_T3 = ("not like for like: the paper trained on 3,433 road imag
 
 
 def _paper_names() -> dict:
-    import architectures
+    from bench import architectures
     from bench.crf import POSTPROCESSED
     return {**{n: architectures.model_meta(n)["paper_name"] for n in architectures.list_models()},
             **{n: spec["paper_name"] for n, spec in POSTPROCESSED.items()}}
@@ -521,11 +521,11 @@ OLDER_REVISION = "‡"
 def _older_revision_mark(row: dict, model: str, notes: list) -> str:
     """" ‡" where a profile row was measured on an older revision of its model than the registry's (the note added
     once): its costs are shown, marked, until the model is profiled again."""
-    import architectures
+    from bench import architectures
     if row.get("revision", 1) >= architectures.model_revision(model):
         return ""
     note = (f"{OLDER_REVISION} profiled at an older revision of the model (the layers or initialisation changed "
-            "since: `architectures.model_meta(name)['revisions']`); run `bench profile` again for its current costs.")
+            "since: `bench.architectures.model_meta(name)['revisions']`); run `bench profile` again for its current costs.")
     if note not in notes:
         notes.append(note)
     return f" {OLDER_REVISION}"
@@ -533,7 +533,7 @@ def _older_revision_mark(row: dict, model: str, notes: list) -> str:
 
 def table1_costs(profiles) -> Table | None:
     """Table 1's cost columns: parameters, storage multiplier and inference time, ours beside the paper's."""
-    import architectures  # the registry's meta only; no model is built
+    from bench import architectures  # the registry's meta only; no model is built
     latest = latest_profile_rows(profiles)
     names = _paper_names()
     order = [r["variant"] for r in read_rows("table1")]
@@ -582,7 +582,7 @@ VARIANT_LINES = {None: "-", "median-frequency": "-", "natural-frequency": "--"}
 
 def model_style(member: str) -> dict:
     """One colour and marker per registered model, the same in every figure of every report."""
-    import architectures
+    from bench import architectures
     import matplotlib
     names = architectures.list_models()
     i = names.index(member) if member in names else len(names) + sum(map(ord, member)) % 7
@@ -793,7 +793,7 @@ def figure_qualitative(recs_by_key, records_paths, dataset, n_images=4, problems
     of the class colours. An unreadable prediction PNG is drawn blank and named in ``problems``."""
     from matplotlib.patches import Patch
 
-    from datasets.camvid import read_label_png, resize_image, resize_label
+    from bench.datasets.camvid import read_label_png, resize_image, resize_label
     import matplotlib.pyplot as plt
     keys = sorted(recs_by_key, key=lambda k: (k[1], k[2] or ""))
     first = records_paths[keys[0]][0]
@@ -912,7 +912,7 @@ def render_suite(suite, recs, paths, profiles, out_dir: Path, data_root=None, sk
                  superseded: list | None = None, selection: str = "", link_base: Path | None = None) -> Path:
     """One suite's report into ``out_dir``; table rows link their records relative to ``link_base`` (where the
     report will finally live; default ``out_dir``)."""
-    import datasets
+    from bench import datasets
     from bench.records import outdated_model, standing
     out_dir.mkdir(parents=True, exist_ok=True)
     outdated = [(p, r) for p, r in zip(paths, recs) if standing(r) == "outdated-model"]
@@ -1106,10 +1106,13 @@ def render_reports(results="results", out="reports", data_root=None, problems: l
     if not results.is_dir():
         raise BenchError(f"{results}: results folder not found")
     training, skipped = load_records(results)
-    training = select_records(training, profile, commit, since, runs)
-    training, superseded = latest_per_seed(training)
+    selected = select_records(training, profile, commit, since, runs)
     selection = ", ".join(f"--{k} {v}" for k, v in (("profile", profile), ("commit", commit), ("since", since),
                                                      ("runs", runs)) if v)
+    if selection and training and not selected:  # a typo in a filter must not render an empty report silently
+        raise BenchError(f"{results}: none of its {len(training)} training records match {selection}; nothing "
+                         f"rendered, {out} left as it was (`bench runs` lists the records)")
+    training, superseded = latest_per_seed(selected)
     profiles, bad_profiles = load_profiles(results)
     skipped += bad_profiles
     profiles.sort(key=lambda r: (r["settings"]["device"].startswith("cuda"), r.get("finished_at", "")))

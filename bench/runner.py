@@ -47,7 +47,7 @@ from bench.evaluate import score_label_maps
 from bench.metrics import confusion_matrix, segmentation_scores
 from bench.records import SCHEMA_VERSION, RunFolder, RunRecord, new_run_id, now_iso, outdated_model, provenance
 from bench.safety import NoSpace, RunLock, StopRequests, check_writable, save_atomic, write_error, write_text_atomic
-from datasets.camvid import resize_image, resize_label
+from bench.datasets.camvid import resize_image, resize_label
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -552,7 +552,7 @@ def train_mode(model, recipe: Recipe):
 def build_model(member: str, recipe: Recipe, dataset, device, encoder_weights_override, log):
     """The registered model with the recipe's initialisation, on the device; warns where its fc layers were
     initialised although the online recipe would take them from ImageNet."""
-    import architectures
+    from bench import architectures
     weights, weights_sha = resolve_encoder_weights(recipe, encoder_weights_override)
     model_kwargs = {"dropout": recipe.dropout} if "dropout" in _builder_args(member) else {}
     model = architectures.create_model(member, num_classes=dataset.num_classes, encoder_weights=weights, **model_kwargs)
@@ -883,7 +883,7 @@ def _select_score_and_record(suite, member, recipe, *, profile, seed, variant, d
                              world, started, frozen: dict | None = None, reason: str = "schedule",
                              overrides: dict | None = None) -> Path:
     """The selected point's test predictions and scores, written as one record folder (renamed into place)."""
-    import architectures
+    from bench import architectures
     train, test = data["train"], data["test"]
     best = state["best"]
     model.load_state_dict(best["model"])
@@ -983,7 +983,7 @@ def _train_labels(dataset, recipe, train: SplitData):
 
 def _builder_args(member: str):
     import inspect
-    import architectures.registry as reg
+    import bench.architectures.registry as reg
     return inspect.signature(reg._MODELS[member]).parameters
 
 
@@ -1064,7 +1064,7 @@ def _selected_model_of(suite: Suite, member: str, base: str, base_recipe: Recipe
                        dataset, results, checkpoints, device):
     """The latest record of ``base`` for this profile, seed and variant, and its model with the selected weights
     kept for post-processing; one line naming the `bench run` to do first where either is missing."""
-    import architectures
+    from bench import architectures
     tag = f"profile {profile}, seed {seed}" + (f", variant {variant}" if variant else "")
     command = (f"bench run --suite {suite.name} --members {base} --profile {profile} --seeds {seed}"
                + (f" --variants {variant}" if variant else ""))
@@ -1152,7 +1152,7 @@ def train_suite(suite_name: str, *, profile: str | None = None, seeds=(0,), memb
     writing a checkpoint (TimeBudgetReached); with resume=True the same call continues, and members already
     recorded are skipped.
     """
-    import datasets
+    from bench import datasets
     if max_minutes is not None and not (math.isfinite(max_minutes) and max_minutes > 0):
         raise BenchError(f"--max-minutes {max_minutes}: must be a positive number")
     if max_minutes:

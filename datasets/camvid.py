@@ -23,7 +23,7 @@ from bench.cache import load_label_map, save_label_map
 from bench.errors import BenchError
 from bench.png import decode_label_png
 from bench.published import authors_class_weights
-from datasets.registry import register_dataset
+from bench.datasets.registry import folder_not_found, register_dataset
 
 _GROUND_TRUTH_LOCK = threading.Lock()
 _GROUND_TRUTH_CACHE: dict = {}  # (path, mtime, size, shape, void) -> decoded label map, oldest first
@@ -181,8 +181,8 @@ class CamVid:
             raise BenchError(f"unknown split {split!r} of camvid; known splits: {', '.join(self.splits)}")
         path = self.root / f"{split}.txt"
         if not self.root.is_dir():
-            raise BenchError(f"{self.root}: CamVid folder not found under the data root {self.data_root} "
-                             "(set --data-root or BENCH_DATA_ROOT, or run `bench data download camvid`)")
+            raise folder_not_found("CamVid", self.root, self.data_root,
+                                   "set --data-root or BENCH_DATA_ROOT, or run `bench data download camvid`")
         if not path.is_file():
             raise BenchError(f"{path}: list file of split {split!r} is missing")
         return path

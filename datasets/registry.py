@@ -38,3 +38,13 @@ def get_dataset(name: str, data_root: str | os.PathLike | None = None):
     if name not in _DATASETS:
         raise BenchError(f"unknown dataset {name!r}; known datasets: {', '.join(list_datasets())}")
     return _DATASETS[name](resolve_data_root(data_root))
+
+
+def folder_not_found(what: str, root: Path, data_root: Path, how: str) -> BenchError:
+    """The error for a dataset folder missing under the data root; where the data root given is that folder
+    itself (``.../CamVid``), it names the parent to give instead."""
+    hint = ""
+    if Path(data_root).name == Path(root).name:
+        hint = (f"; the data root is the folder that holds {Path(root).name}/: did you mean "
+                f"--data-root {Path(data_root).parent}?")
+    return BenchError(f"{root}: {what} folder not found under the data root {data_root}{hint} ({how})")

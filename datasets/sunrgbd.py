@@ -53,10 +53,10 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from bench.errors import BenchError
-from datasets.camvid import (check_manifest, median_frequency_weights, read_label_png, read_manifest,
+from bench.datasets.camvid import (check_manifest, median_frequency_weights, read_label_png, read_manifest,
                              sha256_file)
-from datasets.registry import register_dataset
-from datasets.voc import carve_val, voc_palette
+from bench.datasets.registry import folder_not_found, register_dataset
+from bench.datasets.voc import carve_val, voc_palette
 
 # Metadata/seg37list.mat, in the toolbox's order and spelling (official labels 1..37 = our indices 0..36).
 CLASS_NAMES = ("wall", "floor", "cabinet", "bed", "chair", "sofa", "table", "door", "window", "bookshelf", "picture",
@@ -125,9 +125,9 @@ class SUNRGBD:
         if split not in self.splits:
             raise BenchError(f"unknown split {split!r} of sunrgbd; known splits: {', '.join(self.splits)}")
         if not self.root.is_dir():
-            raise BenchError(f"{self.root}: SUN RGB-D folder not found under the data root {self.data_root} (set "
-                             "--data-root or BENCH_DATA_ROOT, or run `bench data download sunrgbd` then `bench data "
-                             "prepare sunrgbd`)")
+            raise folder_not_found("SUN RGB-D", self.root, self.data_root,
+                                   "set --data-root or BENCH_DATA_ROOT, or run `bench data download sunrgbd` then "
+                                   "`bench data prepare sunrgbd`")
         path = self.root / ("test.txt" if split == "test" else "train.txt")
         if not path.is_file():
             raise BenchError(f"{path}: list file of split {split!r} is missing")
@@ -206,7 +206,7 @@ class SUNRGBD:
     def download(self, progress: bool = True) -> dict:
         """The two official archives into `<data root>/SUNRGBD-archives/` (each fetched to a temporary name and
         moved into place whole; the toolbox checked against its published MD5)."""
-        from datasets.download import _fetch
+        from bench.datasets.download import _fetch
         self.archives.mkdir(parents=True, exist_ok=True)
         fetched = []
         for name in ARCHIVES:

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from bench.errors import BenchError
-from datasets.registry import register_dataset
+from bench.datasets.registry import folder_not_found, register_dataset
 
 CLASS_NAMES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
                "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
@@ -82,8 +82,8 @@ class VOC2012:
         if split not in self.splits:
             raise BenchError(f"unknown split {split!r} of voc2012; known splits: {', '.join(self.splits)}")
         if not self.root.is_dir():
-            raise BenchError(f"{self.root}: VOC 2012 folder not found under the data root {self.data_root} "
-                             "(set --data-root or BENCH_DATA_ROOT, or run `bench data download voc2012`)")
+            raise folder_not_found("VOC 2012", self.root, self.data_root,
+                                   "set --data-root or BENCH_DATA_ROOT, or run `bench data download voc2012`")
         path = self.root / "ImageSets" / "Segmentation" / ("val.txt" if split == "test" else "train.txt")
         if not path.is_file():
             raise BenchError(f"{path}: list file of split {split!r} is missing")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from datasets.synthetic import make_synthetic_camvid
+from bench.datasets.synthetic import make_synthetic_camvid
 
 make_fake_camvid = make_synthetic_camvid
 
@@ -49,7 +49,7 @@ def camvid_root() -> Path:
 
 @pytest.fixture(scope="session")
 def camvid_test_labels(camvid_root):
-    import datasets
+    from bench import datasets
     ds = datasets.get_dataset("camvid", camvid_root)
     samples, labels = ds.read_labels("test")
     return ds, samples, labels

@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import architectures
-from architectures.common import bilinear_init_, max_pool_with_indices, max_unpool, upsample_filt
+from bench import architectures
+from bench.architectures.common import bilinear_init_, max_pool_with_indices, max_unpool, upsample_filt
 from bench.errors import BenchError
 from bench.models import count_macs
 from bench.published import number, read_rows
@@ -216,7 +216,7 @@ FCN_BASIC_FAMILY = ["bilinear-interpolation", "fcn-basic", "fcn-basic-no-additio
 
 @pytest.mark.parametrize("name", FCN_BASIC_FAMILY)
 def test_fcn_basic_revision_2_adds_exactly_its_decoder_batch_norms_to_the_reference_build(name):
-    from architectures.fcn import FCNBasic
+    from bench.architectures.fcn import FCNBasic
     meta = architectures.model_meta(name)
     assert meta["revision"] == 2 and "batch norm" in meta["revisions"][2]
     model = architectures.create_model(name)
@@ -244,7 +244,7 @@ def test_bilinear_interpolation_keeps_its_upsampling_a_fixed_interpolation():
 
 
 def test_he_init_uses_caffes_msra_fan_for_deconvolutions():
-    from architectures.common import he_init_, msra_fan
+    from bench.architectures.common import he_init_, msra_fan
     deconv = torch.nn.ConvTranspose2d(1024, 512, 7)  # DeconvNet's fc6-deconv
     conv = torch.nn.Conv2d(64, 128, 3)
     assert msra_fan(deconv) == 512 * 7 * 7 and msra_fan(conv) == 64 * 3 * 3  # Caffe: count / num (blob axis 0)

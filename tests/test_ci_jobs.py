@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-import architectures
+from bench import architectures
 from bench.cli import main
 from tests.conftest import vgg16_weights_file
 

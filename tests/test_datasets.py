@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import datasets
+from bench import datasets
 from bench.errors import BenchError
-from datasets.camvid import AUTHORS_PROTOTXT_WEIGHTS, median_frequency_weights
-from datasets.download import download_dataset
+from bench.datasets.camvid import AUTHORS_PROTOTXT_WEIGHTS, median_frequency_weights
+from bench.datasets.download import download_dataset
 
 
 def test_list_paths_resolve_relative_to_data_root(fake_root):
@@ -187,7 +187,7 @@ def test_label_stack_is_mapped_from_the_cache_and_follows_the_files(fake_root, t
 
     from PIL import Image
 
-    import datasets.camvid as camvid
+    import bench.datasets.camvid as camvid
     from bench.evaluate import evaluate_predictions
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
     ds = datasets.get_dataset("camvid", fake_root)
@@ -232,7 +232,7 @@ def test_label_stack_is_mapped_from_the_cache_and_follows_the_files(fake_root, t
 def test_ground_truth_disk_cache_skips_decoding_and_survives_a_bad_entry(fake_root, tmp_path, monkeypatch):
     """A new process (the in-process cache cleared) reads the checked map from the disk cache without
     decoding the PNG; a corrupt or out-of-range cache entry is decoded afresh and replaced."""
-    import datasets.camvid as camvid
+    import bench.datasets.camvid as camvid
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
     ds = datasets.get_dataset("camvid", fake_root)
     s = ds.samples("test")[0]

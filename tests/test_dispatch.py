@@ -25,7 +25,7 @@ TINY_SET = [f"--set={k}={json.dumps(v).replace(' ', '')}" for k, v in TINY.items
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    from datasets.synthetic import make_synthetic_camvid
+    from bench.datasets.synthetic import make_synthetic_camvid
     return make_synthetic_camvid(tmp_path_factory.mktemp("dispatch") / "data")
 
 

@@ -7,9 +7,9 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-import datasets
+from bench import datasets
 from bench.cli import main
-from datasets.synthetic import make_synthetic_camvid
+from bench.datasets.synthetic import make_synthetic_camvid
 
 
 def _predictions_from_gt(root, dest):
@@ -171,7 +171,7 @@ def test_images_of_different_sizes_are_each_scored_at_their_own_size(fake_root, 
 
     from bench.errors import BenchError
     from bench.evaluate import evaluate_predictions, score_label_maps
-    from datasets.camvid import CamVid
+    from bench.datasets.camvid import CamVid
 
     class AnySize(CamVid):
         image_size = None

@@ -202,7 +202,7 @@ def test_training_steps_do_not_read_from_the_device(fake_root, tmp_path, monkeyp
 
 def test_fused_sgd_equals_the_unfused_one():
     torch.manual_seed(0)
-    import architectures
+    from bench import architectures
     from bench.config import load_suite
     from bench.runner import param_groups
     recipe = load_suite("camvid-decoder-variants").resolve("full", "median-frequency")

@@ -14,7 +14,7 @@ from PIL import Image
 from bench import native
 from bench.errors import BenchError
 from bench.png import decode_label_png
-from datasets.camvid import read_label_png
+from bench.datasets.camvid import read_label_png
 
 needs_native = pytest.mark.skipif(native.load() is None, reason=f"no C code here: {native.unavailable_reason()}")
 

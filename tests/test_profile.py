@@ -5,7 +5,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import architectures
+from bench import architectures
 from bench.cli import main
 from bench.profile import decoder_kept_from_first_encoder, summarise
 
@@ -95,7 +95,7 @@ def test_caffe_style_count_keeps_every_layer_output_and_only_the_indices_a_layer
 
 
 def test_caffe_style_count_of_segnet_and_deeplab_and_is_the_same_wherever_the_model_was_built():
-    import architectures
+    from bench import architectures
     from bench.caffe_memory import caffe_style_memory
     with torch.device("meta"):
         segnet = caffe_style_memory(architectures.create_model("segnet"), (360, 480))

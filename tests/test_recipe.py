@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
 
-import architectures
-from architectures.deeplab_largefov import coarse_cell_positions, labels_at_coarse_cells, upsample_logits
+from bench import architectures
+from bench.architectures.deeplab_largefov import coarse_cell_positions, labels_at_coarse_cells, upsample_logits
 from bench.cli import main
 from bench.config import load_suite
 from bench.runner import ShuffledStream, epoch_order, labels_for_logits, param_groups, train_suite

@@ -2,6 +2,7 @@
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -300,7 +301,7 @@ def test_table1_puts_ours_paper_and_delta_in_columns_marks_the_band_and_the_best
 
 
 def test_every_model_keeps_one_colour_and_marker_in_every_figure():
-    import architectures
+    from bench import architectures
     from bench.report import model_style
     styles = {m: model_style(m) for m in architectures.list_models()}
     assert len({tuple(s["color"]) for s in styles.values()}) == len(styles)  # distinct colours
@@ -420,3 +421,49 @@ def test_table3_claims_are_judged_only_on_runs_stopped_by_the_papers_rule():
     out = {o["rule"]: o for o in check_claims(rules, full(converged=False), profiles=[])}
     assert out["segnet-bf-above-fcn"]["status"] == "not run"
     assert out["segnet-bf-above-fcn"]["detail"].startswith("not converged: segnet: stopped at the cap")
+
+
+def test_check_prints_the_verdicts_first_folds_rescores_and_shows_failures_whole():
+    from bench.check import format_check
+    long_path = "results/camvid-controlled/segnet/" + "x" * 150 + "/run.json"
+    outcomes = [{"rule": "table1:segnet-basic:mIoU", "status": "fail", "detail": "ours 55.00 vs paper 47.70: "
+                 "Δ +7.30 outside ±5.0 (n=1)", "short": "ours 55.00 vs paper 47.70: Δ +7.30 outside ±5.0"},
+                {"rule": "claim", "status": "pass", "detail": "a long claim " * 30, "short": "values " * 40},
+                {"rule": "record", "status": "fail", "detail": f"{long_path}: run record lacks test"}]
+    outcomes += [{"rule": f"rescore:r{i}", "status": "pass", "detail": "2 predictions re-scored"} for i in range(5)]
+    outcomes += [{"rule": "rescore:bad", "status": "fail", "detail": "G 80.00->79.00"},
+                 {"rule": "superseded:s:m", "status": "not run", "detail": "outdated model"}]
+    report = {"outcomes": outcomes, "passed": 6, "failed": 3, "differs": 0, "not_run": 1, "records": 6, "profiles": 0}
+    lines = format_check(report)
+    assert lines[0].startswith("bench check: 6 passed, 3 failed, 0 differ")
+    assert "Δ +7.30 outside ±5.0" in lines[1] and "<=" not in "\n".join(lines)
+    assert any(line.startswith("fail") and long_path in line for line in lines)  # a failure is never cut
+    assert any(line.startswith("fail") and "rescore:bad" in line for line in lines)
+    assert not any("rescore:r1" in line for line in lines)
+    assert "re-scored predictions of 6 records: 5 pass, 1 fail (--verbose lists them)" in lines
+    assert all(len(line) <= 120 for line in lines if long_path not in line)
+    claim = [line for line in lines if "values" in line]
+    assert len(claim) == 2 and claim[1].endswith("…")  # wrapped under its column, cut after two lines
+    verbose = format_check(report, verbose=True)
+    assert any("rescore:r1" in line for line in verbose) and any("a long claim" in line for line in verbose)
+
+
+@pytest.mark.camvid
+def test_readmes_bench_check_sample_is_its_output_on_the_committed_records(camvid_root):
+    repo = Path(__file__).resolve().parents[1]
+    text = (repo / "README.md").read_text()
+    block = text.split("<!-- bench check sample: bench check --data-root ../shared/datasets -->\n```\n")[1]
+    block = block.split("```\n<!-- end bench check sample -->")[0]
+    r = CliRunner().invoke(main, ["check", "--results", str(repo / "results"), "--data-root", str(camvid_root)])
+    assert r.exit_code == 0, r.output
+    assert r.output == block  # regenerate with the command in the marker when this fails
+
+
+def test_report_with_a_filter_that_matches_nothing_says_so_and_leaves_the_reports(made_records, tmp_path):
+    _, results = made_records
+    out = tmp_path / "reports"
+    out.mkdir()
+    (out / "README.md").write_text("the previous report")
+    r = CliRunner().invoke(main, ["report", "--results", str(results), "--out", str(out), "--commit", "deadbeef"])
+    assert r.exit_code == 2 and "match --commit deadbeef; nothing rendered" in r.output, r.output
+    assert "Traceback" not in r.output and (out / "README.md").read_text() == "the previous report"

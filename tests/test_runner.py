@@ -104,8 +104,11 @@ def test_bad_suite_file_and_missing_dataset(tmp_path, fake_root):
     assert r.exit_code == 2 and "not valid TOML" in r.output
     r = CliRunner().invoke(main, ["run", "--suite", "camvid-controlled", "--profile", "smoke",
                                   "--data-root", str(tmp_path / "empty"), "--results", str(tmp_path / "res")])
-    assert r.exit_code == 2 and "CamVid folder not found" in r.output
+    assert r.exit_code == 2 and "CamVid folder not found" in r.output and "did you mean" not in r.output
     assert not (tmp_path / "res").exists()
+    r = CliRunner().invoke(main, ["run", "--suite", "camvid-controlled", "--profile", "smoke",  # the folder itself
+                                  "--data-root", str(fake_root / "CamVid"), "--results", str(tmp_path / "res")])
+    assert r.exit_code == 2 and f"did you mean --data-root {fake_root}?" in r.output, r.output
 
 
 def test_every_shipped_suite_resolves_both_profiles():

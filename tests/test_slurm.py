@@ -15,7 +15,6 @@ from click.testing import CliRunner
 from bench.cli import main
 from bench.dispatch import JobSettings, RunSpec, dispatch, job_rows
 from bench.runner import train_suite
-from tests.conftest import real_data_root
 from tests.test_dispatch import records_content
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -37,17 +36,12 @@ def _cluster_up() -> bool:
 
 
 @pytest.fixture(scope="module")
-def root():
+def root(camvid_root):
     if not _cluster_up():
         if os.environ.get("CI"):
             pytest.fail("CI: no Slurm cluster is up (.ci/run starts one: bash tests/slurm/cluster start)")
         pytest.skip("no Slurm cluster here: bash tests/slurm/cluster start")
-    data = real_data_root()
-    if data is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI: the real CamVid is missing under ../shared/datasets")
-        pytest.skip("no real CamVid here (BENCH_DATA_ROOT)")
-    return data
+    return camvid_root
 
 
 @pytest.fixture(autouse=True)

@@ -13,10 +13,10 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-import datasets
+from bench import datasets
 from bench.cli import main
 from bench.errors import BenchError
-from datasets.sunrgbd import CLASS_NAMES, SUNRGBD, prepare_sunrgbd
+from bench.datasets.sunrgbd import CLASS_NAMES, SUNRGBD, prepare_sunrgbd
 
 SENSORS = [("kv1/NYUdata", "NYU{:04d}", (427, 561)), ("kv2/kinect2data", "{:06d}_2014-06-22_rgbf000034-resize",
                                                         (530, 730)),
@@ -144,7 +144,7 @@ def test_class_weights(sun_root):
     mf = ds.class_weights("median-frequency", labels)
     assert mf.shape == (37,) and np.median(mf[mf > 0]) == pytest.approx(1.0, abs=0.5)
     # images of different sizes: freq(c) counts the pixels of the images holding c, each at its own size
-    from datasets.camvid import median_frequency_weights
+    from bench.datasets.camvid import median_frequency_weights
     a, b = np.zeros((2, 4), np.uint8), np.ones((4, 4), np.uint8)
     w2 = median_frequency_weights([a, b], 2, void_label=2)
     assert w2.tolist() == [1.0, 1.0]  # each class fills every image it is in

@@ -5,10 +5,10 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-import datasets
+from bench import datasets
 from bench.cli import main
 from bench.errors import BenchError
-from datasets.voc import VOC2012, voc_palette
+from bench.datasets.voc import VOC2012, voc_palette
 
 
 def make_fake_voc(root, n_train=20, n_val=4, seed=0):

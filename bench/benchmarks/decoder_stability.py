@@ -3,7 +3,7 @@ He initialisation, raw RGB into LRN, the authors' median-frequency weights)? Not
 
 FCN-Basic revision 1 (a linear decoder whose 1x1 reductions read raw ReLU+pooled maps, architectures.md A4/A10)
 diverged at lr 0.1 on the GPU and the CPU; revision 2 puts batch norm after the reductions (after the deconvolutions
-in the NoDimReduction variants; `architectures.fcn.FCNBasic`). For each variant and revision this trains the
+in the NoDimReduction variants; `bench.architectures.fcn.FCNBasic`). For each variant and revision this trains the
 runner's own step (`bench.runner.make_train_step`: the loss, parameter groups and SGD of `bench run`) on the real
 CamVid training images for ``--updates`` updates at ``--size`` and prints the loss trajectory, the first
 non-finite loss if any, and a summary line. Both revisions see the same initial encoder and the same batches.
@@ -31,8 +31,8 @@ FCN_BASIC_ARGS = {"bilinear-interpolation": {"addition": False, "learnt_upsampli
 
 def build(member: str, revision: int, num_classes: int):
     """The registered model (the current revision), or FCN-Basic revision 1 (no decoder batch norm)."""
-    import architectures
-    from architectures.fcn import FCNBasic
+    from bench import architectures
+    from bench.architectures.fcn import FCNBasic
     if revision == architectures.model_revision(member):
         return architectures.create_model(member, num_classes=num_classes)
     if member not in FCN_BASIC or revision != 1:
@@ -72,8 +72,8 @@ def _rounded(v):
 
 
 def main(argv=None):
-    import architectures
-    import datasets
+    from bench import architectures
+    from bench import datasets
     from bench.config import load_suite
     from bench.records import provenance
     from bench.runner import load_split

@@ -86,7 +86,7 @@ def split_one_process(ds, samples, folder: Path) -> dict:
     from bench.evaluate import read_prediction
     from bench.metrics import confusion_matrix
 
-    import datasets.camvid as camvid
+    import bench.datasets.camvid as camvid
     camvid._GROUND_TRUTH_CACHE.clear()  # as in a fresh `bench eval` process (the disk cache stays)
     t0 = time.perf_counter()
     preds = [read_prediction(ds, folder / s.name) for s in samples]
@@ -107,7 +107,7 @@ def split_one_process(ds, samples, folder: Path) -> dict:
 
 
 def main(argv=None):
-    import datasets
+    from bench import datasets
     from bench.matching import backend
     from bench.records import machine_info
 

@@ -21,7 +21,7 @@ import torch
 
 
 def bare_loop(steps: int, batch: int, size) -> float:
-    import architectures
+    from bench import architectures
     from bench.config import load_suite
     from bench.runner import param_groups, seg_loss
     torch.manual_seed(0)
@@ -47,7 +47,7 @@ def bare_loop(steps: int, batch: int, size) -> float:
 
 def runner_loop(steps: int, batch: int, size) -> float:
     from bench.runner import train_suite
-    from datasets.synthetic import make_synthetic_camvid
+    from bench.datasets.synthetic import make_synthetic_camvid
     with tempfile.TemporaryDirectory() as tmp:
         root = make_synthetic_camvid(Path(tmp) / "data", splits={"train": 16, "val": 2, "test": 2})
         (folder,) = train_suite("camvid-decoder-variants", profile="full", members=["segnet-basic"],

@@ -70,7 +70,7 @@ def _fp32_name(device) -> str:
 
 
 def measure(name, device, mode, batch, steps, warmup, size, compile_model=False):
-    import architectures
+    from bench import architectures
     from bench.config import Recipe
     from bench.models import model_macs
     from bench.runner import make_optimizer, make_train_step, normalise, param_groups, seg_loss, labels_for_logits
