@@ -9,7 +9,7 @@ def test_every_exported_name_resolves_to_the_function_it_names():
     for name in bench.__all__:
         obj = getattr(bench, name)
         assert getattr(obj, "__name__", name) == name, name
-    assert bench.score_label_maps.__module__ == "bench.evaluate" and bench.create_model.__module__.startswith("architectures")
+    assert bench.score_label_maps.__module__ == "bench.evaluate" and bench.create_model.__module__.startswith("bench.architectures")
 
 
 def test_import_bench_does_not_load_torch():
