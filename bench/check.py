@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import textwrap
 from collections import defaultdict
 from pathlib import Path
 
@@ -103,16 +104,16 @@ def check_bands(rules, full) -> list[dict]:
                 paper = number(row[column])
                 ours = _mean(full[key], metric, band.get("split", "test"))
                 tol = band["tolerance"][metric]
+                rule = f"{band['id']}:{key[1]}:{metric}"
                 if paper is None or ours is None:
-                    status, detail = "not run", "no published or recorded value"
-                else:
-                    status = "pass" if abs(ours - paper) <= tol else "fail"
-                    short = (f"ours {ours:.2f} vs paper {paper:.2f}: Δ {signed(ours - paper)} "
-                             f"{'within' if status == 'pass' else 'outside'} ±{tol}")
-                    detail = f"{short} (n={len(full[key])}{_recipe_note(full[key])})"
-                out.append({"rule": f"{band['id']}:{key[1]}:{metric}", "status": status, "detail": detail,
-                            **({"short": short + ("" if all(current_recipe(r) for r in full[key])
-                                                  else ", earlier recipe")} if status != "not run" else {})})
+                    out.append({"rule": rule, "status": "not run", "detail": "no published or recorded value"})
+                    continue
+                status = "pass" if abs(ours - paper) <= tol else "fail"
+                short = (f"ours {ours:.2f} vs paper {paper:.2f}: Δ {signed(ours - paper)} "
+                         f"{'within' if status == 'pass' else 'outside'} ±{tol}")
+                earlier = "" if all(current_recipe(r) for r in full[key]) else ", earlier recipe"
+                out.append({"rule": rule, "status": status, "short": short + earlier,
+                            "detail": f"{short} (n={len(full[key])}{_recipe_note(full[key])})"})
     return out
 
 
@@ -289,7 +290,6 @@ def acknowledge(rules, outcomes) -> list[dict]:
 
 def _fit(head: str, detail: str, width: int, max_lines: int = 2) -> list[str]:
     """``head`` then ``detail`` wrapped to ``width``, continuation lines under the detail; cut after ``max_lines``."""
-    import textwrap
     parts = textwrap.wrap(detail, max(width - len(head), 30), break_long_words=False, break_on_hyphens=False) or [""]
     if len(parts) > max_lines:
         parts = parts[:max_lines]
@@ -301,10 +301,11 @@ def format_check(report: dict, verbose: bool = False, width: int = 120) -> list[
     """`bench check`'s lines: the verdict counts, then one line per rule judged against the paper (cut at
     ``width``), the re-scored predictions and superseded records folded into a count each; a failure of any kind
     is always shown whole. ``verbose`` shows every outcome whole."""
-    outcomes = report["outcomes"]
-    rescored = [o for o in outcomes if o["rule"].startswith("rescore:")]
-    superseded = [o for o in outcomes if o["rule"].startswith("superseded:")]
-    rules = [o for o in outcomes if o not in rescored and o not in superseded]
+    rules, folded = [], {"rescore": [], "superseded": []}
+    for o in report["outcomes"]:
+        prefix = o["rule"].split(":", 1)[0]
+        (folded[prefix] if prefix in folded else rules).append(o)
+    rescored, superseded = folded["rescore"], folded["superseded"]
     shown = rules + ([o for o in rescored + superseded if verbose or o["status"] == "fail"])
     col = min(max([len(o["rule"]) for o in shown] + [4]), 48)
     lines = [f"bench check: {report['passed']} passed, {report['failed']} failed, {report['differs']} differ from "
