@@ -1,13 +1,13 @@
-"""The paper's architectures, one file per family, behind one registry.
+"""The paper's architectures, one file per family, behind one registry (`registry.py`) and one catalogue of what
+each model is (`models.toml`).
 
     from bench.architectures import create_model, list_models
     model = create_model("segnet", num_classes=11, encoder_weights="imagenet")
-"""
-from bench.architectures.registry import create_model, list_models, model_meta, model_revision, register_model
-from bench.architectures import segnet as _segnet  # noqa: F401  (registration order = listing order)
-from bench.architectures import fcn as _fcn  # noqa: F401
-from bench.architectures import deeplab_largefov as _deeplab  # noqa: F401
-from bench.architectures import deconvnet as _deconvnet  # noqa: F401
-from bench.architectures import smp_models as _smp  # noqa: F401
 
-__all__ = ["create_model", "list_models", "model_meta", "model_revision", "register_model"]
+Importing this package imports no model and no torch: the builders are imported when a model is first built.
+"""
+from bench.architectures.registry import (create_model, list_models, model_facts, model_meta, model_revision,
+                                          paper_names, postprocessed_members, register_model)
+
+__all__ = ["create_model", "list_models", "model_facts", "model_meta", "model_revision", "paper_names",
+           "postprocessed_members", "register_model"]

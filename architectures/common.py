@@ -22,7 +22,6 @@ BN_SHIFT_INIT = 0.001  # bn_param shift_filler in every SegNet-Tutorial prototxt
 VGG16_CONV_INDICES = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
 VGG16_CONV_SHAPES = ((64, 3), (64, 64), (128, 64), (128, 128), (256, 128), (256, 256), (256, 256),
                      (512, 256), (512, 512), (512, 512), (512, 512), (512, 512), (512, 512))
-VGG16_STAGES = ((3, 64, 64), (64, 128, 128), (128, 256, 256, 256), (256, 512, 512, 512), (512, 512, 512, 512))
 
 
 class ConvBNReLU(nn.Sequential):
@@ -44,6 +43,13 @@ def vgg_stage(channels) -> nn.Sequential:
 def max_pool_with_indices(x):
     """2x2/s2 max-pool, rounding up (Caffe), keeping the argmax indices for the decoder."""
     return F.max_pool2d(x, 2, 2, ceil_mode=True, return_indices=True)
+
+
+def pool_keeping_indices(x):
+    """A 2x2/s2 max-pool of ``x`` (`max_pool_with_indices`), its argmax indices, and the size of ``x``: what
+    `max_unpool` needs to put the values back."""
+    pooled, indices = max_pool_with_indices(x)
+    return pooled, indices, x.shape[-2:]
 
 
 def max_unpool(x, pool_indices, size):

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from bench.architectures.common import (BN_INIT, HE_INIT, ConvBNReLU, he_init_, init_vgg_encoder, max_pool_with_indices,
-                                  max_unpool, vgg_encoder_convs, vgg_stage)
+from bench.architectures.common import (BN_INIT, HE_INIT, ConvBNReLU, he_init_, init_vgg_encoder, max_unpool,
+                                  pool_keeping_indices, vgg_encoder_convs, vgg_stage)
 from bench.architectures.registry import register_model
 
 
@@ -38,11 +38,12 @@ class DeconvNet(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x):
-        x = self.enc1(x); size1 = x.shape[-2:]; x, idx1 = max_pool_with_indices(x)
-        x = self.enc2(x); size2 = x.shape[-2:]; x, idx2 = max_pool_with_indices(x)
-        x = self.enc3(x); size3 = x.shape[-2:]; x, idx3 = max_pool_with_indices(x); x = self.drop(x)
-        x = self.enc4(x); size4 = x.shape[-2:]; x, idx4 = max_pool_with_indices(x); x = self.drop(x)
-        x = self.enc5(x); size5 = x.shape[-2:]; x, idx5 = max_pool_with_indices(x); x = self.drop(x)
+        x, idx1, size1 = pool_keeping_indices(self.enc1(x))
+        x, idx2, size2 = pool_keeping_indices(self.enc2(x))
+        x, idx3, size3 = pool_keeping_indices(self.enc3(x))
+        x, idx4, size4 = pool_keeping_indices(self.enc4(self.drop(x)))
+        x, idx5, size5 = pool_keeping_indices(self.enc5(self.drop(x)))
+        x = self.drop(x)
         x = self.fc6_deconv(self.fc7(self.fc6(x)))
         x = self.drop(self.dec5(max_unpool(x, idx5, size5)))
         x = self.drop(self.dec4(max_unpool(x, idx4, size4)))
@@ -55,10 +56,7 @@ class DeconvNet(nn.Module):
         return vgg_encoder_convs([self.enc1, self.enc2, self.enc3, self.enc4, self.enc5])
 
 
-@register_model("deconvnet", paper_name="DeconvNet", family="benchmark", tables=(3, 4, 6), params=81_917_259,
-                macs=114_940_477_440, reference="architectures.md §5, A5, A7", revision=2, revisions={
-                    1: "fc6-deconv He-initialised with fan C_in x k x k",
-                    2: "fc6-deconv He-initialised as Caffe's msra filler: fan C_out x k x k (issue 34)"})
+@register_model("deconvnet")
 def deconvnet(num_classes=11, encoder_weights=None, dropout=0.5, fc_width=1024):
     """Encoder from VGG16 where given; fc6/fc7/fc6-deconv He-initialised whatever the weights source (A7: the
     SegNet paper's 1024-wide layers have no published initialisation, so the same run online and offline);

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.architectures.common import (BN_INIT, DEEPLAB_FC_TAPS, HE_INIT, ConvBNReLU, he_init_, init_vgg_encoder,
+from bench.architectures.common import (BN_INIT, DEEPLAB_FC_TAPS, ConvBNReLU, he_init_, init_vgg_encoder,
                                   vgg16_fc_subsampled, vgg_encoder_convs, vgg_stage)
 from bench.architectures.registry import register_model
 
@@ -85,8 +85,7 @@ def labels_at_coarse_cells(labels: torch.Tensor, coarse_size) -> torch.Tensor:
     return labels.index_select(-2, rows).index_select(-1, cols)
 
 
-@register_model("deeplab-largefov", paper_name="DeepLab-LargeFOV", family="benchmark", tables=(3, 4, 6),
-                params=20_507_723, macs=82_786_406_400, reference="architectures.md §4, A1-A3")
+@register_model("deeplab-largefov")
 def deeplab_largefov(num_classes=11, encoder_weights=None, dropout=0.5):
     """Encoder from VGG16 where given; fc6/fc7 from VGG16's fc6/fc7 subsampled as DeepLab did (every 4th filter,
     7x7 -> 3x3 by decimation) where the weights hold them (torchvision's download does), else He-initialised

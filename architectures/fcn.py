@@ -147,22 +147,14 @@ def _maybe_bn(conv: nn.Conv2d, channels: int, bn: bool) -> nn.Module:
     return nn.Sequential(conv, nn.BatchNorm2d(channels)) if bn else conv
 
 
-@register_model("fcn", paper_name="FCN", family="benchmark", tables=(3,), params=134_373_761,
-                trainable_params=134_338_913, macs=139_465_647_168, reference="architectures.md §3, A6")
+@register_model("fcn")
 def fcn(num_classes=11, encoder_weights=None, dropout=0.5):
     return FCN8s(num_classes, learnt_upsampling=False, dropout=dropout).init_weights(encoder_weights)
 
 
-@register_model("fcn-learnt-deconv", paper_name="FCN (learnt deconv)", family="benchmark", tables=(3, 4, 6),
-                params=134_373_761, macs=139_465_647_168, reference="architectures.md §3, A6")
+@register_model("fcn-learnt-deconv")
 def fcn_learnt_deconv(num_classes=11, encoder_weights=None, dropout=0.5):
     return FCN8s(num_classes, learnt_upsampling=True, dropout=dropout).init_weights(encoder_weights)
-
-
-# What changed in each revision of the FCN-Basic family (records name the revision that made them).
-FCN_BASIC_REVISIONS = {1: "linear decoder without batch norm (architectures.md A4/A10)",
-                       2: "batch norm after each 1x1 dimensionality reduction; in the NoDimReduction variants after "
-                          "each learnt deconvolution (paper Sec. 3.1; issue 34: revision 1 diverged at lr 0.1)"}
 
 
 def _fcn_basic(num_classes, encoder_weights, **kw):
@@ -171,36 +163,26 @@ def _fcn_basic(num_classes, encoder_weights, **kw):
     return FCNBasic(num_classes, **kw).init_weights()
 
 
-@register_model("bilinear-interpolation", paper_name="Bilinear-Interpolation", family="decoder-variant", tables=(1,),
-                params=643_745, trainable_params=612_769, reference_params=643_723, macs=13_450_533_120,
-                reference="architectures.md §6.8, A12", revision=2, revisions=FCN_BASIC_REVISIONS)
+@register_model("bilinear-interpolation")
 def bilinear_interpolation(num_classes=11, encoder_weights=None):
     return _fcn_basic(num_classes, encoder_weights, addition=False, learnt_upsampling=False)
 
 
-@register_model("fcn-basic", paper_name="FCN-Basic", family="decoder-variant", tables=(1,), params=645_956,
-                reference_params=645_868, macs=13_490_449_920, reference="architectures.md §6.4, A10", revision=2,
-                revisions=FCN_BASIC_REVISIONS)
+@register_model("fcn-basic")
 def fcn_basic(num_classes=11, encoder_weights=None):
     return _fcn_basic(num_classes, encoder_weights)
 
 
-@register_model("fcn-basic-no-addition", paper_name="FCN-Basic-NoAddition", family="decoder-variant", tables=(1,),
-                params=643_745, reference_params=643_723, macs=13_450_533_120, reference="architectures.md §6.5",
-                revision=2, revisions=FCN_BASIC_REVISIONS)
+@register_model("fcn-basic-no-addition")
 def fcn_basic_no_addition(num_classes=11, encoder_weights=None):
     return _fcn_basic(num_classes, encoder_weights, addition=False)
 
 
-@register_model("fcn-basic-no-dim-reduction", paper_name="FCN-Basic-NoDimReduction", family="decoder-variant",
-                tables=(1,), params=1_661_835, reference_params=1_661_323, macs=28_171_714_560,
-                reference="architectures.md §6.6", revision=2, revisions=FCN_BASIC_REVISIONS)
+@register_model("fcn-basic-no-dim-reduction")
 def fcn_basic_no_dim_reduction(num_classes=11, encoder_weights=None):
     return _fcn_basic(num_classes, encoder_weights, dim_reduction=False)
 
 
-@register_model("fcn-basic-no-addition-no-dim-reduction", paper_name="FCN-Basic-NoAddition-NoDimReduction",
-                family="decoder-variant", tables=(1,), params=1_661_835, reference_params=1_661_323,
-                macs=28_171_714_560, reference="architectures.md §6.7", revision=2, revisions=FCN_BASIC_REVISIONS)
+@register_model("fcn-basic-no-addition-no-dim-reduction")
 def fcn_basic_no_addition_no_dim_reduction(num_classes=11, encoder_weights=None):
     return _fcn_basic(num_classes, encoder_weights, addition=False, dim_reduction=False)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from torch import nn
 
 from bench.architectures.common import (BN_INIT, HE_INIT, BasicEncoder, he_init_, init_vgg_encoder,
-                                  max_pool_with_indices, max_unpool, set_initialisation, vgg_encoder_convs, vgg_stage)
+                                  max_unpool, pool_keeping_indices, set_initialisation, vgg_encoder_convs, vgg_stage)
 from bench.architectures.registry import register_model
 
 
@@ -34,11 +34,12 @@ class SegNet(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x):
-        x = self.enc1(x); size1 = x.shape[-2:]; x, idx1 = max_pool_with_indices(x)
-        x = self.enc2(x); size2 = x.shape[-2:]; x, idx2 = max_pool_with_indices(x)
-        x = self.enc3(x); size3 = x.shape[-2:]; x, idx3 = max_pool_with_indices(x); x = self.drop(x)
-        x = self.enc4(x); size4 = x.shape[-2:]; x, idx4 = max_pool_with_indices(x); x = self.drop(x)
-        x = self.enc5(x); size5 = x.shape[-2:]; x, idx5 = max_pool_with_indices(x); x = self.drop(x)
+        x, idx1, size1 = pool_keeping_indices(self.enc1(x))
+        x, idx2, size2 = pool_keeping_indices(self.enc2(x))
+        x, idx3, size3 = pool_keeping_indices(self.enc3(x))
+        x, idx4, size4 = pool_keeping_indices(self.enc4(self.drop(x)))
+        x, idx5, size5 = pool_keeping_indices(self.enc5(self.drop(x)))
+        x = self.drop(x)
         x = self.drop(self.dec5(max_unpool(x, idx5, size5)))
         x = self.drop(self.dec4(max_unpool(x, idx4, size4)))
         x = self.drop(self.dec3(max_unpool(x, idx3, size3)))
@@ -85,8 +86,7 @@ def _init_segnet(model: SegNet, encoder_weights):
     return init_vgg_encoder(model, encoder_weights, {"decoder convs and classifier": HE_INIT, "bn": BN_INIT})
 
 
-@register_model("segnet", paper_name="SegNet", family="benchmark", tables=(2, 3, 4, 6),
-                params=29_449_355, macs=106_712_432_640, reference="architectures.md §2")
+@register_model("segnet")
 def segnet(num_classes=11, encoder_weights=None, dropout=0.5):
     return _init_segnet(SegNet(num_classes, dropout), encoder_weights)
 
@@ -101,20 +101,16 @@ def _basic(num_classes, encoder_weights, **kw):
                               initialised={"every conv": HE_INIT, "bn": BN_INIT})
 
 
-@register_model("segnet-basic", paper_name="SegNet-Basic", family="decoder-variant", tables=(1,),
-                params=1_416_075, macs=59_188_838_400, reference="architectures.md §6.1")
+@register_model("segnet-basic")
 def segnet_basic(num_classes=11, encoder_weights=None):
     return _basic(num_classes, encoder_weights)
 
 
-@register_model("segnet-basic-encoder-addition", paper_name="SegNet-Basic-EncoderAddition", family="decoder-variant",
-                tables=(1,), params=1_416_075, macs=59_188_838_400, reference="architectures.md §6.2, A11")
+@register_model("segnet-basic-encoder-addition")
 def segnet_basic_encoder_addition(num_classes=11, encoder_weights=None):
     return _basic(num_classes, encoder_weights, encoder_addition=True)
 
 
-@register_model("segnet-basic-single-channel-decoder", paper_name="SegNet-Basic-SingleChannelDecoder",
-                family="decoder-variant", tables=(1,), params=625_803, macs=13_846_982_400,
-                reference="architectures.md §6.3")
+@register_model("segnet-basic-single-channel-decoder")
 def segnet_basic_single_channel_decoder(num_classes=11, encoder_weights=None):
     return _basic(num_classes, encoder_weights, single_channel_decoder=True)

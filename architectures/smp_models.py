@@ -42,8 +42,7 @@ class _SMPWrapper(nn.Module):
         return self.net(x)[..., :h, :w]
 
 
-@register_model("unet-vgg16bn", paper_name="U-Net (VGG16-BN encoder, smp)", family="beyond-paper", tables=(),
-                params=None, macs=None, reference="segmentation-models-pytorch Unet")
+@register_model("unet-vgg16bn")
 def unet_vgg16bn(num_classes=11, encoder_weights=None):
     import segmentation_models_pytorch as smp
     net = smp.Unet("vgg16_bn", encoder_weights="imagenet" if encoder_weights == "imagenet" else None,
@@ -69,9 +68,7 @@ class _DeepLabV3PlusVGG(nn.Module):
         return self.segmentation_head(self.decoder(self.encoder(x)))
 
 
-@register_model("deeplabv3plus-vgg16bn", paper_name="DeepLabV3+ (VGG16-BN encoder, smp)", family="beyond-paper",
-                tables=(), params=None, macs=None, reference="segmentation-models-pytorch DeepLabV3+ decoder",
-                min_train_batch=2)  # the ASPP image-pooling branch batch-normalises a 1x1 map
+@register_model("deeplabv3plus-vgg16bn")
 def deeplabv3plus_vgg16bn(num_classes=11, encoder_weights=None):
     net = _DeepLabV3PlusVGG(num_classes, "imagenet" if encoder_weights == "imagenet" else None)
     if encoder_weights is None:

@@ -24,8 +24,8 @@ def _label_file(key) -> Path:
 
 
 def load_label_map(key, shape, max_label: int, mmap: bool = False) -> np.ndarray | None:
-    """The label map (or stack of maps) cached under ``key`` (which must change whenever a source file does:
-    path, size and modification time), or None when there is none or it is unreadable, of another shape, or
+    """The label map (or stack of maps) cached under ``key`` (which must change whenever a source file does: the
+    datasets key by the files' content), or None when there is none or it is unreadable, of another shape, or
     out of range. ``mmap``: mapped read-only rather than read (a stack shared with forked workers)."""
     if os.environ.get("BENCH_NO_LABEL_CACHE"):
         return None

@@ -10,7 +10,6 @@ Needs no model or training code: it reads records, prediction PNGs and the datas
 from __future__ import annotations
 
 import json
-import os
 import textwrap
 from collections import defaultdict
 from pathlib import Path
@@ -19,8 +18,10 @@ import numpy as np
 
 from bench.errors import BenchError
 from bench.published import FOLDER, number, row_by
-from bench.records import (current_recipe, latest_per_seed, latest_profile_rows, load_profiles, load_records,
-                           outdated_model, recipe_fingerprint, standing)
+from bench.records import (current_recipe, find_records, folders_without_record, latest_per_seed, latest_profile_rows,
+                           load_profiles, load_records, made_from_uncommitted_code, outdated_model, recipe_fingerprint,
+                           standing)
+from bench.seal import verify_seals
 from bench.stopping import stop_of, status_words
 
 RULES = FOLDER / "check_rules.json"
@@ -35,10 +36,8 @@ def load_rules(path: Path = RULES) -> dict:
 
 
 def _paper_names() -> dict:
-    from bench import architectures  # names only; models are not built
-    from bench.crf import POSTPROCESSED
-    return {**{n: architectures.model_meta(n)["paper_name"] for n in architectures.list_models()},
-            **{n: spec["paper_name"] for n, spec in POSTPROCESSED.items()}}
+    from bench.architectures import paper_names
+    return paper_names()
 
 
 def group_training(records: list[tuple[Path, dict]], profile: str = "full") -> dict:
@@ -205,19 +204,39 @@ def check_claims(rules, full, profiles) -> list[dict]:
     return out
 
 
-def rescore(path: Path, rec: dict, data_root, results_root: Path) -> dict:
-    """Re-scores a record's committed test predictions; pass when they give the recorded metrics."""
+class CannotRescore(BenchError):
+    """Records whose predictions cannot be re-scored here (their dataset is not under the data root)."""
+
+
+def datasets_for_rescoring(training: list[tuple[Path, dict]], data_root) -> dict:
+    """{dataset name: the dataset} of every record; CannotRescore, one line saying how to get what is missing,
+    where any is not under the data root: a record the gate cannot re-score is unverified, never passed."""
     from bench import datasets
+    found, missing = {}, {}
+    for _, rec in training:
+        name = rec["dataset"]
+        if name in found or name in missing:
+            continue
+        try:
+            ds = datasets.get_dataset(name, data_root)
+            ds.samples("test")
+            found[name] = ds
+        except BenchError as exc:
+            missing[name] = str(exc)
+    if missing:
+        n = sum(rec["dataset"] in missing for _, rec in training)
+        raise CannotRescore(f"{n} record(s) cannot be re-scored: " + "; ".join(missing.values()) + " (get it with "
+                            + " and ".join(f"`bench data download {d}`" for d in missing) + ", or give --data-root; "
+                            "or pass --no-rescore to judge the records as recorded)")
+    return found
+
+
+def rescore(path: Path, rec: dict, ds, results_root: Path) -> dict:
+    """Re-scores a record's committed test predictions against ``ds``; pass when they give the recorded metrics."""
     from bench.evaluate import score_label_maps
-    from bench.datasets.camvid import read_label_png, resize_label
+    from bench.labelmap import ground_truth_at, read_label_png
     rid = f"rescore:{path.parent.relative_to(results_root)}"
-    try:
-        ds = datasets.get_dataset(rec["dataset"], data_root)
-        samples = {s.name: s for s in ds.samples("test")}
-    except BenchError as exc:
-        if os.environ.get("CI"):
-            return {"rule": rid, "status": "fail", "detail": f"dataset unavailable under CI: {exc}"}
-        return {"rule": rid, "status": "not run", "detail": f"dataset unavailable: {exc}"}
+    samples = {s.name: s for s in ds.samples("test")}
     folder = path.parent / rec["predictions"]["folder"]
     size = tuple(rec["predictions"]["resolution"])
     names = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
@@ -228,12 +247,9 @@ def rescore(path: Path, rec: dict, data_root, results_root: Path) -> dict:
     if unknown:
         return {"rule": rid, "status": "fail", "detail": f"{folder / unknown[0]}: not an image of the test split"}
     try:
-        if rec["predictions"].get("at_original_size"):  # a dataset whose images vary in size: each at its own
-            gts = [ds.read_label(samples[n]) for n in names]
-            preds = [read_label_png(folder / n, g.shape, ds.void_label, what="prediction") for n, g in zip(names, gts)]
-        else:
-            preds = [read_label_png(folder / n, size, ds.void_label, what="prediction") for n in names]
-            gts = [resize_label(ds.read_label(samples[n]), size) for n in names]
+        gts = ground_truth_at([ds.read_label(samples[n]) for n in names], size,
+                              rec["predictions"].get("at_original_size"))
+        preds = [read_label_png(folder / n, g.shape, ds.void_label, what="prediction") for n, g in zip(names, gts)]
     except BenchError as exc:
         return {"rule": rid, "status": "fail", "detail": str(exc)}
     conv = rec["test"]["conventions"]
@@ -241,30 +257,84 @@ def rescore(path: Path, rec: dict, data_root, results_root: Path) -> dict:
                            matching=conv["bf_matching"], class_rule=conv["bf_class_rule"])
     diffs = {k: abs(res[k] - rec["test"][k]) for k in ("G", "C", "mIoU", "BF")}
     cm_equal = res["confusion_matrix"] == rec["test"]["confusion_matrix"]
-    ok = cm_equal and all(d <= RESCORE_TOLERANCE for d in diffs.values())
+    # the per-class and per-image scores are re-derived from the predictions too
+    others = [k for k in ("per_class", "per_image_BF") if k in rec["test"] and not _close(res[k], rec["test"][k])]
+    ok = cm_equal and all(d <= RESCORE_TOLERANCE for d in diffs.values()) and not others
     detail = ", ".join(f"{k} {rec['test'][k]:.2f}->{res[k]:.2f}" for k in diffs)
     return {"rule": rid, "status": "pass" if ok else "fail",
-            "detail": f"{len(names)} predictions re-scored: {detail}" + ("" if cm_equal else "; confusion matrix differs")}
+            "detail": f"{len(names)} predictions re-scored: {detail}" + ("" if cm_equal else "; confusion matrix differs")
+            + "".join(f"; {k} differs" for k in others)}
 
 
-def run_check(results="results", data_root=None, rules_path: Path = RULES) -> dict:
+def _close(a, b) -> bool:
+    """Scores equal to RESCORE_TOLERANCE, nested as run.json holds them (dicts, lists, numbers, None)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b))
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return abs(a - b) <= RESCORE_TOLERANCE
+    return a == b
+
+
+def rederive(path: Path, rec: dict, results_root: Path) -> dict:
+    """What a record says that follows from the rest of it: the selected iteration from its validation curve under
+    its selection rule, and its test points from its recipe's budgets."""
+    from bench.config import Recipe, plain_recipe
+    rid = f"derive:{path.parent.relative_to(results_root)}"
+    if "postprocess" in rec:  # its curve and selection are those of the run it post-processed
+        return {"rule": rid, "status": "pass", "detail": "post-processed: selection of the run it post-processes"}
+    problems = []
+    val = rec["curves"]["val"]
+    if val:
+        if rec["selected"].get("rule", "best-val-G") == "last":
+            chosen = val[-1]["iteration"]
+        else:  # the first point of the highest validation G (a later tie does not replace it)
+            chosen = max(enumerate(val), key=lambda iv: (iv[1]["G"], -iv[0]))[1]["iteration"]
+        if chosen != rec["selected"]["iteration"]:
+            problems.append(f"selected iteration {rec['selected']['iteration']}, but its curve selects {chosen}")
+    try:
+        recipe = Recipe(**plain_recipe(rec["config"]))
+        due = [b for b in recipe.budget_iterations(rec["train_images"]) if b <= rec["iterations"]]
+    except (TypeError, KeyError, ValueError):
+        due = None  # a recipe of keys this version does not know: nothing to derive
+    if due is not None and [b.get("iteration") for b in rec["budgets"]] != due:
+        problems.append(f"test points at {[b.get('iteration') for b in rec['budgets']]}, but its recipe's are {due}")
+    return {"rule": rid, "status": "fail" if problems else "pass",
+            "detail": f"{path}: " + "; ".join(problems) if problems else "selection and test points as derived"}
+
+
+def run_check(results="results", data_root=None, rules_path: Path = RULES, rescore_predictions: bool = True) -> dict:
     """Every rule judged on the records under ``results``. A missing results folder is an error (a gate that
-    finds nothing because of a typo must not pass); an unusable record or profile is a failed outcome."""
+    finds nothing because of a typo must not pass); an unusable record or profile is a failed outcome; records
+    whose dataset is not under ``data_root`` are an error (CannotRescore) unless ``rescore_predictions`` is off,
+    and then the report says how many were judged as recorded."""
     if not Path(results).is_dir():
         raise BenchError(f"{results}: results folder not found")
     rules = load_rules(rules_path)
     training, problems = load_records(Path(results))
+    found = datasets_for_rescoring(training, data_root) if rescore_predictions else {}
     profiles, profile_problems = load_profiles(Path(results))
     full = group_training(training, "full")
     outcomes = [{"rule": "record", "status": "fail", "detail": line} for line in problems + profile_problems]
     outcomes += check_bands(rules, full) + check_claims(rules, full, profiles) + _outdated_lines(training)
     outcomes = acknowledge(rules, outcomes)
-    outcomes += [rescore(p, r, data_root, Path(results)) for p, r in training]
+    outcomes += [{"rule": f"provenance:{p.parent.relative_to(results)}", "status": "warning",
+                  "detail": f"made from uncommitted code (provenance.git.dirty): commit "
+                            f"{str(r['provenance']['git'].get('commit'))[:10]} alone does not reproduce it"}
+                 for p, r in training if made_from_uncommitted_code(r)]
+    outcomes += verify_seals(Path(results), sorted({p.parent for p in find_records(Path(results))}
+                                                   | set(folders_without_record(Path(results)))))
+    outcomes += [rederive(p, r, Path(results)) for p, r in training]
+    if rescore_predictions:
+        outcomes += [rescore(p, r, found[r["dataset"]], Path(results)) for p, r in training]
     n_fail = sum(o["status"] == "fail" for o in outcomes)
-    return {"records": len(training), "profiles": len(profiles), "outcomes": outcomes, "failed": n_fail,
+    return {"records": len(training), "unusable": len(problems), "profiles": len(profiles),
+            "judged_as_recorded": 0 if rescore_predictions else len(training), "outcomes": outcomes, "failed": n_fail,
             "passed": sum(o["status"] == "pass" for o in outcomes),
             "differs": sum(o["status"] == "differs" for o in outcomes),
-            "not_run": sum(o["status"] == "not run" for o in outcomes)}
+            "not_run": sum(o["status"] == "not run" for o in outcomes),
+            "warnings": sum(o["status"] == "warning" for o in outcomes)}
 
 
 def acknowledge(rules, outcomes) -> list[dict]:
@@ -283,7 +353,7 @@ def acknowledge(rules, outcomes) -> list[dict]:
             o = {**o, "detail": f"{o['detail']} [acknowledged as differing, now {o['status']}: remove the "
                                 "acknowledgement from the rules]"}
         out.append(o)
-    out += [{"rule": rid, "status": "not run", "detail": f"acknowledged in the rules as differing; no outcome of this "
+    out += [{"rule": rid, "status": "not run", "detail": "acknowledged in the rules as differing; no outcome of this "
                                                           "rule in these records"} for rid in known]
     return out
 
@@ -301,16 +371,23 @@ def format_check(report: dict, verbose: bool = False, width: int = 120) -> list[
     """`bench check`'s lines: the verdict counts, then one line per rule judged against the paper (cut at
     ``width``), the re-scored predictions and superseded records folded into a count each; a failure of any kind
     is always shown whole. ``verbose`` shows every outcome whole."""
-    rules, folded = [], {"rescore": [], "superseded": []}
+    rules, folded = [], {"rescore": [], "superseded": [], "seal": [], "derive": []}
     for o in report["outcomes"]:
         prefix = o["rule"].split(":", 1)[0]
         (folded[prefix] if prefix in folded else rules).append(o)
     rescored, superseded = folded["rescore"], folded["superseded"]
-    shown = rules + ([o for o in rescored + superseded if verbose or o["status"] == "fail"])
+    checked = folded["seal"] + folded["derive"]
+    shown = rules + ([o for o in rescored + superseded + checked if verbose or o["status"] == "fail"])
     col = min(max([len(o["rule"]) for o in shown] + [4]), 48)
+    unusable = f" (and {report['unusable']} unusable)" if report.get("unusable") else ""
     lines = [f"bench check: {report['passed']} passed, {report['failed']} failed, {report['differs']} differ from "
-             f"the paper (acknowledged), {report['not_run']} not run; {report['records']} training records, "
+             f"the paper (acknowledged), {report['not_run']} not run; {report['records']} training records{unusable}, "
              f"{report['profiles']} profiles"]
+    if report.get("warnings"):
+        lines[0] += f"; {report['warnings']} warning(s)"
+    if report.get("judged_as_recorded"):
+        lines.append(f"not verified: {report['judged_as_recorded']} record(s) judged as recorded, their predictions "
+                     "not re-scored (--no-rescore)")
     if report["records"] == 0 and report["profiles"] == 0:
         lines.append("no records: nothing to compare yet; every rule is not run")
     for o in shown:
@@ -323,6 +400,10 @@ def format_check(report: dict, verbose: bool = False, width: int = 120) -> list[
         counts = ", ".join(f"{sum(o['status'] == s for o in rescored)} {s}" for s in ("pass", "fail", "not run")
                            if any(o["status"] == s for o in rescored))
         lines.append(f"re-scored predictions of {len(rescored)} records: {counts} (--verbose lists them)")
+    if checked and not verbose:
+        failed = sum(o["status"] == "fail" for o in checked)
+        lines.append(f"sealed and re-derived fields of {len(folded['seal'])} records: "
+                     + (f"{failed} failed" if failed else "all as recorded") + " (--verbose lists them)")
     if superseded and not verbose:
         lines.append(f"superseded: {len(superseded)} run(s) recorded only with an outdated model revision "
                      "(not run; --verbose lists them)")

@@ -23,6 +23,9 @@ from bench.errors import BenchError
 
 SUITES_DIR = Path(__file__).with_name("suites")
 PROFILES = ("full", "paper", "smoke")
+# the paper's tables a suite can name (`tables`): its report shows them beside ours; "table1-costs" is Table 1's
+# cost columns and "table6" Table 6, both from `bench profile` records
+PAPER_TABLES = ("table1", "table1-costs", "table2", "table3", "table4", "table5", "table6")
 MAX_ITERATIONS = 10_000_000  # a run's length, checked before anything is allocated (the paper's longest: 380K)
 MAX_EPOCHS = 100_000
 MAX_EVALUATIONS = 100_000
@@ -177,6 +180,8 @@ class Suite:
     variant_overrides: dict = field(default_factory=dict)
     path: str = ""
     variant_members: dict = field(default_factory=dict)  # {variant: members it applies to}, where not all
+    postprocessed: dict = field(default_factory=dict)  # {member: {"of": member, "stage": ...}}: trains nothing
+    tables: tuple = ()  # the paper's tables the suite reproduces (PAPER_TABLES), as its report shows them
 
     def applies(self, member: str, variant: str | None) -> bool:
         """Whether the suite runs ``member`` under ``variant`` (a variant may name the members it is for, as
@@ -187,6 +192,33 @@ class Suite:
         """(variant, member) of every run of the chosen members and variants, variant-major, in suite order."""
         return [(v, m) for v in (variants or self.variants or (None,)) for m in (members or self.members)
                 if self.applies(m, v)]
+
+    def run_specs(self, members=None, variants=None, seeds=(0,)) -> list["SuiteRun"]:
+        """Every run of the chosen members, variants and seeds, in the order `bench run` trains them (seed, then
+        variant, then member in suite order); one line for a member or variant the suite does not have, or a
+        choice that leaves no run. `bench run`, plans and dispatch all enumerate runs here."""
+        for m in members or ():
+            if m not in self.members:
+                raise BenchError(f"unknown member {m!r} of suite {self.name}; its members: {', '.join(self.members)}")
+        for v in variants or ():
+            if v is not None and v not in self.variants:
+                raise BenchError(f"unknown variant {v!r} of suite {self.name}; its variants: "
+                                 f"{', '.join(self.variants)}")
+        runs = [SuiteRun(seed, v, m) for seed in seeds for v, m in self.runs(members, variants)]
+        if not runs and seeds:
+            raise BenchError(f"no run of suite {self.name} matches: variant(s) {', '.join(map(str, variants or ()))} are for "
+                             + "; ".join(f"{v}: {', '.join(self.variant_members[v])}" for v in variants
+                                         if v in self.variant_members))
+        return runs
+
+    def postprocessed_from(self, member: str) -> tuple:
+        """The members of this suite that post-process ``member``'s recorded run (they need its selected weights)."""
+        return tuple(m for m, spec in self.postprocessed.items() if spec["of"] == member)
+
+    def base_recipe(self, member: str, profile: str, variant: str | None = None, overrides: dict | None = None):
+        """The recipe of the run a post-processed member starts from (None for a member that trains)."""
+        spec = self.postprocessed.get(member)
+        return None if spec is None else self.resolve(profile, variant, overrides, member=spec["of"])
 
     def resolve(self, profile: str, variant: str | None = None, overrides: dict | None = None,
                 member: str | None = None) -> Recipe:
@@ -214,6 +246,18 @@ class Suite:
             raise BenchError(f"{self.path}: rotation_degrees must be >= 0, got {recipe.rotation_degrees}")
         _check_stopping(recipe, self.path or self.name)
         return recipe
+
+
+@dataclass(frozen=True)
+class SuiteRun:
+    """One run of a suite: a seed, a variant (None where the suite has none) and a member."""
+    seed: int
+    variant: str | None
+    member: str
+
+    def label(self, suite: str, profile: str | None = None) -> str:
+        return (f"{suite} / {self.member}{' / ' + self.variant if self.variant else ''} / seed {self.seed}"
+                + (f" / {profile}" if profile else ""))
 
 
 def _check_stopping(recipe: Recipe, where: str) -> None:
@@ -269,25 +313,20 @@ def load_suite(name_or_path: str) -> Suite:
     except tomllib.TOMLDecodeError as exc:
         raise BenchError(f"{path}: not valid TOML ({exc})") from None
     where = str(path)
-    for key in ("name", "dataset", "members", "recipe"):
-        if key not in data:
-            raise BenchError(f"{where}: missing key {key!r}")
-    unknown = set(data) - {"name", "description", "dataset", "members", "variants", "variant", "recipe", "profiles"}
-    if unknown:
-        raise BenchError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    _check_suite_shape(data, where)
     members = data["members"]
     if not isinstance(members, list) or not members or not all(isinstance(m, str) for m in members):
         raise BenchError(f"{where}: members must be a non-empty list of model names")
     from bench import architectures
-    from bench.crf import POSTPROCESSED
+    postprocessed = architectures.postprocessed_members()
     for i, m in enumerate(members):
-        if m in POSTPROCESSED:
-            if POSTPROCESSED[m]["of"] not in members[:i]:
-                raise BenchError(f"{where}: member {m!r} post-processes {POSTPROCESSED[m]['of']!r}, which must be "
+        if m in postprocessed:
+            if postprocessed[m]["of"] not in members[:i]:
+                raise BenchError(f"{where}: member {m!r} post-processes {postprocessed[m]['of']!r}, which must be "
                                  "a member listed before it")
         elif m not in architectures.list_models():
             raise BenchError(f"{where}: unknown member {m!r}; known models: {', '.join(architectures.list_models())}"
-                             f"; post-processed members: {', '.join(POSTPROCESSED)}")
+                             f"; post-processed members: {', '.join(postprocessed)}")
     from bench import datasets
     if data["dataset"] not in datasets.list_datasets():
         raise BenchError(f"{where}: unknown dataset {data['dataset']!r}; known: {', '.join(datasets.list_datasets())}")
@@ -322,11 +361,48 @@ def load_suite(name_or_path: str) -> Suite:
     profiles = {p: profiles.get(p, {}) for p in PROFILES}
     suite = Suite(name=data["name"], description=data.get("description", ""), dataset=data["dataset"],
                   members=tuple(members), variants=variants, recipe=data["recipe"], profiles=profiles,
-                  variant_overrides=variant_overrides, path=where, variant_members=variant_members)
+                  variant_overrides=variant_overrides, path=where, variant_members=variant_members,
+                  postprocessed={m: postprocessed[m] for m in members if m in postprocessed},
+                  tables=_paper_tables(data.get("tables", []), where))
     for p in PROFILES:  # every profile, variant and member must resolve: bad values fail before any training
         for v, m in suite.runs():
             suite.resolve(p, v, member=m)
     return suite
+
+
+# A suite file's keys and their TOML types (the values inside `recipe` and the profiles are checked by
+# `_check_value`); every key is checked before anything is made.
+SUITE_KEYS = {"name": (str, "a string"), "description": (str, "a string"), "dataset": (str, "a string"),
+              "members": (list, "a list of model names"), "variants": (list, "a list of variant names"),
+              "variant": (dict, "a table of [variant.<name>] tables"), "recipe": (dict, "a table of recipe values"),
+              "profiles": (dict, "a table of [profiles.<name>] tables"), "tables": (list, "a list of the paper's tables")}
+SUITE_REQUIRED = ("name", "dataset", "members", "recipe")
+
+
+def _check_suite_shape(data: dict, where: str) -> None:
+    """Every key of a suite file known, present where required and of its type; one line for the first that is not."""
+    for key in SUITE_REQUIRED:
+        if key not in data:
+            raise BenchError(f"{where}: missing key {key!r}")
+    unknown = set(data) - set(SUITE_KEYS)
+    if unknown:
+        raise BenchError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    for key, value in data.items():
+        kind, words = SUITE_KEYS[key]
+        if not isinstance(value, kind) or (key == "name" and not value.strip()):
+            raise BenchError(f"{where}: {'[recipe]' if key == 'recipe' else key} must be {words}, got {value!r}")
+    if not all(isinstance(v, str) for v in data.get("variants", [])):
+        raise BenchError(f"{where}: variants must be a list of variant names, got {data['variants']!r}")
+    for name, table in data.get("variant", {}).items():
+        if not isinstance(table, dict):
+            raise BenchError(f"{where}: [variant.{name}] must be a table of recipe values, got {table!r}")
+
+
+def _paper_tables(tables, where: str) -> tuple:
+    if not isinstance(tables, list) or any(t not in PAPER_TABLES for t in tables):
+        raise BenchError(f"{where}: tables must be a list of the paper's tables, each one of {', '.join(PAPER_TABLES)}; "
+                         f"got {tables!r}")
+    return tuple(tables)
 
 
 def parse_override(text: str):

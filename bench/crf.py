@@ -12,7 +12,8 @@ validation split, from GRID (our choice, around DeepLab-LargeFOV's released sett
 width 121, colour width 5), by validation mIoU; the chosen values and every candidate's score are recorded.
 
 A post-processed member is a suite member that trains nothing: it takes the selected weights of a recorded
-run of the member it post-processes (POSTPROCESSED), and writes a record like any other.
+run of the member it post-processes (`[postprocessed.*]` in architectures/models.toml; `bench.postprocess`), and
+writes a record like any other.
 """
 from __future__ import annotations
 
@@ -25,13 +26,6 @@ import numpy as np
 
 from bench.errors import BenchError
 from bench.safety import forked_pool
-
-# suite members that post-process another member's recorded run instead of training
-POSTPROCESSED = {
-    "deeplab-largefov-densecrf": {"of": "deeplab-largefov", "stage": "dense-crf",
-                                  "paper_name": "DeepLab-LargeFOV-denseCRF"},
-}
-
 
 @dataclass(frozen=True)
 class CRFParams:

@@ -24,152 +24,18 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
-import re
-import socket
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench.errors import BenchError
 from bench.records import now_iso
-from bench.safety import write_text_atomic
+from bench.jobs import (JobSettings, RunSpec, TrainingJob, checkpoint_iteration, own_state, spec_of, status_path,
+                        write_json)
 
 EXECUTORS = ("local", "slurm", "debug")
 MAX_FAILURES = 2
-STATES = ("queued", "running", "stopped", "failed", "recorded")
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """One run: what `bench run --suite S --members M --variants V --seeds N` trains."""
-    suite: str
-    member: str
-    variant: str | None
-    seed: int
-    profile: str | None
-    then: tuple = ()  # post-processed members of the suite run in the same job right after (bench.crf)
-
-    @property
-    def label(self) -> str:
-        return f"{self.suite} / {self.member}{' / ' + self.variant if self.variant else ''} / seed {self.seed}"
-
-    @property
-    def slug(self) -> str:
-        return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{self.suite}__{self.member}__{self.variant or '-'}__{self.seed}")
-
-
-@dataclass
-class JobSettings:
-    """What every job of a dispatch shares (the `bench run` options besides the run itself)."""
-    data_root: str | None = None
-    results: str = "results"
-    checkpoints: str = "checkpoints"
-    encoder_weights: str | None = None
-    overrides: dict = field(default_factory=dict)
-    device: str | None = None
-    max_minutes: float | None = None      # each job's own limit (a little under the scheduler's time limit)
-    deadline: float | None = None         # the whole dispatch's end (time.time() seconds; --max-minutes)
-    checkpoint_minutes: float = 10.0
-    waited: bool = True                   # a dispatcher waits for the jobs (False: --no-wait)
-
-
-def status_path(folder: Path, spec: RunSpec) -> Path:
-    """Where a job of the dispatch kept in ``folder`` writes its own state."""
-    return Path(folder) / "status" / f"{spec.slug}.json"
-
-
-def _write_json(path: Path, data) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, json.dumps(data, indent=1) + "\n", "the job state")
-
-
-def _checkpoint_iteration(spec: RunSpec, settings: JobSettings) -> int:
-    from bench.plan import checkpoint_progress
-    from bench.runner import checkpoint_path
-    profile = spec.profile or "full"
-    return checkpoint_progress(checkpoint_path(Path(settings.checkpoints), _suite_name(spec.suite), spec.member,
-                                               profile, spec.variant, spec.seed))
-
-
-def _suite_name(suite: str) -> str:
-    from bench.config import load_suite
-    return load_suite(suite).name
-
-
-# -- the job ----------------------------------------------------------------------------------------------------
-try:
-    from submitit.helpers import Checkpointable as _Checkpointable
-except ImportError:  # submitit is a dependency; this keeps `import bench.dispatch` working for a clear error later
-    _Checkpointable = object
-
-
-class TrainingJob(_Checkpointable):
-    """The callable a job runs: one run through `train_suite`, its state written to ``status_file`` as it goes.
-    As a submitit Checkpointable it is requeued as it is on pre-emption or at the Slurm time limit; the run then
-    continues from its last checkpoint."""
-
-    def __init__(self, spec: RunSpec, settings: JobSettings, status_file: str):
-        self.spec, self.settings, self.status_file = spec, settings, status_file
-
-    def _continue_later(self, detail: str) -> dict:
-        """A Slurm job stopped before its time limit, its run checkpointed: a waiting dispatcher submits it again
-        (at once); without one (--no-wait) the job requeues itself (Slurm holds a requeued job two minutes)."""
-        import subprocess
-        if self.settings.waited:
-            self._status("stopped", detail=detail)
-            return {"state": "stopped", "detail": detail}
-        job_id = os.environ["SLURM_JOB_ID"]
-        subprocess.run(["scontrol", "requeue", job_id], check=False, timeout=60)
-        self._status("queued", detail=f"{detail}; requeued itself to continue (job {job_id})")
-        raise SystemExit(0)
-
-    def _status(self, state: str, **extra) -> None:
-        _write_json(Path(self.status_file), {"state": state, "at": now_iso(), "host": socket.gethostname(),
-                                             "pid": os.getpid(), **extra})
-
-    def __call__(self) -> dict:
-        from bench.runner import RunInterrupted, RunOptions, TimeBudgetReached, train_suite
-        s, spec = self.settings, self.spec
-        ends = [t for t in (s.deadline, time.time() + 60 * s.max_minutes if s.max_minutes else None) if t]
-        deadline = min(ends) if ends else None
-        if deadline is not None and deadline <= time.time():
-            self._status("stopped", detail="started after the dispatch's deadline")
-            return {"state": "stopped", "detail": "started after the dispatch's deadline"}
-        self._status("running")
-        slurm = bool(os.environ.get("SLURM_JOB_ID"))
-        own_limit = s.max_minutes is not None and (s.deadline is None or time.time() + 60 * s.max_minutes < s.deadline)
-        try:
-            folders = train_suite(spec.suite, profile=spec.profile, seeds=(spec.seed,),
-                                  members=[spec.member, *spec.then],
-                                variants=[spec.variant] if spec.variant else None, data_root=s.data_root,
-                                results=s.results, checkpoints=s.checkpoints, resume=True,
-                                encoder_weights=s.encoder_weights, overrides=dict(s.overrides), device=s.device,
-                                log=print, deadline=deadline,
-                                options=RunOptions(checkpoint_minutes=s.checkpoint_minutes,
-                                                   stop_signals=("SIGUSR2",) if slurm else ()))
-        except TimeBudgetReached as exc:
-            if slurm and own_limit:  # the job's own limit, not the dispatch's deadline: it is to go on
-                return self._continue_later(str(exc))
-            self._status("stopped", detail=str(exc))
-            return {"state": "stopped", "detail": str(exc)}
-        except RunInterrupted as exc:
-            if not slurm:
-                self._status("failed", detail=f"{type(exc).__name__}: {exc}")
-                raise
-            if exc.signal == "SIGUSR2":  # Slurm's warning before the time limit (up to a minute early)
-                return self._continue_later(str(exc))
-            # SIGTERM from Slurm: the job is pre-empted, requeued or cancelled. The run has checkpointed; leaving
-            # without a result lets Slurm run a requeued job again (same id: it resumes), and the dispatcher sees a
-            # cancelled one end without a result (a failure: submitted once more)
-            self._status("queued", detail=f"interrupted by Slurm ({exc}); a requeued job resumes from the checkpoint")
-            raise SystemExit(0) from None
-        except BaseException as exc:  # noqa: BLE001 - recorded, then re-raised for submitit to report
-            self._status("failed", detail=f"{type(exc).__name__}: {exc}".strip())
-            raise
-        self._status("recorded", records=[str(f) for f in folders])
-        return {"state": "recorded", "records": [str(f) for f in folders]}
 
 
 # -- the dispatcher ---------------------------------------------------------------------------------------------
@@ -267,11 +133,11 @@ def job_minutes(time_limit_min: float | None) -> float | None:
 def dispatch(specs: list[RunSpec], settings: JobSettings, *, executor: str = "local", jobs_dir="jobs",
              time_limit_min: float | None = None, gpus: int | None = None, partition: str | None = None,
              account: str | None = None, cpus: int | None = None, max_parallel: int | None = 1, wait: bool = True,
-             log=print, progress: bool = False, poll_seconds: float = 1.0, _probe=None) -> dict:
+             log=print, progress: bool = False, poll_seconds: float = 1.0, on_poll=None) -> dict:
     """Submits one job per run and (with ``wait``) sees them through; returns {"folder", "entries"}.
 
     ``max_parallel`` bounds the jobs of the local and debug executors running at once (Slurm queues them all).
-    ``_probe(entry, job)``, called for each running job at every poll, lets tests interfere (kill a job).
+    ``on_poll(entry, job)``, called for each running job at every poll, lets tests interfere (kill a job).
     """
     if not specs:
         raise BenchError("nothing to dispatch: no runs selected")
@@ -279,115 +145,151 @@ def dispatch(specs: list[RunSpec], settings: JobSettings, *, executor: str = "lo
         raise BenchError(f"--no-wait needs --executor slurm: {executor} jobs end with this process")
     if max_parallel is not None and max_parallel < 1:
         raise BenchError(f"--max-parallel {max_parallel}: must be >= 1")
-    folder = Path(jobs_dir) / _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-    absolute = {k: str(Path(v).expanduser().resolve()) for k, v in asdict(settings).items()
-                if k in ("data_root", "results", "checkpoints", "encoder_weights") and v}  # jobs may start elsewhere
     if settings.max_minutes is not None and not settings.max_minutes > 0:
         raise BenchError(f"--max-minutes {settings.max_minutes}: must be a positive number")
-    deadline = time.time() + 60 * settings.max_minutes if settings.max_minutes else None
-    settings = JobSettings(**{**asdict(settings), **absolute, "max_minutes": job_minutes(time_limit_min),
-                              "deadline": deadline, "waited": wait})
+    folder = Path(jobs_dir) / _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    settings = _settings_of_jobs(settings, time_limit_min, wait)
     ex = make_executor(executor, folder, time_limit_min=time_limit_min, gpus=gpus, partition=partition,
                        account=account, cpus=cpus)
     if executor == "slurm":
         check_slurm_options(partition, gpus)
     folder.mkdir(parents=True, exist_ok=True)  # submitit may have made it; the name is unique to the microsecond
-    entries = [Entry(s) for s in specs]
-    index = {"executor": executor, "created_at": now_iso(), "settings": asdict(settings), "entries": []}
+    run = Dispatch(folder, ex, executor, settings, [Entry(s) for s in specs], log)
+    run.collect_earlier(jobs_dir)
+    if not wait:
+        for e in list(run.pending):
+            run.submit(e)
+        log(f"{len(run.pending)} job(s) submitted; `bench runs --jobs {jobs_dir}` shows them; the same `bench run` "
+            "command later continues any that stopped")
+        return {"folder": folder, "entries": run.entries}
+    run.see_through(max_parallel, progress, poll_seconds, on_poll)
+    return {"folder": folder, "entries": run.entries}
 
-    def save():
-        index["entries"] = [e.row() for e in entries]
-        _write_json(folder / "jobs.json", index)
 
-    def submit(e: Entry):
-        e.status_file = str(status_path(folder, e.spec))
-        _write_json(Path(e.status_file), {"state": "queued", "at": now_iso()})  # not an earlier attempt's state
-        job = ex.submit(TrainingJob(e.spec, settings, e.status_file))
+def _settings_of_jobs(settings: JobSettings, time_limit_min: float | None, wait: bool) -> JobSettings:
+    """The settings every job gets: paths made absolute (a job may start elsewhere), its own time limit and the
+    dispatch's deadline."""
+    absolute = {k: str(Path(v).expanduser().resolve()) for k, v in asdict(settings).items()
+                if k in ("data_root", "results", "checkpoints", "encoder_weights") and v}
+    deadline = time.time() + 60 * settings.max_minutes if settings.max_minutes else None
+    return JobSettings(**{**asdict(settings), **absolute, "max_minutes": job_minutes(time_limit_min),
+                          "deadline": deadline, "waited": wait})
+
+
+class Dispatch:
+    """One dispatch: its folder and jobs.json, the runs waiting to be submitted and the jobs under way."""
+
+    def __init__(self, folder: Path, executor, kind: str, settings: JobSettings, entries: list, log):
+        self.folder, self.executor, self.kind, self.settings, self.log = folder, executor, kind, settings, log
+        self.entries, self.pending, self.active = entries, deque(entries), {}
+        self.index = {"executor": kind, "created_at": now_iso(), "settings": asdict(settings), "entries": []}
+
+    def save(self) -> None:
+        self.index["entries"] = [e.row() for e in self.entries]
+        write_json(self.folder / "jobs.json", self.index)
+
+    def submit(self, e: Entry):
+        e.status_file = str(status_path(self.folder, e.spec))
+        write_json(Path(e.status_file), {"state": "queued", "at": now_iso()})  # not an earlier attempt's state
+        job = self.executor.submit(TrainingJob(e.spec, self.settings, e.status_file))
         e.state, e.attempts, e.job_id = "queued", e.attempts + 1, str(job.job_id)
         e.stdout, e.stderr = str(job.paths.stdout), str(job.paths.stderr)
-        e.progress = _checkpoint_iteration(e.spec, settings)
-        log(f"submitted {e.spec.label}: job {e.job_id} (attempt {e.attempts}), log {e.stdout}")
-        save()
+        e.progress = checkpoint_iteration(e.spec, self.settings)
+        self.log(f"submitted {e.spec.label}: job {e.job_id} (attempt {e.attempts}), log {e.stdout}")
+        self.save()
         return job
 
-    pending = deque(entries)
-    active: dict = {}
-    for e in entries:  # what an earlier dispatch finished is collected, what it still has queued or running adopted
-        done = _recorded_folders(e.spec, settings)
-        if done:
-            e.state, e.detail = "recorded", ", ".join(map(str, done))
-            log(f"recorded {e.spec.label} already: {e.detail}; not submitted")
-            pending.remove(e)
-        elif executor == "slurm" and (job := _job_in_queue(e, jobs_dir, folder)) is not None:
-            log(f"{e.spec.label}: job {e.job_id} of an earlier dispatch is still in the queue; waiting for it")
-            pending.remove(e)
-            active[id(e)] = (e, job)
-    save()
-    if not wait:
-        for e in list(pending):
-            submit(e)
-        log(f"{len(pending)} job(s) submitted; `bench runs --jobs {jobs_dir}` shows them; the same `bench run` "
-            "command later continues any that stopped")
-        return {"folder": folder, "entries": entries}
-    gone_checked: dict = {}
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=len(entries), desc="jobs", unit="run", dynamic_ncols=True)
-    try:
-        while pending or active:
-            if deadline is not None and time.time() >= deadline and pending:
-                for e in pending:  # the dispatch's time is up: what has not started waits for the next command
-                    e.state, e.detail = "stopped", e.detail or "not started before the deadline (--max-minutes)"
-                pending.clear()
-            while pending and (executor == "slurm" or max_parallel is None or len(active) < max_parallel):
-                e = pending.popleft()
-                active[id(e)] = (e, submit(e))
-            for key, (e, job) in list(active.items()):
-                if not job.done() and not _ended_without_result(executor, job, gone_checked):
-                    if e.state == "queued" and e.status_file and _own_state(e.status_file) == "running":
-                        e.state = "running"
-                        save()
-                    if _probe:
-                        _probe(e, job)
-                    continue
-                del active[key]
-                if _settle(e, job, settings, folder, log):
-                    pending.append(e)
-                elif bar is not None:
-                    bar.update(1)
-                save()
-            if active:
-                time.sleep(poll_seconds)
-    finally:
-        if bar is not None:
-            bar.close()
-        save()
-    return {"folder": folder, "entries": entries}
+    def collect_earlier(self, jobs_dir) -> None:
+        """What an earlier dispatch finished is collected, what it still has queued or running adopted."""
+        for e in self.entries:
+            done = _recorded_folders(e.spec, self.settings)
+            if done:
+                e.state, e.detail = "recorded", ", ".join(map(str, done))
+                self.log(f"recorded {e.spec.label} already: {e.detail}; not submitted")
+                self.pending.remove(e)
+            elif self.kind == "slurm" and (job := _job_in_queue(e, jobs_dir, self.folder)) is not None:
+                self.log(f"{e.spec.label}: job {e.job_id} of an earlier dispatch is still in the queue; waiting for it")
+                self.pending.remove(e)
+                self.active[id(e)] = (e, job)
+        self.save()
 
+    def see_through(self, max_parallel, progress: bool, poll_seconds: float, on_poll) -> None:
+        """Submits within ``max_parallel`` and polls until every run is recorded, stopped or failed for good."""
+        gone_checked: dict = {}
+        bar = None
+        if progress:
+            from tqdm import tqdm
+            bar = tqdm(total=len(self.entries), desc="jobs", unit="run", dynamic_ncols=True)
+        try:
+            while self.pending or self.active:
+                self.stop_pending_at_deadline()
+                while self.pending and (self.kind == "slurm" or max_parallel is None
+                                        or len(self.active) < max_parallel):
+                    e = self.pending.popleft()
+                    self.active[id(e)] = (e, self.submit(e))
+                for key, (e, job) in list(self.active.items()):
+                    if not job.done() and not _ended_without_result(self.kind, job, gone_checked):
+                        if e.state == "queued" and e.status_file and own_state(e.status_file) == "running":
+                            e.state = "running"
+                            self.save()
+                        if on_poll:
+                            on_poll(e, job)
+                        continue
+                    del self.active[key]
+                    if read_outcome(e, job, self.settings, self.folder, self.log):
+                        self.pending.append(e)
+                    elif bar is not None:
+                        bar.update(1)
+                    self.save()
+                if self.active:
+                    time.sleep(poll_seconds)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM to the dispatcher
+            self.stop_jobs()
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+            self.save()
 
-def _spec_of(row: dict) -> RunSpec:
-    """The run of a row of jobs.json."""
-    return RunSpec(**{**row["spec"], "then": tuple(row["spec"].get("then", ()))})
+    def stop_jobs(self, wait_s: float = 300.0) -> None:
+        """The dispatcher is stopped: jobs of this machine (local, debug) are its children and are stopped too, each
+        with a checkpoint (SIGINT), and waited for; Slurm jobs go on in the queue, named so they can be followed."""
+        if not self.active:
+            return
+        if self.kind == "slurm":
+            ids = ", ".join(str(job.job_id) for _, job in self.active.values())
+            self.log(f"the dispatcher stopped; its Slurm jobs go on: {ids} (`bench runs --jobs` shows them; the same "
+                     "command later collects them)")
+            return
+        for e, job in self.active.values():
+            job.cancel(check=False)  # SIGINT: the run checkpoints at the end of its step and stops
+            e.state, e.detail = "stopped", "stopped with the dispatcher (its checkpoint continues it)"
+        end = time.time() + wait_s
+        while time.time() < end and not all(job.done() for _, job in self.active.values()):
+            time.sleep(0.2)
+        running = [f"{e.spec.label} (job {e.job_id})" for e, job in self.active.values() if not job.done()]
+        self.log("the dispatcher stopped; its jobs stopped with a checkpoint" if not running else
+                 f"the dispatcher stopped; still running after {wait_s:.0f} s: {'; '.join(running)}")
 
-
-def _own_state(status_file: str) -> str | None:
-    try:
-        return json.loads(Path(status_file).read_text()).get("state")
-    except (OSError, ValueError, AttributeError):
-        return None
+    def stop_pending_at_deadline(self) -> None:
+        """The dispatch's time is up: what has not started waits for the next command."""
+        deadline = self.settings.deadline
+        if deadline is not None and time.time() >= deadline and self.pending:
+            for e in self.pending:
+                e.state, e.detail = "stopped", e.detail or "not started before the deadline (--max-minutes)"
+            self.pending.clear()
 
 
 def _recorded_folders(spec: RunSpec, settings: JobSettings) -> list[Path]:
     """The records of a run (and of the members post-processed in its job) made with its recipe, where every one
     of them exists: nothing left to submit."""
     from bench.config import load_suite
-    from bench.runner import _recorded
+    from bench.records import recorded_run
     suite, profile = load_suite(spec.suite), spec.profile or "full"
     out = []
     for member in (spec.member, *spec.then):
         recipe = suite.resolve(profile, spec.variant, dict(settings.overrides) or None, member=member)
-        folder = _recorded(Path(settings.results), suite.name, member, profile, spec.seed, spec.variant, recipe)
+        folder = recorded_run(Path(settings.results), suite.name, member, profile, spec.seed, spec.variant, recipe)
         if folder is None:
             return []
         out.append(folder)
@@ -408,7 +310,7 @@ def _job_in_queue(e: Entry, jobs_dir, folder: Path):
         if index.get("executor") != "slurm":
             continue
         for r in index.get("entries", []):
-            if r.get("job_id") and _spec_of(r) == e.spec and not slurm_job_gone(r["job_id"]):
+            if r.get("job_id") and spec_of(r) == e.spec and not slurm_job_gone(r["job_id"]):
                 job = submitit.SlurmJob(folder=index_path.parent / "%j", job_id=r["job_id"])
                 e.job_id, e.attempts, e.stdout, e.stderr = r["job_id"], r.get("attempts", 1), r.get("stdout"), \
                     r.get("stderr")
@@ -444,7 +346,7 @@ def _error_line(e: Entry, job, folder: Path) -> str:
     return f"{type(job.exception()).__name__}" if job.exception() else "no error line"
 
 
-def _settle(e: Entry, job, settings: JobSettings, folder: Path, log) -> bool:
+def read_outcome(e: Entry, job, settings: JobSettings, folder: Path, log) -> bool:
     """Reads a finished job's outcome into ``e``; True where it is to be submitted again."""
     out = None
     if job.paths.result_pickle.exists() or job.done():  # a job gone without a result: job.result() would wait
@@ -457,7 +359,7 @@ def _settle(e: Entry, job, settings: JobSettings, folder: Path, log) -> bool:
         log(f"recorded {e.spec.label}: {e.detail}")
         return False
     if out and out.get("state") == "stopped":
-        reached = _checkpoint_iteration(e.spec, settings)
+        reached = checkpoint_iteration(e.spec, settings)
         if settings.deadline is not None and time.time() >= settings.deadline:
             e.state, e.detail = "stopped", f"at iteration {reached}, at the deadline (--max-minutes); the same " \
                                            "command continues it"
@@ -481,63 +383,3 @@ def _settle(e: Entry, job, settings: JobSettings, folder: Path, log) -> bool:
     return False
 
 
-# -- what to dispatch --------------------------------------------------------------------------------------------
-def suite_specs(suite: str, profile: str | None, members=None, variants=None, seeds=(0,)) -> list[RunSpec]:
-    """The runs `bench run --suite` trains, in its order (seed, variant, member), checked against the suite."""
-    from bench.config import load_suite
-    s = load_suite(suite)
-    for m in members or ():
-        if m not in s.members:
-            raise BenchError(f"unknown member {m!r} of suite {s.name}; its members: {', '.join(s.members)}")
-    for v in variants or ():
-        if v not in (s.variants or ()):
-            raise BenchError(f"unknown variant {v!r} of suite {s.name}; its variants: {', '.join(s.variants or [])}")
-    from bench.crf import POSTPROCESSED
-    chosen = list(members or s.members)
-    # a post-processed member goes in the job of the member it post-processes (it needs that run's record)
-    then = {m: tuple(p for p in chosen if p in POSTPROCESSED and POSTPROCESSED[p]["of"] == m) for m in chosen}
-    alone = [m for m in chosen if not (m in POSTPROCESSED and POSTPROCESSED[m]["of"] in chosen)]
-    return [RunSpec(suite, m, v, seed, profile, tuple(p for p in then[m] if s.applies(p, v))) for seed in seeds
-            for v, m in s.runs(alone, variants)]
-
-
-def plan_specs(plan_path, profile: str | None, log=print) -> list[RunSpec]:
-    """The training runs of a plan in its priority order (each once); its profile steps are left to `bench run
-    --plan` on the GPU they measure."""
-    from bench.plan import load_plan
-    plan = load_plan(plan_path)
-    out: list[RunSpec] = []
-    for n, step in enumerate(plan.steps, 1):
-        if step.kind == "profile":
-            log(f"step {n}: {step.describe()}: a measurement of one GPU, not dispatched (run it with `bench run "
-                "--plan` or `bench profile` there)")
-            continue
-        for spec in suite_specs(step.suite, profile or step.profile, step.members, step.variants, step.seeds):
-            if spec not in out:
-                out.append(spec)
-    return out
-
-
-# -- what `bench runs --jobs` shows -----------------------------------------------------------------------------
-def job_rows(jobs_dir) -> list[dict]:
-    """Every job of every dispatch under ``jobs_dir``, its state the newer of the dispatcher's and the job's own."""
-    rows = []
-    for index_path in sorted(Path(jobs_dir).glob("*/jobs.json")):
-        try:
-            index = json.loads(index_path.read_text())
-        except (OSError, ValueError) as exc:
-            rows.append({"dispatch": index_path.parent.name, "label": f"{index_path}: unreadable ({exc})",
-                         "state": "unknown"})
-            continue
-        for r in index.get("entries", []):
-            status = Path(r.get("status_file") or status_path(index_path.parent, _spec_of(r)))
-            try:
-                own = json.loads(status.read_text())
-            except (OSError, ValueError):
-                own = {}
-            state = r["state"]
-            if state in ("queued", "running", "stopped") and own.get("state") in STATES:
-                state = own["state"]  # a --no-wait dispatch learns its jobs' fate from the jobs themselves
-            rows.append({"dispatch": index_path.parent.name, "executor": index.get("executor"), **r, "state": state,
-                         "detail": r.get("detail") or own.get("detail", "")})
-    return rows

@@ -177,7 +177,7 @@ def read_prediction(dataset, path, shape=None) -> np.ndarray:
     """One predicted label map: an 8-bit PNG of the dataset's size (or ``shape``, its ground truth's, for a
     dataset whose images vary in size) with labels up to void; BenchError naming the file otherwise (not a
     PNG, truncated, wrong size, a label above void)."""
-    from bench.datasets.camvid import read_label_png  # the PNG checks are shared with the ground truth
+    from bench.labelmap import read_label_png  # the PNG checks are shared with the ground truth
     return read_label_png(path, shape or dataset.image_size, dataset.void_label, what="prediction")
 
 

@@ -175,26 +175,23 @@ def plan_costs(plan_path, results="results", gpu: str = "H100", profile: str | N
     """What each training run of a plan costs on a GPU: its updates at its first test point and at its cap, and
     the minutes they take at the FLOP rate records achieved on that GPU (None without such records). A run with a
     stopping rule may end before its cap; the cap is the most it can cost."""
-    from bench.crf import POSTPROCESSED
     from bench.models import model_macs
     plan, rate, rows = load_plan(plan_path), achieved_flop_rate(Path(results), gpu=gpu), []
     for step in (s for s in plan.steps if s.kind == "run"):
         suite = load_suite(step.suite)
-        for seed in step.seeds:
-            for variant in (step.variants or suite.variants or (None,)):
-                for member in (m for m in (step.members or suite.members) if suite.applies(m, variant)):
-                    if member in POSTPROCESSED:
-                        continue
-                    recipe = suite.resolve(profile or step.profile, variant, member=member)
-                    if recipe.max_iters is None:  # a length in epochs needs the dataset's size
-                        continue
-                    first = min(recipe.budgets_iters) if recipe.budgets_iters else None
-                    minutes = None if not rate else (lambda n: 6 * model_macs(member, tuple(recipe.image_size))
-                                                     * n * recipe.batch_size / rate / 60)
-                    rows.append({"suite": suite.name, "member": member, "variant": variant, "seed": seed,
-                                 "stopping": recipe.stopping, "first_test_point": first, "cap": recipe.max_iters,
-                                 "minutes_to_first_test_point": minutes and first and minutes(first),
-                                 "minutes_to_cap": minutes and minutes(recipe.max_iters)})
+        for run in suite.run_specs(step.members, step.variants, step.seeds):
+            if run.member in suite.postprocessed:
+                continue
+            recipe = suite.resolve(profile or step.profile, run.variant, member=run.member)
+            if recipe.max_iters is None:  # a length in epochs needs the dataset's size
+                continue
+            first = min(recipe.budgets_iters) if recipe.budgets_iters else None
+            minutes = None if not rate else (lambda n: 6 * model_macs(run.member, tuple(recipe.image_size))
+                                             * n * recipe.batch_size / rate / 60)
+            rows.append({"suite": suite.name, "member": run.member, "variant": run.variant, "seed": run.seed,
+                         "stopping": recipe.stopping, "first_test_point": first, "cap": recipe.max_iters,
+                         "minutes_to_first_test_point": minutes and first and minutes(first),
+                         "minutes_to_cap": minutes and minutes(recipe.max_iters)})
     return rows
 
 
@@ -225,9 +222,9 @@ if __name__ == "__main__":  # python -m bench.plan [PLAN] [GPU]: the plan's cost
 
 def estimate_minutes(member: str, recipe, n_train: int, done_iterations: int, rate: float | None) -> float | None:
     """Minutes of training left for a run, from the FLOP rate achieved on this device (None without one)."""
-    from bench.crf import POSTPROCESSED
+    from bench.architectures import postprocessed_members
     from bench.models import model_macs
-    if not rate or member in POSTPROCESSED:  # trains nothing
+    if not rate or member in postprocessed_members():  # trains nothing
         return None
     macs = model_macs(member, tuple(recipe.image_size))
     left = max(0, recipe.total_iterations(n_train) - done_iterations) * recipe.batch_size
@@ -266,97 +263,117 @@ def run_plan(plan_path, *, profile: str | None = None, max_minutes: float | None
     diverged run (so a lease does not lose its remaining minutes to one unstable run).
     """
     import torch
-    from bench.profile import run_profile, settings as profile_settings
-    from bench.crf import POSTPROCESSED
-    from bench.runner import (RunOptions, TimeBudgetReached, TrainingDiverged, _recorded, checkpoint_path,
-                               resolve_device, train_suite)
-    from bench import datasets
-
+    from bench.runner import resolve_device
+    from bench.train import RunOptions, TimeBudgetReached
     if max_minutes is not None and not (math.isfinite(max_minutes) and max_minutes > 0):
         raise BenchError(f"--max-minutes {max_minutes}: must be a positive number")
     if profile is not None and profile not in PROFILES:
         raise BenchError(f"--profile {profile!r}: one of {', '.join(PROFILES)}")
     plan = load_plan(plan_path)
-    dev = resolve_device(device)
-    deadline = time.time() + 60 * max_minutes if max_minutes else None
-    options = options or RunOptions()
-    results, checkpoints = Path(results), Path(checkpoints)
-    cache: dict = {}
-    recorded, skipped, diverged = [], 0, []
+    work = PlanWork(plan, profile, resolve_device(device), time.time() + 60 * max_minutes if max_minutes else None,
+                    Path(results), Path(checkpoints), data_root, encoder_weights, options or RunOptions(), log,
+                    progress)
     log(f"plan {plan.name}: {len(plan.steps)} steps from {plan.path}"
         + (f"; deadline in {max_minutes:g} min" if max_minutes else ""))
-
-    def minutes_left():
-        return None if deadline is None else (deadline - time.time()) / 60
-
     for n, step in enumerate(plan.steps, 1):
-        if deadline is not None and time.time() >= deadline:
+        if work.deadline is not None and time.time() >= work.deadline:
             raise TimeBudgetReached(f"deadline reached before step {n} of plan {plan.name}; run the same command "
                                     "to continue")
         if step.kind == "profile":
-            size, runs, warmup = step.size, step.runs, step.warmup
-            if (profile or "full") == "smoke":
-                if dev.type == "cpu":
-                    log(f"step {n}: {step.describe()}: a GPU measurement; skipped under --profile smoke on the CPU "
-                        "(`bench profile` measures the CPU)")
-                    skipped += 1
-                    continue
-                size, runs, warmup = (SMOKE_PROFILE_SETTINGS[k] for k in ("size", "runs", "warmup"))
-            want = {**profile_settings(dev, step.dtype), "size": size}
-            done = _profile_recorded(step, {**want, "size": size}, load_profiles(results)[0])
-            if done is not None:
-                log(f"step {n}: {step.describe()}: already recorded ({done.get('finished_at')}); skipped")
-                skipped += 1
-                continue
-            log(f"step {n}: {step.describe()}" + (f" at {size[0]}x{size[1]}" if size != step.size else ""))
-            path = run_profile(list(step.models), device=str(dev), dtype=step.dtype, size=tuple(size), runs=runs,
-                               warmup=warmup, results=results, log=log)
-            recorded.append(path.parent)
+            work.profile_step(n, step)
             continue
-        prof = profile or step.profile
-        suite = load_suite(step.suite)
-        ds = datasets.get_dataset(suite.dataset, data_root)
-        rate = achieved_flop_rate(results, dev)
-        for seed in step.seeds:
-            for variant in (step.variants or suite.variants or (None,)):
-                for member in (step.members or suite.members):
-                    if not suite.applies(member, variant):
-                        continue
-                    recipe = suite.resolve(prof, variant, member=member)
-                    ckpt = checkpoint_path(checkpoints, suite.name, member, prof, variant, seed)
-                    label = f"{suite.name} / {member}{' / ' + variant if variant else ''} / seed {seed} / {prof}"
-                    recorded_already = _recorded(results, suite.name, member, prof, seed, variant, recipe)
-                    if recorded_already is None and deadline is not None and time.time() >= deadline:
-                        raise TimeBudgetReached(f"deadline reached before {label} (step {n} of plan {plan.name}); "
-                                                "run the same command to continue")
-                    n_train = len(ds.samples("train")[:recipe.train_subset or None])
-                    est = estimate_minutes(member, recipe, n_train, checkpoint_progress(ckpt), rate)
-                    left = minutes_left()
-                    if recorded_already is None and est is not None and left is not None and est > left:
-                        log(f"step {n}: {label}: about {est:.1f} min of training left, {left:.1f} min before the "
-                            "deadline: it will not finish in this call; starting it anyway (the next call resumes it)")
-                    try:
-                        folders = train_suite(step.suite, profile=prof, seeds=(seed,), members=[member],
-                                            variants=[variant] if variant else None, data_root=data_root,
-                                            results=results, checkpoints=checkpoints, resume=True,
-                                            encoder_weights=encoder_weights, device=str(dev), log=log,
-                                            progress=progress, deadline=deadline, options=options, data_cache=cache)
-                    except TrainingDiverged as exc:
-                        log(f"error: {label}: {exc}; the plan goes on")
-                        diverged.append(f"{label} ({exc})")
-                        continue
-                    except BenchError as exc:
-                        if member not in POSTPROCESSED:
-                            raise
-                        # e.g. the run it post-processes was recorded without its weights: the rest still runs
-                        log(f"error: {label}: {exc}; the plan goes on")
-                        diverged.append(f"{label} ({exc})")
-                        continue
-                    recorded += folders
-        if dev.type == "cuda":
+        work.run_step(n, step)
+        if work.device.type == "cuda":
             torch.cuda.empty_cache()
-    if diverged:
-        raise BenchError(f"plan {plan.name}: every step tried; {len(diverged)} run(s) diverged or could not run and "
-                         "were not recorded: " + "; ".join(diverged))
+    if work.diverged:
+        raise BenchError(f"plan {plan.name}: every step tried; {len(work.diverged)} run(s) diverged or could not run "
+                         "and were not recorded: " + "; ".join(work.diverged))
     log(f"plan {plan.name}: every step done")
-    return {"recorded": recorded, "skipped": skipped, "done": True}
+    return {"recorded": work.recorded, "skipped": work.skipped, "done": True}
+
+
+@dataclass
+class PlanWork:
+    """A plan being worked through: its settings, and what was recorded, skipped and diverged so far."""
+    plan: Plan
+    profile: str | None
+    device: object
+    deadline: float | None
+    results: Path
+    checkpoints: Path
+    data_root: object
+    encoder_weights: object
+    options: object
+    log: object
+    progress: object
+    recorded: list = field(default_factory=list)
+    skipped: int = 0
+    diverged: list = field(default_factory=list)
+    cache: dict = field(default_factory=dict)
+
+    def minutes_left(self) -> float | None:
+        return None if self.deadline is None else (self.deadline - time.time()) / 60
+
+    def profile_step(self, n: int, step: Step) -> None:
+        """A `bench profile` step, skipped where recorded already (or, smoke on the CPU, where it needs a GPU)."""
+        from bench.profile import run_profile, settings as profile_settings
+        size, runs, warmup = step.size, step.runs, step.warmup
+        if (self.profile or "full") == "smoke":
+            if self.device.type == "cpu":
+                self.log(f"step {n}: {step.describe()}: a GPU measurement; skipped under --profile smoke on the CPU "
+                         "(`bench profile` measures the CPU)")
+                self.skipped += 1
+                return
+            size, runs, warmup = (SMOKE_PROFILE_SETTINGS[k] for k in ("size", "runs", "warmup"))
+        want = {**profile_settings(self.device, step.dtype), "size": size}
+        done = _profile_recorded(step, want, load_profiles(self.results)[0])
+        if done is not None:
+            self.log(f"step {n}: {step.describe()}: already recorded ({done.get('finished_at')}); skipped")
+            self.skipped += 1
+            return
+        self.log(f"step {n}: {step.describe()}" + (f" at {size[0]}x{size[1]}" if size != step.size else ""))
+        path = run_profile(list(step.models), device=str(self.device), dtype=step.dtype, size=tuple(size), runs=runs,
+                           warmup=warmup, results=self.results, log=self.log)
+        self.recorded.append(path.parent)
+
+    def run_step(self, n: int, step: Step) -> None:
+        """A step of training runs, each through `bench run` with --resume (recorded ones skipped)."""
+        from bench import datasets
+        from bench.checkpoint import TrainingDiverged, checkpoint_path
+        from bench.records import recorded_run
+        from bench.runner import train_suite
+        from bench.train import TimeBudgetReached
+        prof = self.profile or step.profile
+        suite = load_suite(step.suite)
+        ds = datasets.get_dataset(suite.dataset, self.data_root)
+        rate = achieved_flop_rate(self.results, self.device)
+        for run in suite.run_specs(step.members, step.variants, step.seeds):
+            member, variant, seed = run.member, run.variant, run.seed
+            recipe = suite.resolve(prof, variant, member=member)
+            label = run.label(suite.name, prof)
+            recorded_already = recorded_run(self.results, suite.name, member, prof, seed, variant, recipe)
+            if recorded_already is None and self.deadline is not None and time.time() >= self.deadline:
+                raise TimeBudgetReached(f"deadline reached before {label} (step {n} of plan {self.plan.name}); "
+                                        "run the same command to continue")
+            ckpt = checkpoint_path(self.checkpoints, suite.name, member, prof, variant, seed)
+            n_train = len(ds.samples("train")[:recipe.train_subset or None])
+            est = estimate_minutes(member, recipe, n_train, checkpoint_progress(ckpt), rate)
+            left = self.minutes_left()
+            if recorded_already is None and est is not None and left is not None and est > left:
+                self.log(f"step {n}: {label}: about {est:.1f} min of training left, {left:.1f} min before the "
+                         "deadline: it will not finish in this call; starting it anyway (the next call resumes it)")
+            try:
+                self.recorded += train_suite(
+                    step.suite, profile=prof, seeds=(seed,), members=[member], variants=[variant] if variant else None,
+                    data_root=self.data_root, results=self.results, checkpoints=self.checkpoints, resume=True,
+                    encoder_weights=self.encoder_weights, device=str(self.device), log=self.log,
+                    progress=self.progress, deadline=self.deadline, options=self.options, data_cache=self.cache)
+            except TrainingDiverged as exc:
+                self.log(f"error: {label}: {exc}; the plan goes on")
+                self.diverged.append(f"{label} ({exc})")
+            except BenchError as exc:
+                if member not in suite.postprocessed:
+                    raise
+                # e.g. the run it post-processes was recorded without its weights: the rest still runs
+                self.log(f"error: {label}: {exc}; the plan goes on")
+                self.diverged.append(f"{label} ({exc})")

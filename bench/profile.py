@@ -171,7 +171,7 @@ def profile_model(name: str, device, dtype: str = "fp32", size=(360, 480), runs:
         caffe = caffe_style_memory(architectures.create_model(name), size, train_batch, infer_batch)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bf16")
     x1 = torch.randn(infer_batch, 3, *size, device=device)
-    timing_batch = architectures.model_meta(name).get("min_train_batch", 1)  # batch 1 unless the model needs more
+    timing_batch = architectures.model_facts(name).get("min_train_batch", 1)  # batch 1 unless the model needs more
     train_batch = max(train_batch, timing_batch)
     xb = torch.randn(timing_batch, 3, *size, device=device)
     xt = torch.randn(train_batch, 3, *size, device=device)
@@ -211,10 +211,10 @@ def profile_model(name: str, device, dtype: str = "fp32", size=(360, 480), runs:
         train_mem = _cpu_memory((name, "train", train_batch, tuple(size), dtype))
         infer_mem = _cpu_memory((name, "infer", infer_batch, tuple(size), dtype))
 
-    t1 = table1_row(architectures.model_meta(name).get("paper_name", ""))
+    t1 = table1_row(architectures.model_facts(name).get("paper_name", ""))
     kept = decoder_kept_from_first_encoder(model, xb)
     return {
-        "model": name, "paper_name": architectures.model_meta(name).get("paper_name"),
+        "model": name, "paper_name": architectures.model_facts(name).get("paper_name"),
         "params": params, "trainable_params": trainable, "gmacs": macs / 1e9, "output_shape": list(out_shape),
         "model_size_MB": model_size_on_disk(model) / 1e6,
         "timing_batch": timing_batch,

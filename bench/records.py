@@ -25,6 +25,7 @@ LIBRARIES = ("torch", "torchvision", "timm", "segmentation-models-pytorch", "num
              "scikit-image", "pillow", "click")
 
 
+SOURCE_FOLDERS = ("bench", "architectures", "datasets")  # where the code that makes a record lives
 SOURCE_MANIFEST = ".source-manifest.json"   # stands in for .git where a copy of the tree runs without it
 
 
@@ -86,10 +87,18 @@ def commit_info(repo: Path | None = None) -> dict:
     commit = git("rev-parse", "HEAD") or None
     if commit is None:  # a copy without .git: the manifest written beside it, if any
         return _manifest_commit_info(repo) or {"commit": None, "dirty": None, "branch": None}
-    # dirty: the code differs from the commit (records and reports being added or replaced do not count)
-    dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results",
-                     ":(exclude)reports"))
-    return {"commit": commit, "dirty": dirty, "branch": git("rev-parse", "--abbrev-ref", "HEAD") or None}
+    # dirty: the code differs from the commit (records and reports being added or replaced do not count), or a file
+    # git does not track sits among the sources (a module, a package folder that shadows the project's code)
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results", ":(exclude)reports")
+    untracked = [line for line in git("status", "--porcelain", "--untracked-files=all", "--", *SOURCE_FOLDERS)
+                 .splitlines() if line.startswith("??")]
+    return {"commit": commit, "dirty": bool(changed or untracked), "untracked_source_files": len(untracked),
+            "branch": git("rev-parse", "--abbrev-ref", "HEAD") or None}
+
+
+def made_from_uncommitted_code(rec: dict) -> bool:
+    """Whether a record's code differed from its commit (`provenance.git.dirty`): its commit does not reproduce it."""
+    return bool(((rec.get("provenance") or {}).get("git") or {}).get("dirty"))
 
 
 def machine_info() -> dict:
@@ -140,13 +149,14 @@ def new_run_id(profile: str, seed: int, variant: str | None = None) -> str:
 
 
 class RunFolder:
-    """A run's output assembled in `<parent>/.tmp-<run-id>` and published with one rename."""
+    """A run's output assembled in `<parent>/.tmp-<run-id>-<host>-<pid>` and published with one rename."""
 
     def __init__(self, parent: Path, run_id: str):
         self.final = Path(parent) / run_id
         if self.final.exists():
             raise BenchError(f"{self.final}: a record with this run id exists; nothing was overwritten")
-        self.tmp = Path(parent) / f".tmp-{run_id}"
+        from bench.safety import owner_tag
+        self.tmp = Path(parent) / f".tmp-{run_id}-{owner_tag()}"
         self.tmp.mkdir(parents=True, exist_ok=False)
         (self.tmp / "predictions").mkdir()
 
@@ -238,18 +248,61 @@ def check_training_record(path: Path, rec: dict) -> dict:
     return rec
 
 
+RECORD_KINDS = ("training-run",)  # what a run.json under results/<suite>/<member>/<run>/ may be
+NOT_SUITES = ("profile", "benchmarks", "leases")  # folders of results/ that hold other things than suites' runs
+
+
+def folders_without_record(results: Path) -> list[Path]:
+    """Run folders (`<results>/<suite>/<member>/<run>/`) that have no run.json: a record whose file was deleted."""
+    results = Path(results)
+    if not results.is_dir():
+        return []
+    return sorted(run for suite in results.iterdir() if suite.is_dir() and suite.name not in NOT_SUITES
+                  and not suite.name.startswith(".")
+                  for member in suite.iterdir() if member.is_dir() and not member.name.startswith(".")
+                  for run in member.iterdir() if run.is_dir() and not run.name.startswith(".")
+                  and not (run / "run.json").is_file())
+
+
 def load_records(results: Path) -> tuple[list[tuple[Path, dict]], list[str]]:
-    """Every usable training record under ``results`` and one line for each record that is not usable."""
+    """Every usable training record under ``results`` and one line for each record that is not usable: unreadable,
+    missing a field, of an unknown kind, or a run folder whose run.json is gone. Nothing is skipped in silence."""
     good, problems = [], []
     for path in find_records(results):
         try:
             rec = load_record(path)
-            if rec.get("kind") != "training-run":
-                continue
+            if rec.get("kind") not in RECORD_KINDS:
+                raise BenchError(f"{path}: unknown record kind {rec.get('kind')!r} (a run record is "
+                                 f"{' or '.join(RECORD_KINDS)})")
             good.append((path, check_training_record(path, rec)))
         except BenchError as exc:
             problems.append(str(exc))
+    problems += [f"{run}: run.json is missing (a record folder without its record)"
+                 for run in folders_without_record(results)]
     return good, problems
+
+
+def recorded_run(results: Path, suite: str, member: str, profile: str, seed: int, variant, recipe) -> Path | None:
+    """The latest finished record folder of this exact run (same profile, seed, variant and recipe), if any."""
+    from bench import stopping
+    from bench.config import same_recipe
+    folder = Path(results) / suite / member
+    if not folder.is_dir():
+        return None
+    for run in sorted(folder.iterdir(), reverse=True):  # run ids end in their time: the latest first
+        path = run / "run.json"
+        if run.name.startswith(".tmp-") or not path.is_file():
+            continue
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if (rec.get("profile"), rec.get("seed"), rec.get("variant")) == (profile, seed, variant) and \
+                same_recipe(rec.get("config"), recipe) and stopping.stop_of(rec)["reason"] != "deadline" \
+                and outdated_model(rec) is None:
+            return run  # a run recorded at a deadline is not finished: --resume continues it
+    return None
+
 
 
 def model_revision_of(rec: dict) -> int:
@@ -268,7 +321,7 @@ def outdated_model(rec: dict) -> str | None:
     now, then = architectures.model_revision(name), model_revision_of(rec)
     if then >= now:
         return None
-    change = architectures.model_meta(name).get("revisions", {}).get(now, "")
+    change = architectures.model_facts(name).get("revisions", {}).get(now, "")
     return f"{name} revision {then}, now {now}" + (f" ({change})" if change else "")
 
 

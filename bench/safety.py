@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import json
 import os
+import shutil
 import signal
 import socket
 import threading
@@ -18,6 +20,12 @@ from bench.errors import BenchError
 
 
 # -- stop requests -----------------------------------------------------------------------------------------------
+def interruption_point(moment: str, iteration: int) -> None:
+    """A named moment of a run where a stop request may arrive (the fault tests send signals from here, by
+    replacing this function): step, bn-recompute, validation, test-at-budget, commit (of an evaluation's results
+    to the state), final-test, record, recorded."""
+
+
 class StopRequests:
     """SIGINT (Ctrl-C) and SIGTERM (`timeout`, job schedulers) during training, and any ``extra_signals`` by name
     (SIGUSR2: Slurm's warning before a job's time limit, `bench.dispatch`).
@@ -123,15 +131,77 @@ def write_error(path: Path, exc: OSError, what: str) -> BenchError:
     return BenchError(f"{path}: cannot write {what} ({exc.strerror or exc})")
 
 
+# -- temporaries ---------------------------------------------------------------------------------------------------
+def owner_tag() -> str:
+    """`<host>-<pid>`: the end of every temporary name this process writes, so that a later process can tell one
+    whose writer is gone (killed with SIGKILL, say) from one still being written."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def temporary_path(path: Path) -> Path:
+    """Where ``path`` is written before it is renamed into place: `.<name>.tmp-<host>-<pid>` beside it."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.tmp-{owner_tag()}")
+
+
+def stale_temporaries(*folders: Path) -> list[Path]:
+    """Temporary files and folders under ``folders`` written by a process of this host that is gone."""
+    import re
+    pattern = re.compile(rf"^\..*tmp-.*{re.escape(socket.gethostname())}-(\d+)$")
+    out = []
+    for folder in folders:
+        if not Path(folder).is_dir():
+            continue
+        for p in Path(folder).rglob(".*tmp-*"):
+            m = pattern.match(p.name)
+            if m and not _process_alive(int(m.group(1))) and not any(p.is_relative_to(q) for q in out):
+                out.append(p)
+    return out
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(*folders: Path) -> tuple[int, int]:
+    """Removes what `stale_temporaries` finds; (how many, bytes freed)."""
+    count, freed = 0, 0
+    for p in stale_temporaries(*folders):
+        with contextlib.suppress(OSError):
+            if p.is_dir() and not p.is_symlink():
+                freed += sum(f.stat().st_size for f in p.rglob("*") if f.is_file() and not f.is_symlink())
+                shutil.rmtree(p)
+            else:
+                freed += p.lstat().st_size if not p.is_symlink() else 0
+                p.unlink()
+            count += 1
+    return count, freed
+
+
+def describe_removed(count: int, freed: int) -> str:
+    return (f"removed {count} temporary file(s) or folder(s) left by processes that are gone "
+            f"({freed / 1e6:,.1f} MB freed)")
+
+
 def save_atomic(obj, path: Path, what: str = "the checkpoint") -> None:
     """torch.save to a temporary name in the same folder, then rename: the old file stays whole until the new
-    one is complete, and a failure (a full disk) leaves no temporary file behind."""
+    one is complete, and a failure (a full disk: "no space left on <folder>") leaves no temporary file behind.
+    Serialised in memory first: torch's own file writer reports a full disk as a RuntimeError without errno."""
     import torch  # here, not at the top: `bench eval` writes through this module and never needs torch
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temporary_path(path)
+    buf = io.BytesIO()
+    torch.save(obj, buf)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(obj, tmp)
+        with open(tmp, "wb") as f:
+            f.write(buf.getbuffer())
         os.replace(tmp, path)
     except OSError as exc:
         with contextlib.suppress(OSError):
@@ -147,7 +217,7 @@ def write_text_atomic(path: Path, text: str, what: str = "the file", overwrite: 
     """Text to a temporary name in the same folder, then renamed into place (or linked, refusing to replace an
     existing file, where ``overwrite`` is False)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temporary_path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_text(text)
@@ -165,15 +235,24 @@ def write_text_atomic(path: Path, text: str, what: str = "the file", overwrite: 
             tmp.unlink()
 
 
+PROBE_BYTES = 1 << 20  # what the probe writes and syncs: a full disk refuses it (an empty file it would not)
+
+
 def check_writable(folder: Path, what: str) -> None:
-    """Creates ``folder`` if needed and writes a probe file: a read-only or unwritable output folder is found
-    before training, not after hours of it."""
+    """Creates ``folder`` if needed and writes (and syncs) a probe file of PROBE_BYTES: a read-only, unwritable or
+    full output folder is found before training, not after hours of it."""
     folder = Path(folder)
+    probe = folder / f".write-probe-{os.getpid()}"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write-probe-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        try:
+            with open(probe, "wb") as f:
+                f.write(bytes(PROBE_BYTES))
+                f.flush()
+                os.fsync(f.fileno())
+        finally:
+            with contextlib.suppress(OSError):
+                probe.unlink()
     except OSError as exc:
         if no_space(exc):
             raise BenchError(f"no space left on {folder} ({what})") from None
@@ -182,59 +261,68 @@ def check_writable(folder: Path, what: str) -> None:
 
 # -- one process per run -------------------------------------------------------------------------------------------
 class RunLock:
-    """`<results>/<suite>/<member>/.lock-<run tag>` holding the pid, host and start of the process training
-    that run. A second process refuses with one line naming the first; a lock left by a process that died on
-    this host is stale and taken over."""
+    """`<results>/<suite>/<member>/.lock-<run tag>`: an OS lock (flock) on that file, held by the process training the
+    run, which writes its pid, host and start into it. A second process refuses with one line naming the first; the
+    OS releases the lock of a process that dies however it dies, so a lock file left behind is simply taken over.
+    Taking the lock is one system call on one file: of any number of processes trying at once, exactly one holds
+    it (flock is honoured across the hosts of an NFS share by its lock manager)."""
 
     def __init__(self, folder: Path, tag: str):
         self.path = Path(folder) / f".lock-{tag}"
         self.held = False
+        self._fd: int | None = None
 
     def acquire(self) -> "RunLock":
+        import fcntl
         me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(2):
+        for _ in range(10):
+            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                holder = self._holder()
-                if holder is not None and self._alive(holder):
-                    raise BenchError(
-                        f"{self.path}: this run is being trained by pid {holder.get('pid')} on "
-                        f"{holder.get('host')} since {holder.get('started')}; not started twice "
-                        "(if that process is gone, delete the lock file)") from None
-                with contextlib.suppress(FileNotFoundError):
-                    self.path.unlink()  # stale: its process is gone
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise BenchError(f"{self.path}: this run is being trained by {self._describe(self._holder())}; not "
+                                 "started twice") from None
+            if not self._same_file(fd):  # the file we locked was released and removed meanwhile: take the new one
+                os.close(fd)
                 continue
-            with os.fdopen(fd, "w") as f:
-                json.dump(me, f)
-            self.held = True
+            try:
+                os.ftruncate(fd, 0)
+                os.write(fd, json.dumps(me).encode())
+            except OSError as exc:  # a full disk: the lock goes with its file, nothing is left behind
+                with contextlib.suppress(OSError):
+                    self.path.unlink()
+                os.close(fd)
+                raise write_error(self.path, exc, "the run lock") from None
+            self._fd, self.held = fd, True
             return self
         raise BenchError(f"{self.path}: could not take the run lock")
+
+    def _same_file(self, fd: int) -> bool:
+        try:
+            return os.fstat(fd).st_ino == os.stat(self.path).st_ino
+        except FileNotFoundError:
+            return False
 
     def _holder(self) -> dict | None:
         try:
             return json.loads(self.path.read_text())
         except (OSError, ValueError):
-            return None  # unreadable or half-written: treat as stale
+            return None  # the holder has not written its details yet
 
     @staticmethod
-    def _alive(holder: dict) -> bool:
-        if holder.get("host") != socket.gethostname():
-            return True  # another machine: cannot tell, so it is held
-        try:
-            os.kill(int(holder.get("pid")), 0)
-        except ProcessLookupError:
-            return False
-        except (PermissionError, TypeError, ValueError):
-            return True
-        return True
+    def _describe(holder: dict | None) -> str:
+        if not holder:
+            return "another process (it has just started)"
+        return f"pid {holder.get('pid')} on {holder.get('host')} since {holder.get('started')}"
 
     def release(self) -> None:
         if self.held:
             with contextlib.suppress(FileNotFoundError):
-                self.path.unlink()
-            self.held = False
+                self.path.unlink()  # before the lock goes: a process waiting on this file sees it gone and retries
+            os.close(self._fd)
+            self._fd, self.held = None, False
 
     def __enter__(self):
         return self.acquire()

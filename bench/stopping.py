@@ -18,7 +18,17 @@ A run that reaches its cap first stops with reason "cap"; one stopped by ``--max
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+
+from typing import TYPE_CHECKING
+
+from bench.config import MAX_EVALUATIONS
+from bench.errors import BenchError
+
+if TYPE_CHECKING:
+    from bench.config import Recipe
 
 RULES = ("schedule", "val-plateau", "loss-converged")
 CONVERGED = ("plateau", "loss-converged")  # reasons that mean the paper's rule stopped the run
@@ -114,3 +124,30 @@ def status_words(record: dict) -> str:
     if stop.get("selected_at_last_evaluation") and not stop["converged"]:
         text += f", {STILL_IMPROVING}"
     return text
+
+
+@dataclass
+class Schedule:
+    """When a run steps, evaluates and scores at its budgets, in iterations."""
+    total: int
+    iterations_per_epoch: int
+    eval_points: list
+    budgets: list
+
+    @classmethod
+    def of(cls, recipe: Recipe, n_train: int, where: str) -> "Schedule":
+        total = recipe.total_iterations(n_train)
+        every = recipe.eval_every(n_train)
+        if total // every > MAX_EVALUATIONS:
+            raise BenchError(f"{where}: {total:,} iterations with an evaluation every {every:,} make "
+                             f"{total // every:,} evaluations (at most {MAX_EVALUATIONS:,}); "
+                             "raise eval_every_iters or eval_every_epochs")
+        return cls(total, recipe.iterations_per_epoch(n_train),
+                   sorted(set(range(every, total + 1, every)) | {total}), recipe.budget_iterations(n_train))
+
+    def evaluates_at(self, it: int) -> bool:
+        return it in self._points
+
+    def __post_init__(self):
+        self._points = set(self.eval_points) | set(self.budgets)
+

@@ -11,22 +11,21 @@ Class order, palette and the prototxt class weights: `../shared/reference/paper-
 from __future__ import annotations
 
 import hashlib
-import io
 import threading
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from bench.cache import load_label_map, save_label_map
 from bench.errors import BenchError
-from bench.png import decode_label_png
+from bench.datasets.common import check_manifest, median_frequency_weights, read_image_png, read_manifest
+from bench.labelmap import label_map_from_bytes, read_label_bytes
 from bench.published import authors_class_weights
 from bench.datasets.registry import folder_not_found, register_dataset
 
 _GROUND_TRUTH_LOCK = threading.Lock()
-_GROUND_TRUTH_CACHE: dict = {}  # (path, mtime, size, shape, void) -> decoded label map, oldest first
+_GROUND_TRUTH_CACHE: dict = {}  # (content digest, shape, void) -> decoded label map, oldest first
 _GROUND_TRUTH_CACHE_SIZE = 1024  # CamVid has 701 label maps: about 120 MB at 360x480
 
 CLASS_NAMES = ("Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car",
@@ -35,7 +34,6 @@ VOID_LABEL = 11
 # RGB colours of classes 0..10 (Scripts/test_segmentation_camvid.py); void is drawn black.
 PALETTE = ((128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (60, 40, 222), (128, 128, 0),
            (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0), (0, 128, 192))
-VOID_COLOUR = (0, 0, 0)
 
 # `class_weighting` of classes 0..10 in all four CamVid train prototxts of SegNet-Tutorial @ bb68b64e
 # (Models/segnet_train.prototxt etc.; ignore_label 11), kept with the other published numbers in
@@ -63,96 +61,6 @@ class Sample:
     name: str  # file name of the image, e.g. "0001TP_008550.png"; predictions use the same name
     image: Path
     label: Path
-
-
-def read_label_png(path: Path, expected_shape: tuple[int, int] | None = None, max_label: int = VOID_LABEL,
-                   what: str = "label map") -> np.ndarray:
-    """An 8-bit single-channel label PNG as a uint8 array, checked; BenchError naming the file otherwise."""
-    path = Path(path)
-    if not path.is_file():
-        raise BenchError(f"{path}: {what} file is missing")
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise BenchError(f"{path}: {what} cannot be read ({exc.strerror})") from None
-    arr = decode_label_png(data)  # the usual label PNG, fast; anything else (and every error) through Pillow
-    if arr is None:
-        arr = _read_label_png_with_pillow(path, data, what)
-    if expected_shape is not None and arr.shape != tuple(expected_shape):
-        raise BenchError(f"{path}: {what} is {arr.shape[0]}x{arr.shape[1]}, expected "
-                         f"{expected_shape[0]}x{expected_shape[1]}")
-    if arr.size and int(arr.max()) > max_label:
-        raise BenchError(f"{path}: {what} has label value {int(arr.max())}, above {max_label} "
-                         f"(classes 0..{max_label - 1}, {max_label} = void)")
-    return arr
-
-
-def _read_label_png_with_pillow(path: Path, data: bytes, what: str) -> np.ndarray:
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            if im.format != "PNG":
-                raise BenchError(f"{path}: {what} is not a PNG file (found {im.format})")
-            if im.mode not in ("L", "P"):
-                raise BenchError(f"{path}: {what} must be an 8-bit single-channel PNG, found mode {im.mode}")
-            return np.array(im)
-    except BenchError:
-        raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise BenchError(f"{path}: {what} cannot be decoded ({exc.__class__.__name__}: {exc}); "
-                         "not a PNG or truncated") from None
-
-
-def read_image_png(path: Path, expected_shape: tuple[int, int] | None = None) -> np.ndarray:
-    """An RGB image as a uint8 H x W x 3 array; BenchError naming the file otherwise."""
-    path = Path(path)
-    if not path.is_file():
-        raise BenchError(f"{path}: image file is missing")
-    try:
-        with Image.open(path) as im:
-            arr = np.array(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise BenchError(f"{path}: image cannot be decoded ({exc.__class__.__name__}: {exc})") from None
-    if expected_shape is not None and arr.shape[:2] != tuple(expected_shape):
-        raise BenchError(f"{path}: image is {arr.shape[0]}x{arr.shape[1]}, expected "
-                         f"{expected_shape[0]}x{expected_shape[1]}")
-    return arr
-
-
-def resize_label(label: np.ndarray, size) -> np.ndarray:
-    """A label map brought to ``size`` (H, W) by nearest-neighbour sampling (PIL), as training and re-scoring do."""
-    h, w = size
-    if label.shape == (h, w):
-        return label
-    return np.array(Image.fromarray(label).resize((w, h), Image.NEAREST))
-
-
-def resize_image(image: np.ndarray, size) -> np.ndarray:
-    """An RGB image brought to ``size`` (H, W) bilinearly (PIL)."""
-    h, w = size
-    if image.shape[:2] == (h, w):
-        return image
-    return np.array(Image.fromarray(image).resize((w, h), Image.BILINEAR))
-
-
-def read_manifest(path: Path) -> dict[str, str]:
-    """`sha256sum` output (`<hex>  ./rel/path`) as {relative path: hex digest}."""
-    out = {}
-    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        parts = line.split(None, 1)
-        if len(parts) != 2 or len(parts[0]) != 64:
-            raise BenchError(f"{path}:{n}: not a sha256sum line: {line[:80]!r}")
-        out[parts[1].strip().lstrip("*").removeprefix("./")] = parts[0].lower()
-    return out
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @register_dataset("camvid")
@@ -219,30 +127,25 @@ class CamVid:
             raise BenchError(f"{path}: an image name is listed twice")
         return samples
 
-    def _label_key(self, sample: Sample):
-        """What a cached decoding of the sample's label depends on; None where the file cannot be stat'ed."""
-        path = Path(sample.label)
-        try:
-            st = path.stat()
-        except OSError:
-            return None
-        return (str(path.resolve()), st.st_mtime_ns, st.st_size, self.image_size, self.void_label)
+    def _label_key(self, data: bytes):
+        """What a cached decoding of a label file depends on: its content (a replaced file of the same size and
+        time is a new key), the size it must have and the void label."""
+        return (hashlib.blake2b(data, digest_size=16).hexdigest(), self.image_size, self.void_label)
 
     def read_label(self, sample: Sample) -> np.ndarray:
         """The ground-truth label map (read-only), decoded once: kept per process, and checked maps in the
-        disk cache (`bench.cache`), so repeated evaluations (the test points of a run, `bench eval`,
-        `bench check` re-scoring every record) skip the PNG decoding while the file is unchanged."""
+        disk cache (`bench.cache`), both keyed by the file's content, so repeated evaluations (the test points of
+        a run, `bench eval`, `bench check` re-scoring every record) read the file but skip the PNG decoding."""
         path = Path(sample.label)
-        key = self._label_key(sample)
-        if key is None:
-            return read_label_png(path, self.image_size, self.void_label, what="ground-truth label map")
+        data = read_label_bytes(path, what="ground-truth label map")
+        key = self._label_key(data)
         with _GROUND_TRUTH_LOCK:  # training decodes on a thread pool
             label = _GROUND_TRUTH_CACHE.get(key)
         if label is not None:
             return label
         label = load_label_map(key, self.image_size, self.void_label)
         if label is None:
-            label = read_label_png(path, self.image_size, self.void_label, what="ground-truth label map")
+            label = label_map_from_bytes(data, path, self.image_size, self.void_label, what="ground-truth label map")
             save_label_map(key, label)
         label.flags.writeable = False
         with _GROUND_TRUTH_LOCK:
@@ -256,13 +159,12 @@ class CamVid:
         not read (one file per list of label files, replaced when any of them changes), so `bench eval`'s
         forked workers share it and a scoring reads no label file; on a miss it is assembled with
         `read_label` and cached."""
-        keys = [self._label_key(s) for s in samples]
+        keys = [self._label_key(read_label_bytes(s.label, what="ground-truth label map")) for s in samples]
         shape = (len(samples), *self.image_size)
-        stack = None if None in keys else load_label_map(("stack", keys), shape, self.void_label, mmap=True)
+        stack = load_label_map(("stack", keys), shape, self.void_label, mmap=True)
         if stack is None:
             stack = np.stack([self.read_label(s) for s in samples]) if samples else np.zeros(shape, np.uint8)
-            if None not in keys:
-                save_label_map(("stack", keys), stack)
+            save_label_map(("stack", keys), stack)
             stack.flags.writeable = False
         return stack
 
@@ -318,42 +220,3 @@ class CamVid:
                 needed |= {smp.image.relative_to(self.root).as_posix(), smp.label.relative_to(self.root).as_posix()}
             summary["sha256"] = check_manifest(self.root, manifest_path, manifest, needed, progress)
         return summary
-
-
-def check_manifest(root: Path, manifest_path: Path, manifest: dict[str, str], needed: set, progress=None) -> str:
-    """Every file of ``manifest`` ({path relative to root: SHA-256}) present under ``root`` and matching, and every
-    ``needed`` file covered; a one-line summary, or BenchError naming the first file that fails."""
-    uncovered = sorted(needed - set(manifest))
-    if uncovered:
-        raise BenchError(f"{manifest_path}: the checksum list does not cover {len(uncovered)} of the dataset's "
-                         f"{len(needed)} files (e.g. {uncovered[0]}); a shortened list cannot verify them")
-    items = list(manifest.items())
-    for rel, digest in (progress(items, desc="sha256") if progress else items):
-        p = Path(root) / rel
-        if not p.is_file():
-            raise BenchError(f"{p}: listed in {manifest_path} but missing")
-        if sha256_file(p) != digest:
-            raise BenchError(f"{p}: SHA-256 differs from {manifest_path} (corrupt or modified file)")
-    return f"{len(items)} files match {manifest_path}"
-
-
-def median_frequency_weights(labels: np.ndarray, num_classes: int = 11, include_void: bool = False,
-                             void_label: int = VOID_LABEL) -> np.ndarray:
-    """Median-frequency balancing (Eigen & Fergus; SegNet paper Sec. 3): alpha_c = median_freq / freq(c).
-
-    freq(c) = pixels of class c / total pixels of the images in which c is present. The median is over
-    the 11 classes, or over 12 labels including void (``include_void``: the caffe-segnet#37 numbers).
-    ``labels`` is an N x H x W array of label maps, or a list of maps of different sizes. Returns the weights
-    of classes 0..num_classes-1.
-    """
-    n_labels = num_classes + 1 if include_void else num_classes
-    bins = max(n_labels, void_label + 1)
-    per_image = np.stack([np.bincount(np.asarray(l).reshape(-1), minlength=bins)[: void_label + 1] for l in labels])
-    pixels = per_image.sum(axis=0).astype(np.float64)
-    present = per_image > 0
-    image_pixels = np.array([np.asarray(l).size for l in labels], np.float64)  # images may differ in size
-    denominator = (present * image_pixels[:, None]).sum(axis=0)
-    freq = np.divide(pixels, denominator, out=np.zeros_like(pixels), where=denominator > 0)
-    considered = freq[:n_labels] if include_void else freq[:num_classes]
-    median = np.median(considered)
-    return np.divide(median, freq[:num_classes], out=np.zeros(num_classes), where=freq[:num_classes] > 0)

@@ -15,7 +15,7 @@ import zipfile
 from pathlib import Path
 
 from bench.errors import BenchError
-from bench.datasets.camvid import read_manifest, sha256_file
+from bench.datasets.common import read_manifest, sha256_file
 
 
 def _fetch(url: str, dest: Path, progress: bool = True, timeout: float = 60.0) -> None:

@@ -66,7 +66,8 @@ def test_missing_deeplab_record_names_what_to_run_first(fake_root, tmp_path):
 
 
 def test_densecrf_member_records_a_postprocessed_smoke_deeplab_run(fake_root, tmp_path):
-    from bench.runner import selected_weights_path, train_suite
+    from bench.checkpoint import selected_weights_path
+    from bench.runner import train_suite
     kw = dict(profile="smoke", data_root=fake_root, results=tmp_path / "results", checkpoints=tmp_path / "ckpt",
               log=lambda m: None, overrides={"image_size": [64, 96], "max_iters": 2, "batch_size": 2,
                                              "eval_every_iters": 1, "budgets_iters": [1, 2], "encoder_weights": "none"})

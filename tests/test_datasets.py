@@ -11,7 +11,8 @@ import pytest
 
 from bench import datasets
 from bench.errors import BenchError
-from bench.datasets.camvid import AUTHORS_PROTOTXT_WEIGHTS, median_frequency_weights
+from bench.datasets.camvid import AUTHORS_PROTOTXT_WEIGHTS
+from bench.datasets.common import median_frequency_weights
 from bench.datasets.download import download_dataset
 
 
@@ -198,8 +199,8 @@ def test_label_stack_is_mapped_from_the_cache_and_follows_the_files(fake_root, t
     assert not stack.flags.writeable
     camvid._GROUND_TRUTH_CACHE.clear()
     decoded = []
-    real_read = camvid.read_label_png
-    monkeypatch.setattr(camvid, "read_label_png", lambda *a, **k: decoded.append(a) or real_read(*a, **k))
+    real_read = camvid.label_map_from_bytes
+    monkeypatch.setattr(camvid, "label_map_from_bytes", lambda *a, **k: decoded.append(a) or real_read(*a, **k))
     again = ds.read_label_stack(samples)
     assert isinstance(again, np.memmap) and not again.flags.writeable and decoded == []
     np.testing.assert_array_equal(again, expected)
@@ -229,6 +230,38 @@ def test_label_stack_is_mapped_from_the_cache_and_follows_the_files(fake_root, t
     np.testing.assert_array_equal(ds.read_label_stack(samples)[1], changed)
 
 
+def test_a_label_replaced_by_one_of_the_same_size_and_time_is_read_afresh(fake_root, tmp_path, monkeypatch):
+    """Found by trying: the label cache, keyed by (path, modification time, size), gave the old ground truth for a
+    label replaced by a file of the same size and time. It is keyed by content."""
+    import os
+
+    from PIL import Image
+
+    import bench.datasets.camvid as camvid
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
+    ds = datasets.get_dataset("camvid", fake_root)
+    s = ds.samples("test")[0]
+    old = np.array(ds.read_label(s))
+    np.array(ds.read_label_stack(ds.samples("test")))
+    size, st = os.path.getsize(s.label), os.stat(s.label)
+    for y in range(old.shape[0]):  # one pixel changed until the PNG has the old file's size
+        new = old.copy()
+        new[y, 0] = (new[y, 0] + 1) % 11
+        buf = io.BytesIO()
+        Image.fromarray(new).save(buf, format="PNG")
+        if len(buf.getvalue()) == size:
+            break
+    else:
+        pytest.skip("no one-pixel change kept the PNG's size")
+    Path(s.label).write_bytes(buf.getvalue())
+    os.utime(s.label, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.stat(s.label).st_mtime_ns == st.st_mtime_ns and os.path.getsize(s.label) == size
+    np.testing.assert_array_equal(ds.read_label(s), new)
+    camvid._GROUND_TRUTH_CACHE.clear()
+    np.testing.assert_array_equal(ds.read_label(s), new)
+    np.testing.assert_array_equal(ds.read_label_stack(ds.samples("test"))[0], new)
+
+
 def test_ground_truth_disk_cache_skips_decoding_and_survives_a_bad_entry(fake_root, tmp_path, monkeypatch):
     """A new process (the in-process cache cleared) reads the checked map from the disk cache without
     decoding the PNG; a corrupt or out-of-range cache entry is decoded afresh and replaced."""
@@ -241,7 +274,7 @@ def test_ground_truth_disk_cache_skips_decoding_and_survives_a_bad_entry(fake_ro
     assert len(entries) == 1
     camvid._GROUND_TRUTH_CACHE.clear()
     decoded = []
-    monkeypatch.setattr(camvid, "read_label_png", lambda *a, **k: decoded.append(a) or first.copy())
+    monkeypatch.setattr(camvid, "label_map_from_bytes", lambda *a, **k: decoded.append(a) or first.copy())
     np.testing.assert_array_equal(ds.read_label(s), first)
     assert decoded == []  # from the disk cache
     for bad in (b"not an npy file", None):

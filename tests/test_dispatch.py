@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import signal
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from bench.cli import main
-from bench.dispatch import JobSettings, RunSpec, dispatch, job_rows, plan_specs, suite_specs
+from bench.dispatch import dispatch
+from bench.jobs import JobSettings, RunSpec, job_rows, plan_specs, suite_specs
 from bench.records import load_records
 from bench.runner import train_suite
 
@@ -57,7 +59,7 @@ def test_a_job_killed_mid_run_is_resubmitted_and_resumes(data, tmp_path):
             os.kill(status["pid"], signal.SIGKILL)   # the training process: no chance to checkpoint again
             killed.append(json.loads(ckpt_note.read_text())["iteration"])
     out = dispatch([spec], settings, executor="local", jobs_dir=tmp_path / "jobs", log=lambda m: None,
-                   poll_seconds=0.05, _probe=kill_once_checkpointed)
+                   poll_seconds=0.05, on_poll=kill_once_checkpointed)
     (entry,) = out["entries"]
     assert killed and 0 < killed[0] < 16
     assert (entry.state, entry.attempts, entry.failures) == ("recorded", 2, 1)
@@ -67,6 +69,33 @@ def test_a_job_killed_mid_run_is_resubmitted_and_resumes(data, tmp_path):
     train_suite("camvid-decoder-variants", profile="smoke", members=["segnet-basic"], variants=["median-frequency"],
               data_root=data, results=base / "r", checkpoints=base / "c", overrides=dict(longer), log=lambda m: None)
     assert records_content(tmp_path / "r") == records_content(base / "r")
+
+
+@pytest.mark.slow
+def test_a_stopped_dispatcher_stops_its_local_jobs_with_a_checkpoint(data, tmp_path):
+    """Found by trying: SIGTERM to `bench run --executor local` left its job running as an orphan while the parent
+    said nothing was half written. The jobs stop with a checkpoint and the dispatcher waits for them."""
+    longer = dict(TINY, max_iters=400, eval_every_iters=400)
+    spec = RunSpec("camvid-decoder-variants", "segnet-basic", "median-frequency", 0, "smoke")
+    settings = JobSettings(data_root=str(data), results=str(tmp_path / "r"), checkpoints=str(tmp_path / "c"),
+                           overrides=longer, checkpoint_minutes=10.0)
+    pids, lines = [], []
+
+    def stop_when_training(entry, job):
+        status = next((tmp_path / "jobs").glob("*/status/*.json"), None)
+        state = json.loads(status.read_text()) if status else {}
+        if state.get("state") == "running" and not pids:
+            pids.append(state["pid"])
+            time.sleep(3)  # into the training loop
+            raise KeyboardInterrupt  # as SIGTERM does to the dispatcher
+    with pytest.raises(KeyboardInterrupt):
+        dispatch([spec], settings, executor="local", jobs_dir=tmp_path / "jobs", log=lines.append,
+                 poll_seconds=0.05, on_poll=stop_when_training)
+    assert pids
+    with pytest.raises(ProcessLookupError):
+        os.kill(pids[0], 0)  # the job's process has ended
+    assert list((tmp_path / "c").rglob("*.pt")), "the job stopped without its checkpoint"
+    assert lines[-1] == "the dispatcher stopped; its jobs stopped with a checkpoint", lines
 
 
 def test_a_failing_job_is_reported_with_its_error_and_log_after_two_tries(data, tmp_path):
@@ -136,7 +165,7 @@ def test_max_minutes_is_the_whole_dispatchs_deadline(data, tmp_path):
 
 
 def test_postprocessed_member_runs_in_the_job_of_the_member_it_postprocesses():
-    from bench.dispatch import suite_specs
+    from bench.jobs import suite_specs
     specs = suite_specs("camvid-controlled", "smoke")
     deeplab = [s for s in specs if s.member == "deeplab-largefov"]
     assert [s.then for s in deeplab] == [("deeplab-largefov-densecrf",)]

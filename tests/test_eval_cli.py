@@ -202,9 +202,30 @@ def test_bench_eval_imports_no_torch():
     to import than scoring CamVid's test set takes."""
     import subprocess
     import sys
-    code = ("import sys, bench.cli, bench.evaluate, bench.safety, datasets; "
+    code = ("import sys, bench.cli, bench.evaluate, bench.safety, bench.datasets; "
             "from bench.cli import main; sys.exit('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_bench_eval_says_once_when_the_c_code_is_not_there(fake_root, tmp_path):
+    """Without the C code (not built at install, or BENCH_NO_NATIVE), `bench eval` scores the same through its
+    NumPy/SciPy paths and says so in one line, once."""
+    import os
+    import subprocess
+    import sys
+    preds = tmp_path / "pred"
+    _predictions_from_gt(fake_root, preds)
+    args = ["eval", "--data-root", str(fake_root), "--predictions", str(preds), "--workers", "1"]
+    code = f"import sys; from bench.cli import main; sys.argv = ['bench'] + {args!r}; main()"
+    without = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                             env={**os.environ, "BENCH_NO_NATIVE": "1"})
+    assert without.returncode == 0, without.stderr
+    assert without.stderr.count("the C code is not available (disabled by BENCH_NO_NATIVE)") == 1
+    assert "100.00" in without.stdout
+    with_c = _run(args)
+    assert with_c.exit_code == 0 and "C code is not available" not in with_c.output
+    assert [line for line in with_c.output.splitlines() if "100.00" in line] == \
+        [line for line in without.stdout.splitlines() if "100.00" in line]
 
 
 def test_scoring_workers_end_whatever_sigterm_handler_the_caller_installed():

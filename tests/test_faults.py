@@ -12,7 +12,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import bench.runner as runner
+import bench.safety as safety
+from bench.safety import RunLock
+import bench.step as step
+from bench.checkpoint import TrainingDiverged
+from bench.train import RunOptions
 from bench.cli import main
 from bench.errors import BenchError
 from bench.runner import train_suite
@@ -64,7 +68,7 @@ def send_sigterm_at(monkeypatch, moment, iteration=None, times=1):
         if m == moment and (iteration is None or it == iteration) and len(sent) < times:
             sent.append((m, it))
             os.kill(os.getpid(), signal.SIGTERM)
-    monkeypatch.setattr(runner, "_probe", probe)
+    monkeypatch.setattr(safety, "interruption_point", probe)
     return sent
 
 
@@ -90,7 +94,7 @@ def test_resumed_after_a_signal_at_any_moment_equals_uninterrupted(uninterrupted
     assert not list((tmp_path / "results").rglob("run.json"))
     assert not [p for p in (tmp_path / "results").rglob("*") if p.name.startswith(".tmp-")]  # nothing half-written
     assert not list((tmp_path / "results").rglob(".lock-*"))
-    monkeypatch.setattr(runner, "_probe", lambda m, it: None)
+    monkeypatch.setattr(safety, "interruption_point", lambda m, it: None)
     (resumed,) = tiny(root, tmp_path, overrides=extra, resume=True)
     same_record(baseline[schedule], resumed)
     assert not list((tmp_path / "ckpt").rglob("*.pt"))
@@ -113,7 +117,7 @@ def test_a_signal_after_the_record_leaves_nothing_that_blocks(uninterrupted, tmp
     with pytest.raises(BenchError, match="interrupted"):
         tiny(root, tmp_path)
     (rec,) = (tmp_path / "results").rglob("run.json")  # the record was complete: it stays
-    monkeypatch.setattr(runner, "_probe", lambda m, it: None)
+    monkeypatch.setattr(safety, "interruption_point", lambda m, it: None)
     (again,) = tiny(root, tmp_path, resume=True)  # recorded: skipped, and the stale checkpoint removed
     assert again == rec.parent and not list((tmp_path / "ckpt").rglob("*.pt"))
 
@@ -135,17 +139,77 @@ def test_unwritable_output_folders_are_found_before_training(fake_root, tmp_path
         assert "Traceback" not in r.output
 
 
-def test_a_full_disk_while_checkpointing_leaves_no_temporary_file(fake_root, tmp_path, monkeypatch):
-    real_save = torch.save
+def test_what_a_killed_process_left_is_removed_by_the_next_run_and_bench_runs(fake_root, tmp_path):
+    """Found by trying: SIGKILL left `.pt.tmp-<pid>` files (up to 354 MB) and `.tmp-<run>` folders that nothing
+    removed. A temporary whose process is gone is removed by the next `bench run` and by `bench runs`, which say
+    how much space came back; one whose process lives is left alone."""
+    import socket
+    import subprocess
+    import sys
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = f"{socket.gethostname()}-{int(gone.stdout)}"
+    ck = tmp_path / "ck" / "camvid-decoder-variants" / "segnet-basic"
+    ck.mkdir(parents=True)
+    (ck / f".smoke-natural-frequency-seed0.pt.tmp-{dead}").write_bytes(bytes(3_000_000))
+    left = tmp_path / "results" / "camvid-decoder-variants" / "segnet-basic" / f".tmp-smoke-seed0-20261203T0-{dead}"
+    (left / "predictions").mkdir(parents=True)
+    (left / "predictions" / "a.png").write_bytes(bytes(1_000_000))
+    alive = ck / f".other.pt.tmp-{socket.gethostname()}-{os.getpid()}"  # being written by this process
+    alive.write_bytes(b"x")
+    lines = []
+    (folder,) = train_suite("camvid-decoder-variants", profile="smoke", members=["segnet-basic"],
+                            variants=["natural-frequency"], data_root=fake_root, results=tmp_path / "results",
+                            checkpoints=tmp_path / "ck", log=lines.append)
+    assert any("removed 2 temporary file(s) or folder(s) left by processes that are gone (4.0 MB freed)" in line
+               for line in lines), lines
+    assert alive.exists() and not left.exists() and not list(ck.glob(f"*{dead}"))
+    (left / "predictions").mkdir(parents=True)
+    r = CliRunner().invoke(main, ["runs", "--results", str(tmp_path / "results")])
+    assert r.exit_code == 0 and "removed 1 temporary file(s) or folder(s)" in r.output and not left.exists()
 
-    def full_disk(obj, f, *a, **k):
-        with open(f, "wb") as fh:
-            fh.write(b"partial")
-        raise OSError(errno.ENOSPC, "No space left on device")
-    monkeypatch.setattr(torch, "save", full_disk)
-    with pytest.raises(BenchError, match="no space left on .*ckpt"):
-        tiny(fake_root, tmp_path, stop_after=2)
-    monkeypatch.setattr(torch, "save", real_save)
+
+def test_a_full_results_disk_is_found_before_training_and_leaves_no_lock(fake_root, tmp_path):
+    """Found by trying: the writability probe wrote 0 bytes, so a full results disk passed it, and the run lock then
+    failed with an OSError traceback and left an empty lock file."""
+    results = tmp_path / "results"
+    results.mkdir()
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full here")
+    os.symlink("/dev/full", results / f".write-probe-{os.getpid()}")  # the probe lands on a full device
+    r = CliRunner().invoke(main, ["run", "--suite", "camvid-decoder-variants", "--profile", "smoke", "--members",
+                                  "segnet-basic", "--variants", "natural-frequency", "--data-root", str(fake_root),
+                                  "--results", str(results), "--checkpoints", str(tmp_path / "ck")])
+    assert r.exit_code == 2 and f"no space left on {results} (results)" in r.output, r.output
+    assert "Traceback" not in r.output and not list(results.rglob(".lock-*"))
+
+
+def _fill_disk_at(path):
+    """The temporary file `save_atomic` writes ``path`` through, on a full device (/dev/full: every write fails
+    with ENOSPC, as on a full disk)."""
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full here")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    from bench.safety import temporary_path
+    os.symlink("/dev/full", temporary_path(path))
+
+
+def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint(fake_root, tmp_path):
+    """Found by trying: a disk that filled during torch.save gave a RuntimeError traceback and no checkpoint."""
+    from bench.safety import NoSpace, save_atomic
+    ckpt = tmp_path / "ckpt" / "run.pt"
+    save_atomic({"iteration": 1}, ckpt)
+    _fill_disk_at(ckpt)
+    with pytest.raises(NoSpace, match=f"no space left on {tmp_path / 'ckpt'} while writing the checkpoint run.pt"):
+        save_atomic({"iteration": 2, "weights": torch.zeros(1000)}, ckpt)
+    assert torch.load(ckpt)["iteration"] == 1  # the previous checkpoint, whole
+    assert not [p for p in tmp_path.rglob("*") if ".tmp-" in p.name]
+    # through `bench run`: one line, a non-zero exit, no traceback
+    _fill_disk_at(tmp_path / "ck" / "camvid-decoder-variants" / "segnet-basic" / "smoke-natural-frequency-seed0.pt")
+    r = CliRunner().invoke(main, ["run", "--suite", "camvid-decoder-variants", "--profile", "smoke", "--members",
+                                  "segnet-basic", "--variants", "natural-frequency", "--data-root", str(fake_root),
+                                  "--results", str(tmp_path / "results"), "--checkpoints", str(tmp_path / "ck"),
+                                  "--max-minutes", "0.0001"])
+    assert r.exit_code != 0 and "no space left on" in r.output and "Traceback" not in r.output, r.output
     assert not [p for p in tmp_path.rglob("*") if ".tmp-" in p.name]
 
 
@@ -164,21 +228,108 @@ def test_a_full_disk_while_recording_keeps_the_training(fake_root, tmp_path, mon
     assert (folder / "run.json").is_file()
 
 
+def _take_lock(folder, start, out):
+    """One of many processes taking the same run lock at the same moment: holds it a while, or refuses."""
+    import time
+    from bench.safety import RunLock
+    start.wait()
+    try:
+        with RunLock(folder, "tag"):
+            out.put("held")
+            time.sleep(3.0)
+    except BenchError as exc:
+        out.put(f"refused: {exc}")
+
+
+def test_of_many_processes_taking_one_run_lock_at_once_exactly_one_holds_it(tmp_path):
+    """Found by trying: a lock file created empty and filled afterwards let three of 24 concurrent takers hold it,
+    each taking the others' empty file for a stale one."""
+    import multiprocessing as mp
+    ctx = mp.get_context("fork")
+    (tmp_path / ".lock-tag").write_text("")  # an empty lock file left behind, as the race found it
+    start, out = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_take_lock, args=(tmp_path, start, out)) for _ in range(24)]
+    for p in procs:
+        p.start()
+    start.set()
+    results = [out.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    assert results.count("held") == 1, results
+    refusals = [r for r in results if r != "held"]
+    assert all(r.startswith("refused: ") and "being trained by" in r and "\n" not in r for r in refusals), refusals
+    assert not (tmp_path / ".lock-tag").exists()  # released by its holder
+
+
 def test_the_same_run_twice_at_once_refuses_naming_the_first(fake_root, tmp_path):
     lock_dir = tmp_path / "results" / "camvid-decoder-variants" / "segnet-basic"
     lock_dir.mkdir(parents=True)
     lock = lock_dir / ".lock-smoke-natural-frequency-seed0"
-    lock.write_text(json.dumps({"pid": os.getppid(), "host": socket.gethostname(), "started": "earlier"}))
-    r = CliRunner().invoke(main, ["run", "--suite", "camvid-decoder-variants", "--profile", "smoke", "--members",
-                                  "segnet-basic", "--variants", "natural-frequency", "--data-root", str(fake_root),
-                                  "--results", str(tmp_path / "results"), "--checkpoints", str(tmp_path / "ck")])
-    assert r.exit_code == 2 and f"being trained by pid {os.getppid()}" in r.output, r.output
+    with RunLock(lock_dir, "smoke-natural-frequency-seed0"):  # held, as by another training process
+        r = CliRunner().invoke(main, ["run", "--suite", "camvid-decoder-variants", "--profile", "smoke", "--members",
+                                      "segnet-basic", "--variants", "natural-frequency", "--data-root",
+                                      str(fake_root), "--results", str(tmp_path / "results"), "--checkpoints",
+                                      str(tmp_path / "ck")])
+    assert r.exit_code == 2 and f"being trained by pid {os.getpid()}" in r.output, r.output
     assert not list((tmp_path / "results").rglob("run.json"))
     # a lock whose process is gone is stale: taken over
     dead = 2 ** 22 + 12345
     lock.write_text(json.dumps({"pid": dead, "host": socket.gethostname(), "started": "long ago"}))
     (folder,) = tiny(fake_root, tmp_path)
     assert (folder / "run.json").is_file() and not lock.exists()
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda t: t.replace('name = "camvid-decoder-variants"', "name = 5", 1), "name must be a string, got 5"),
+    (lambda t: t.replace('variants = ["median-frequency", "natural-frequency"]', "variants = 5", 1),
+     "variants must be a list of variant names, got 5"),
+    (lambda t: t.replace("[variant.natural-frequency]", "[variant.natural-frequency-old]", 1)
+     + "\n[variant]\nnatural-frequency = 3\n", "[variant.natural-frequency] must be a table of recipe values, got 3"),
+], ids=["name", "variants", "variant-table"])
+def test_a_malformed_suite_file_is_refused_before_anything_is_made(fake_root, tmp_path, change, message):
+    """Found by trying: `variants = 5`, a variant table holding 3 or `name = 5` gave tracebacks (the last after 30 s
+    of work, leaving empty folders)."""
+    from bench.config import SUITES_DIR
+    text = (SUITES_DIR / "camvid-decoder-variants.toml").read_text()
+    suite = tmp_path / "bad.toml"
+    suite.write_text(change(text))
+    assert suite.read_text() != text
+    r = CliRunner().invoke(main, ["run", "--suite", str(suite), "--profile", "smoke", "--data-root", str(fake_root),
+                                  "--results", str(tmp_path / "r"), "--checkpoints", str(tmp_path / "ck")])
+    assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output, r.output
+    assert len(r.output.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists() and not (tmp_path / "ck").exists()
+
+
+@pytest.mark.parametrize("args", [["run", "--suite", "camvid-decoder-variants", "--executor", "local",
+                                   "--time-limit", "nan"],
+                                  ["run", "--suite", "camvid-decoder-variants", "--executor", "local",
+                                   "--time-limit", "-5"],
+                                  ["run", "--suite", "camvid-decoder-variants", "--executor", "local",
+                                   "--max-parallel", "0"],
+                                  ["eval", "--predictions", "p", "--workers", "0"]])
+def test_numeric_options_have_ranges_and_refuse_non_finite_values(tmp_path, args):
+    r = CliRunner().invoke(main, args + ["--data-root", str(tmp_path)])
+    assert r.exit_code == 2 and "Invalid value" in r.output and "Traceback" not in r.output, r.output
+
+
+@pytest.mark.parametrize("after", [0.5, 1.2])
+def test_sigterm_while_the_command_is_still_importing_ends_in_one_line(fake_root, tmp_path, after):
+    """Found by trying: SIGTERM while torch was still being imported gave chained tracebacks and exit status 1. The
+    handler is installed first; the command ends with one line and exit status 143 (128 + SIGTERM)."""
+    import subprocess
+    import sys
+    import time
+    code = "from bench.entry import main; main()"
+    proc = subprocess.Popen([sys.executable, "-c", code, "run", "--suite", "camvid-decoder-variants", "--profile",
+                             "smoke", "--data-root", str(fake_root), "--results", str(tmp_path / "r"),
+                             "--checkpoints", str(tmp_path / "ck")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    time.sleep(after)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, (proc.returncode, err[-2000:])
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and "SIGTERM" in err, err
 
 
 @pytest.mark.parametrize("setting,message", [
@@ -204,7 +355,7 @@ def test_too_many_evaluations_refused_before_allocating(fake_root, tmp_path):
 def nan_loss(monkeypatch, at: int, onwards: bool = False):
     """The training loss becomes nan at the ``at``-th step (and every later one with ``onwards``); returns the
     real loss function."""
-    real = runner.seg_loss_sum
+    real = step.seg_loss_sum
     calls = []
 
     def poisoned(logits, labels, w, void):
@@ -212,19 +363,19 @@ def nan_loss(monkeypatch, at: int, onwards: bool = False):
         calls.append(1)
         hit = len(calls) >= at if onwards else len(calls) == at
         return (loss * float("nan") if hit else loss), valid
-    monkeypatch.setattr(runner, "seg_loss_sum", poisoned)
+    monkeypatch.setattr(step, "seg_loss_sum", poisoned)
     return real
 
 
 def test_a_diverged_run_moves_its_checkpoint_aside(fake_root, tmp_path, monkeypatch):
     real = nan_loss(monkeypatch, at=3)
-    every_step = runner.RunOptions(checkpoint_minutes=0, sync_every=1)  # a checkpoint after iterations 1 and 2
+    every_step = RunOptions(checkpoint_minutes=0, sync_every=1)  # a checkpoint after iterations 1 and 2
     with pytest.raises(BenchError, match=r"training loss became nan at iteration 3; not recorded; its checkpoint "
                                          r"was moved to .*diverged-it3.pt so the next run starts afresh"):
         tiny(fake_root, tmp_path, options=every_step)
     names = sorted(p.name for p in (tmp_path / "ckpt").rglob("*.pt"))
     assert names == ["smoke-natural-frequency-seed0.diverged-it3.pt"]
-    monkeypatch.setattr(runner, "seg_loss_sum", real)
+    monkeypatch.setattr(step, "seg_loss_sum", real)
     (folder,) = tiny(fake_root, tmp_path)  # not blocked by "a checkpoint of this run exists"
     assert (folder / "run.json").is_file()
 
@@ -232,9 +383,9 @@ def test_a_diverged_run_moves_its_checkpoint_aside(fake_root, tmp_path, monkeypa
 def test_an_interruption_after_an_unread_divergence_writes_no_checkpoint(fake_root, tmp_path, monkeypatch):
     """Found on the CPU: a run stopped between loss reads saved a checkpoint of a model whose loss was nan."""
     nan_loss(monkeypatch, at=2, onwards=True)
-    never_read = runner.RunOptions(sync_every=1000)  # the interruption comes before any read of the losses
+    never_read = RunOptions(sync_every=1000)  # the interruption comes before any read of the losses
     no_evaluation_before = {"max_iters": 6, "eval_every_iters": 6, "budgets_iters": [6]}
-    with pytest.raises(runner.TrainingDiverged, match="training loss became nan at iteration 2; not recorded"):
+    with pytest.raises(TrainingDiverged, match="training loss became nan at iteration 2; not recorded"):
         tiny(fake_root, tmp_path, stop_after=3, overrides=no_evaluation_before, options=never_read)
     assert not list((tmp_path / "ckpt").rglob("*.pt"))
 
@@ -291,6 +442,8 @@ def one_record(uninterrupted, tmp_path):
     results = tmp_path / "results"
     dest = results / "camvid-decoder-variants" / "segnet-basic" / baseline["two-evals"].name
     shutil.copytree(baseline["two-evals"], dest)
+    from bench.seal import seal_records
+    seal_records(results, [dest])  # as `bench run` seals what it records
     return root, results, dest
 
 
@@ -350,6 +503,7 @@ def test_report_skips_unusable_files_naming_them(one_record, tmp_path):
 
 def test_report_failure_leaves_the_previous_report_whole(one_record, tmp_path, monkeypatch):
     import bench.report as report
+    import bench.report.render as render
     root, results, _ = one_record
     out = tmp_path / "reports"
     (out / "camvid-decoder-variants").mkdir(parents=True)
@@ -357,7 +511,7 @@ def test_report_failure_leaves_the_previous_report_whole(one_record, tmp_path, m
 
     def broken(*a, **k):
         raise RuntimeError("renderer failed half-way")
-    monkeypatch.setattr(report, "figure_per_class", broken)
+    monkeypatch.setattr(render, "figure_per_class", broken)
     with pytest.raises(RuntimeError):
         report.render_reports(results, out, root)
     assert (out / "camvid-decoder-variants" / "README.md").read_text() == "the previous report"

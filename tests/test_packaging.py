@@ -48,3 +48,26 @@ def test_the_repo_imports_nothing_by_its_old_top_level_names():
            if line.lstrip().startswith(("import architectures", "import datasets", "from architectures",
                                         "from datasets"))]
     assert not old, old
+
+
+def test_report_check_and_models_never_import_torch(tmp_path):
+    """Reading records, the catalogue and the published tables needs no deep-learning framework: `bench report`,
+    `bench check` and `bench models` run without importing torch (`bench models` in well under 3 s)."""
+    r = _python(f"""
+        import sys, time
+        from click.testing import CliRunner
+        from bench.cli import main
+        t0 = time.perf_counter()
+        models = CliRunner().invoke(main, ["models"])
+        seconds = time.perf_counter() - t0
+        assert models.exit_code == 0 and "segnet-basic" in models.output, models.output
+        report = CliRunner().invoke(main, ["report", "--results", r"{REPO / 'results'}", "--out", r"{tmp_path / 'r'}"])
+        assert report.exit_code == 0, report.output
+        check = CliRunner().invoke(main, ["check", "--results", r"{REPO / 'results'}", "--no-rescore"])
+        assert check.exit_code in (0, 1) and "bench check:" in check.output, check.output
+        print("torch" in sys.modules, round(seconds, 2))
+        """, tmp_path, tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    imported, seconds = r.stdout.split()[-2:]
+    assert imported == "False"
+    assert float(seconds) < 3

@@ -6,7 +6,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import bench.runner as runner
+import bench.checkpoint as checkpoint
+import bench.train as train
 from bench.cli import main
 from bench.errors import BenchError
 from bench.plan import load_plan, run_plan
@@ -57,10 +58,10 @@ def test_a_plan_stops_at_the_deadline_and_the_same_call_finishes_it(fake_root, t
                 log=lambda m: None)  # the run step says profile = "smoke" itself
     # the deadline arrives in the middle of the second run (simulated clock: each step of training takes 1 s)
     clock = {"t": 1_000_000.0}
-    monkeypatch.setattr(runner.time, "time", lambda: clock["t"])
+    monkeypatch.setattr(train.time, "time", lambda: clock["t"])
     import bench.plan as plan_mod
     monkeypatch.setattr(plan_mod.time, "time", lambda: clock["t"])
-    real_step = runner.make_train_step
+    real_step = train.make_train_step
 
     def slow_step(*a, **k):
         step = real_step(*a, **k)
@@ -69,8 +70,8 @@ def test_a_plan_stops_at_the_deadline_and_the_same_call_finishes_it(fake_root, t
             clock["t"] += 1.0
             return step(*x, **y)
         return timed
-    monkeypatch.setattr(runner, "make_train_step", slow_step)
-    with pytest.raises(runner.TimeBudgetReached, match="time budget reached at iteration 2 of 4 of fcn-basic"):
+    monkeypatch.setattr(train, "make_train_step", slow_step)
+    with pytest.raises(train.TimeBudgetReached, match="time budget reached at iteration 2 of 4 of fcn-basic"):
         run_plan(plan, max_minutes=5 / 60, **args)
     assert len(list((tmp_path / "results").rglob("run.json"))) == 1  # segnet-basic recorded
     assert len(list((tmp_path / "results" / "profile").rglob("profile.json"))) == 1
@@ -143,12 +144,13 @@ def test_checkpoint_cadence_is_a_run_option_not_the_recipe(fake_root, tmp_path, 
     from bench.config import Recipe
     assert "checkpoint_every" not in Recipe.__dataclass_fields__
     saves = []
-    real = runner.save_atomic
-    monkeypatch.setattr(runner, "save_atomic", lambda obj, path, *a: (saves.append(obj["state"]["iteration"]),
+    real = checkpoint.save_atomic
+    monkeypatch.setattr(checkpoint, "save_atomic", lambda obj, path, *a: (saves.append(obj["state"]["iteration"]),
                                                                       real(obj, path, *a)))
     common = dict(profile="smoke", members=["segnet-basic"], variants=["natural-frequency"], data_root=fake_root,
                   log=lambda m: None, overrides={"image_size": [64, 96], "max_iters": 4, "eval_every_iters": 4})
-    from bench.runner import RunOptions, train_suite
+    from bench.runner import train_suite
+    from bench.train import RunOptions
     (a,) = train_suite("camvid-decoder-variants", results=tmp_path / "a", checkpoints=tmp_path / "ca", **common)
     assert saves == []  # a 4-step run under the default 10 minutes: no checkpoint at all
     (b,) = train_suite("camvid-decoder-variants", results=tmp_path / "b", checkpoints=tmp_path / "cb",
@@ -165,7 +167,8 @@ READS = ("item", "__float__", "__int__", "__bool__", "tolist", "numpy", "cpu", "
 def test_training_steps_do_not_read_from_the_device(fake_root, tmp_path, monkeypatch):
     """Every way a tensor's value reaches the host is counted inside the training steps: none may happen (on CUDA
     each would stall the GPU queue). The loss is read every `sync_every` steps, outside the steps."""
-    from bench.runner import RunOptions, train_suite
+    from bench.runner import train_suite
+    from bench.train import RunOptions
     from bench.safety import StopRequests
     counts = {"in_step": 0, "steps": 0}
     inside = {"on": False}
@@ -204,7 +207,7 @@ def test_fused_sgd_equals_the_unfused_one():
     torch.manual_seed(0)
     from bench import architectures
     from bench.config import load_suite
-    from bench.runner import param_groups
+    from bench.build import param_groups
     recipe = load_suite("camvid-decoder-variants").resolve("full", "median-frequency")
     models = [architectures.create_model("fcn-basic") for _ in range(2)]
     models[1].load_state_dict(models[0].state_dict())
@@ -229,14 +232,14 @@ def test_a_diverged_run_does_not_stop_the_plan(fake_root, tmp_path, monkeypatch)
     plan = tmp_path / "p.toml"
     plan.write_text(f'[[step]]\nsuite = "{suite}"\nmembers = ["fcn-basic", "segnet-basic"]\n'
                     'variants = ["natural-frequency"]\nprofile = "smoke"\n')
-    real_build = runner.build_model
+    real_build = train.build_model
 
     def fcn_basic_diverges(member, *a, **k):
         model, sha = real_build(member, *a, **k)
         if member == "fcn-basic":
             model.register_forward_hook(lambda mod, inp, out: out * float("nan"))
         return model, sha
-    monkeypatch.setattr(runner, "build_model", fcn_basic_diverges)
+    monkeypatch.setattr(train, "build_model", fcn_basic_diverges)
     logs = []
     with pytest.raises(BenchError, match=r"1 run\(s\) diverged or could not run and were not recorded: "
                                          r".*fcn-basic .*became nan"):

@@ -13,7 +13,10 @@ from bench import architectures
 from bench.architectures.deeplab_largefov import coarse_cell_positions, labels_at_coarse_cells, upsample_logits
 from bench.cli import main
 from bench.config import load_suite
-from bench.runner import ShuffledStream, epoch_order, labels_for_logits, param_groups, train_suite
+from bench.build import param_groups
+from bench.data import ShuffledStream, epoch_order
+from bench.runner import train_suite
+from bench.step import labels_for_logits
 
 from tests.test_architectures import weights_file
 
@@ -259,7 +262,8 @@ def test_profile_member_tables_are_checked(tmp_path):
 @pytest.mark.parametrize("bn", ["frozen", "recomputed"])
 def test_frozen_encoder_takes_no_gradient_no_weight_decay_and_keeps_its_statistics_as_the_recipe_says(bn):
     from bench.config import Recipe
-    from bench.runner import freeze_encoder_, make_optimizer, make_train_step, train_mode
+    from bench.build import freeze_encoder_, make_optimizer, train_mode
+    from bench.step import make_train_step
     torch.manual_seed(0)
     recipe = Recipe(freeze_encoder=True, frozen_encoder_bn=bn, batch_size=2, image_size=(64, 96), dropout=0.0,
                     deterministic=True)
@@ -295,7 +299,7 @@ def _key(model, module) -> str:
 def test_freezing_a_model_without_a_vgg16_encoder_is_one_clear_error():
     from bench.config import Recipe
     from bench.errors import BenchError
-    from bench.runner import freeze_encoder_
+    from bench.build import freeze_encoder_
     with pytest.raises(BenchError, match="freeze_encoder: .* has no VGG16 encoder"):
         freeze_encoder_(architectures.create_model("segnet-basic"), Recipe(freeze_encoder=True))
 
@@ -325,7 +329,7 @@ def test_a_run_with_a_frozen_encoder_records_which_parameters_it_trained(fake_ro
 
 
 def test_rotation_and_zoom_are_seeded_per_image_and_keep_labels_and_void_straight():
-    from bench.runner import RotateScale
+    from bench.data import RotateScale
     x = torch.zeros(4, 3, 40, 60, dtype=torch.uint8)
     x[:, 0, :, :30] = 200  # left half red
     y = torch.zeros(4, 40, 60, dtype=torch.long)

@@ -1,4 +1,5 @@
 """`bench report` and `bench check` on records made in the test (tiny runs on the synthetic CamVid, in tmp)."""
+import json
 import os
 import shutil
 import subprocess
@@ -12,6 +13,7 @@ from PIL import Image
 from bench.check import check_bands, check_claims, load_rules, run_check
 from bench.cli import main
 from bench.runner import train_suite
+from bench.seal import seal_records
 
 TINY = {"image_size": [64, 96], "max_iters": 2, "batch_size": 2, "eval_every_iters": 1}
 
@@ -75,9 +77,11 @@ def test_html_opens_in_headless_browser_without_errors(made_records, tmp_path):
     out = tmp_path / "reports"
     CliRunner().invoke(main, ["report", "--results", str(results), "--out", str(out), "--data-root", str(root)])
     pages = sorted(out.rglob("index.html"))
-    assert [p.relative_to(out).as_posix() for p in pages] == ["camvid-controlled/index.html",
+    assert [p.relative_to(out).as_posix() for p in pages] == ["camvid-controlled-mfb/index.html",
+                                                              "camvid-controlled/index.html",
                                                               "camvid-decoder-variants/index.html", "index.html",
                                                               "sunrgbd-controlled/index.html"]
+    without_records = {"sunrgbd-controlled": "Table 5", "camvid-controlled-mfb": "Table 3"}  # every suite rendered
     for page in pages:
         cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -91,8 +95,9 @@ def test_html_opens_in_headless_browser_without_errors(made_records, tmp_path):
         links = re.findall(r'href="([^"]+)"', dom)
         local = [h for h in links if not h.startswith(("http:", "https:", "data:", "#"))]
         assert local and all((page.parent / h).resolve().is_file() for h in local), (page, local)
-        if page.parent.name == "sunrgbd-controlled":  # no record yet: Tables 4 and 5 beside the paper, "not run"
-            assert "<table>" in dom and "not run" in dom and "Table 5" in dom and ".toml" in "".join(local), page
+        if page.parent.name in without_records:  # no record yet: the paper's tables, ours "not run"
+            assert "<table>" in dom and "not run" in dom and without_records[page.parent.name] in dom, page
+            assert ".toml" in "".join(local), page
         elif page.parent != out:  # a suite's page: tables, figures, the smoke banner, rows linking records and logs
             assert "<table>" in dom and int(re.search(r'data-images="(\d+)"', dom).group(1)) >= 5, page
             assert "<blockquote>" in dom and "Smoke records" in dom
@@ -118,6 +123,139 @@ def test_check_rescoring_passes_then_catches_altered_predictions(made_records, t
     r = CliRunner().invoke(main, ["check", "--results", str(copy), "--data-root", str(root)])
     assert r.exit_code == 1
     assert any(line.startswith("fail") and "rescore:" in line for line in r.output.splitlines())
+
+
+def test_check_never_passes_what_it_could_not_rescore(made_records, tmp_path):
+    """Found by trying: without the dataset, a test mIoU edited by hand inside its band passed the gate. Records
+    that cannot be re-scored are an error, one line saying how to get the data; --no-rescore judges them as
+    recorded and the first lines say so."""
+    _, results = made_records
+    copy = tmp_path / "results"
+    shutil.copytree(results, copy)
+    path = sorted(copy.rglob("run.json"))[0]
+    rec = json.loads(path.read_text())
+    rec["test"]["mIoU"] += 0.5
+    path.write_text(json.dumps(rec))
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    r = CliRunner().invoke(main, ["check", "--results", str(copy), "--data-root", str(empty)])
+    lines = r.output.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1, r.output
+    assert "cannot be re-scored" in lines[0] and "bench data download camvid" in lines[0] and "--no-rescore" in lines[0]
+    r = CliRunner().invoke(main, ["check", "--results", str(copy), "--data-root", str(empty), "--no-rescore"])
+    lines = r.output.splitlines()
+    n = len(list(copy.rglob("run.json")))
+    assert lines[1] == (f"not verified: {n} record(s) judged as recorded, their predictions not re-scored "
+                        "(--no-rescore)"), r.output
+    # the edit itself is caught by the seal, naming the field, with or without the data
+    assert r.exit_code == 1 and any(line.startswith("fail") and f"seal:{path.parent.relative_to(copy)}" in line
+                                    and "run.json differs (fields: test)" in line for line in lines), r.output
+
+
+def test_a_record_that_vanishes_or_changes_kind_fails_the_gate(made_records, tmp_path):
+    """Found by trying: a deleted run.json, or a kind changed by hand, made the record disappear from the gate and
+    the reports in silence; a truncated one gave a header that disagreed with the rows."""
+    root, results = made_records
+    copy = tmp_path / "results"
+    shutil.copytree(results, copy)
+    first, second, third = sorted(copy.rglob("run.json"))[:3]
+    first.unlink()
+    rec = json.loads(second.read_text())
+    rec["kind"] = "something-else"
+    second.write_text(json.dumps(rec))
+    third.write_text(third.read_text()[:200])
+    r = CliRunner().invoke(main, ["check", "--results", str(copy), "--data-root", str(root)])
+    assert r.exit_code == 1, r.output
+    fails = [line for line in r.output.splitlines() if line.startswith("fail")]
+    assert any(f"{first.parent}: run.json is missing" in line for line in fails), r.output
+    assert any(str(second) in line and "unknown record kind 'something-else'" in line for line in fails), r.output
+    assert any(str(third) in line and "not a readable run record" in line for line in fails), r.output
+    n = len(list(copy.rglob("run.json"))) - 2
+    assert r.output.splitlines()[0].endswith(f"{n} training records (and 3 unusable), 0 profiles"), r.output
+    out = tmp_path / "reports"
+    CliRunner().invoke(main, ["report", "--results", str(copy), "--out", str(out), "--data-root", str(root)])
+    index = (out / "README.md").read_text()
+    assert f"{first.parent}: run.json is missing" in index and "unknown record kind" in index
+
+
+def test_records_made_from_uncommitted_code_are_flagged(made_records, tmp_path):
+    """Found by trying: `provenance.git.dirty = true` was never flagged. The gate gives each such record a warning
+    line (not a failure) and the report marks them."""
+    root, results = made_records
+    copy = tmp_path / "results"
+    shutil.copytree(results, copy)
+    path = sorted(copy.rglob("run.json"))[0]
+    rec = json.loads(path.read_text())
+    rec["provenance"]["git"]["dirty"] = True
+    path.write_text(json.dumps(rec))
+    seal_records(copy, [path.parent])  # as `bench run` sealed it
+    r = CliRunner().invoke(main, ["check", "--results", str(copy), "--no-rescore"])
+    lines = r.output.splitlines()
+    assert r.exit_code == 0 and lines[0].endswith("; 1 warning(s)"), r.output
+    assert [ln for ln in lines if ln.startswith("warning")] == [
+        ln for ln in lines if f"provenance:{path.parent.relative_to(copy)}" in ln and "uncommitted code" in ln]
+    out = tmp_path / "reports"
+    CliRunner().invoke(main, ["report", "--results", str(copy), "--out", str(out), "--data-root", str(root)])
+    page = (out / rec["suite"] / "README.md").read_text()
+    assert "Made from uncommitted code" in page and rec["run_id"] in page
+
+
+def test_an_untracked_module_among_the_sources_makes_the_code_dirty(tmp_path):
+    """Found by trying: an untracked package folder that shadows the project's code did not count as dirty."""
+    import subprocess
+    from bench.records import commit_info
+    repo = tmp_path / "repo"
+    (repo / "bench").mkdir(parents=True)
+    (repo / "bench" / "a.py").write_text("x = 1\n")
+    run = dict(cwd=repo, check=True, capture_output=True)
+    subprocess.run(["git", "init", "-q"], **run)
+    subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "add", "."], **run)
+    subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "c"], **run)
+    assert commit_info(repo)["dirty"] is False
+    (repo / "bench" / "shadow").mkdir()
+    (repo / "bench" / "shadow" / "__init__.py").write_text("")
+    info = commit_info(repo)
+    assert info["dirty"] is True and info["untracked_source_files"] == 1
+    (repo / "notes.txt").write_text("not code")  # outside the source folders: not dirty
+    (repo / "bench" / "shadow" / "__init__.py").unlink()
+    assert commit_info(repo)["dirty"] is False
+
+
+def test_every_file_and_field_of_a_record_is_held_to_its_seal(made_records, tmp_path):
+    """Found by trying: hand edits to train scores, per-class rows, per-image BF, the curves, the selected iteration
+    or the budgets passed the gate and appeared in reports. What can be re-derived is (scores from the
+    predictions, the selection from the curve, the test points from the recipe); every file and field is held to
+    the seal `bench run` wrote."""
+    root, results = made_records
+    assert (results / "records.seal.json").is_file()
+    copy = tmp_path / "results"
+    shutil.copytree(results, copy)
+    paths = sorted(copy.rglob("run.json"))
+    edits = {"train": lambda r: r["train"].__setitem__("G", r["train"]["G"] + 1),
+             "curves": lambda r: r["curves"]["val"][0].__setitem__("G", 99.0),
+             "selected": lambda r: r["selected"].__setitem__("iteration", r["selected"]["iteration"] + 1),
+             "budgets": lambda r: r["budgets"].pop(),
+             "test": lambda r: r["test"]["per_class"][next(iter(r["test"]["per_class"]))].__setitem__("accuracy", 1.0)}
+    for path, (field, edit) in zip(paths, edits.items()):
+        rec = json.loads(path.read_text())
+        edit(rec)
+        path.write_text(json.dumps(rec))
+    (paths[-1].parent / "log.txt").write_text("rewritten\n")
+    r = CliRunner().invoke(main, ["check", "--results", str(copy), "--data-root", str(root)])
+    fails = [line for line in r.output.splitlines() if line.startswith("fail")]
+    assert r.exit_code == 1
+    for path, field in zip(paths, edits):
+        assert any(f"seal:{path.parent.relative_to(copy)}" in line and f"fields: {field})" in line for line in fails), \
+            (field, r.output)
+    assert any("log.txt differs" in line for line in fails)
+    rel = {field: str(path.parent.relative_to(copy)) for path, field in zip(paths, edits)}
+    assert any(f"derive:{rel['selected']}" in line and "but its curve selects" in line for line in fails), r.output
+    assert any(f"derive:{rel['budgets']}" in line and "but its recipe's are" in line for line in fails), r.output
+    assert any(f"rescore:{rel['test']}" in line and "per_class differs" in line for line in fails), r.output
+    shutil.rmtree(paths[0].parent)  # a deleted record fails too
+    r = CliRunner().invoke(main, ["check", "--results", str(copy), "--data-root", str(root)])
+    assert any(line.startswith("fail") and f"{paths[0].parent}: sealed in" in line and "gone" in line
+               for line in r.output.splitlines()), r.output
 
 
 def test_check_with_nothing_recorded_says_so_and_passes(tmp_path):
@@ -288,7 +426,7 @@ def test_table1_puts_ours_paper_and_delta_in_columns_marks_the_band_and_the_best
         return {"test": {"G": G, "C": C, "mIoU": mIoU, "BF": BF}, "train": {"G": 90.0, "C": 80.0, "mIoU": 70.0}}
     groups = {("camvid-decoder-variants", "segnet-basic", "median-frequency"): [rec(82.0, 60.0, 47.0, 34.0)],
               ("camvid-decoder-variants", "bilinear-interpolation", "median-frequency"): [rec(79.0, 61.0, 43.0, 29.0)]}
-    t = table1(groups, "full")
+    t = table1(groups, "full", "camvid-decoder-variants")
     col = {h: i for i, h in reversed(list(enumerate(t.header)))}  # first column of each name
     seg = next(r for r in t.rows if r[0] == "SegNet-Basic")
     bil = next(r for r in t.rows if r[0] == "Bilinear-Interpolation")
@@ -344,6 +482,7 @@ def _copy_record(first, results_copy, **changes):
     again = first.parent.parent / rec["run_id"]
     shutil.copytree(first.parent, again)
     (again / "run.json").write_text(json.dumps(rec))
+    seal_records(results_copy, [again])  # as `bench run` seals what it records
     return rec
 
 
@@ -357,6 +496,7 @@ def test_records_of_an_outdated_model_revision_are_superseded_everywhere(made_re
         assert rec["model"]["revision"] == 2  # what the runner records today
         rec["model"]["revision"] = 1  # as the records made before FCN-Basic's decoder batch norm
         path.write_text(json.dumps(rec))
+        seal_records(results_copy, [path.parent])  # as `bench run` sealed them then
     out = tmp_path / "reports"
     r = CliRunner().invoke(main, ["report", "--results", str(results_copy), "--out", str(out)])
     assert r.exit_code == 0, r.output

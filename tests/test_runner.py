@@ -123,7 +123,7 @@ def test_every_shipped_suite_resolves_both_profiles():
 
 
 def test_time_budget_stops_with_a_checkpoint_and_resume_skips_recorded(fake_root, tmp_path):
-    from bench.runner import TimeBudgetReached
+    from bench.train import TimeBudgetReached
     with pytest.raises(TimeBudgetReached, match="time budget reached at iteration 1 of 4"):
         tiny_run(fake_root, tmp_path, max_minutes=1e-9)
     assert list((tmp_path / "ckpt").rglob("*.pt"))

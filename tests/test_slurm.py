@@ -13,7 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from bench.cli import main
-from bench.dispatch import JobSettings, RunSpec, dispatch, job_rows
+from bench.dispatch import dispatch
+from bench.jobs import JobSettings, RunSpec, job_rows
 from bench.runner import train_suite
 from tests.test_dispatch import records_content
 
@@ -130,7 +131,7 @@ def test_a_requeued_job_and_one_at_its_time_limit_resume_to_the_uninterrupted_re
         elif requeued and _pending_reason(job.job_id) == "BeginTime":  # Slurm holds a requeued job two minutes
             subprocess.run(["scontrol", "update", f"jobid={job.job_id}", "starttime=now"], capture_output=True)
     out = dispatch([spec], _settings(root, tmp_path, LONG), executor="slurm", jobs_dir=tmp_path / "jobs",
-                   time_limit_min=2, gpus=0, log=lines.append, poll_seconds=0.5, _probe=preempt_once_checkpointed)
+                   time_limit_min=2, gpus=0, log=lines.append, poll_seconds=0.5, on_poll=preempt_once_checkpointed)
     (e,) = out["entries"]
     assert requeued and (e.state, e.failures) == ("recorded", 0), lines
     first = Path(e.stdout).parents[1] / requeued[0] / f"{requeued[0]}_0_log.out"
@@ -150,7 +151,7 @@ def test_a_job_killed_on_its_node_is_tried_once_more_then_reported(root, tmp_pat
             killed.append(job.job_id)
     lines = []
     out = dispatch([spec], _settings(root, tmp_path, LONG), executor="slurm", jobs_dir=tmp_path / "jobs",
-                   time_limit_min=20, gpus=0, log=lines.append, poll_seconds=0.5, _probe=kill_when_running)
+                   time_limit_min=20, gpus=0, log=lines.append, poll_seconds=0.5, on_poll=kill_when_running)
     (e,) = out["entries"]
     assert len(killed) == 2 and (e.state, e.attempts, e.failures) == ("failed", 2, 2), lines
     report = [line for line in lines if line.startswith("failed") and "twice" in line]

@@ -7,7 +7,8 @@ import pytest
 from bench import stopping
 from bench.config import Recipe, load_suite
 from bench.errors import BenchError
-from bench.runner import RunOptions, TimeBudgetReached, train_suite
+from bench.runner import train_suite
+from bench.train import RunOptions, TimeBudgetReached
 
 
 def _points(*gs, every=1000):

@@ -16,7 +16,8 @@ from PIL import Image
 from bench import datasets
 from bench.cli import main
 from bench.errors import BenchError
-from bench.datasets.sunrgbd import CLASS_NAMES, SUNRGBD, prepare_sunrgbd
+from bench.datasets.sunrgbd import CLASS_NAMES, SUNRGBD
+from bench.datasets.sunrgbd_prepare import prepare_sunrgbd
 
 SENSORS = [("kv1/NYUdata", "NYU{:04d}", (427, 561)), ("kv2/kinect2data", "{:06d}_2014-06-22_rgbf000034-resize",
                                                         (530, 730)),
@@ -144,7 +145,7 @@ def test_class_weights(sun_root):
     mf = ds.class_weights("median-frequency", labels)
     assert mf.shape == (37,) and np.median(mf[mf > 0]) == pytest.approx(1.0, abs=0.5)
     # images of different sizes: freq(c) counts the pixels of the images holding c, each at its own size
-    from bench.datasets.camvid import median_frequency_weights
+    from bench.datasets.common import median_frequency_weights
     a, b = np.zeros((2, 4), np.uint8), np.ones((4, 4), np.uint8)
     w2 = median_frequency_weights([a, b], 2, void_label=2)
     assert w2.tolist() == [1.0, 1.0]  # each class fills every image it is in
@@ -289,7 +290,7 @@ def test_variant_for_one_member_and_the_runs_it_makes(tmp_path):
     """Table 4's caption line is SegNet's alone: the median-frequency variant names its members, so `bench run`,
     dispatch and plans make six runs, not ten, and the CRF goes in DeepLab's job."""
     from bench.config import load_suite
-    from bench.dispatch import suite_specs
+    from bench.jobs import suite_specs
     suite = load_suite("sunrgbd-controlled")
     assert suite.runs() == [("natural-frequency", m) for m in suite.members] + [("median-frequency", "segnet")]
     specs = suite_specs("sunrgbd-controlled", "full")
@@ -307,7 +308,7 @@ def test_variant_for_one_member_and_the_runs_it_makes(tmp_path):
 
 def test_stretched_inputs_come_back_to_each_images_own_size(sun_root):
     import torch
-    from bench.runner import load_split
+    from bench.data import load_split
     ds = datasets.get_dataset("sunrgbd", sun_root)
     data = load_split(ds, "test", (64, 96), None, torch.device("cpu"), fit="stretch")
     assert tuple(data.images.shape) == (4, 3, 64, 96) and tuple(data.labels.shape) == (4, 64, 96)

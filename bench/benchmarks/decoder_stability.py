@@ -42,7 +42,9 @@ def build(member: str, revision: int, num_classes: int):
 
 def train(member: str, revision: int, recipe, dataset, data, updates: int, device, log_every: int) -> dict:
     """``updates`` steps of the suite's recipe; the loss of every step (NaN from the first non-finite one on)."""
-    from bench.runner import ShuffledStream, make_optimizer, make_train_step
+    from bench.build import make_optimizer
+    from bench.data import ShuffledStream
+    from bench.step import make_train_step
     torch.manual_seed(0)
     model = build(member, revision, dataset.num_classes).to(device)
     model.train()
@@ -76,7 +78,7 @@ def main(argv=None):
     from bench import datasets
     from bench.config import load_suite
     from bench.records import provenance
-    from bench.runner import load_split
+    from bench.data import load_split
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--members", default=",".join(load_suite("camvid-decoder-variants").members))
     ap.add_argument("--revisions", default="1,2", help="FCN-Basic revisions to train (others have only their own)")

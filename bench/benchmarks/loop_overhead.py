@@ -23,7 +23,8 @@ import torch
 def bare_loop(steps: int, batch: int, size) -> float:
     from bench import architectures
     from bench.config import load_suite
-    from bench.runner import param_groups, seg_loss
+    from bench.build import param_groups
+    from bench.benchmarks import seg_loss
     torch.manual_seed(0)
     recipe = load_suite("camvid-decoder-variants").resolve("full", "natural-frequency")
     model = architectures.create_model("segnet-basic")

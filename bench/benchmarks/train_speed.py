@@ -69,11 +69,37 @@ def _fp32_name(device) -> str:
     return "tf32" if device.type == "cuda" and torch.backends.cudnn.allow_tf32 else "fp32"
 
 
+def _split_step(run, optimizer, device, n: int) -> tuple[float, float]:
+    """The median milliseconds of a step's forward and backward and of its optimiser step, over ``n`` more steps:
+    device events around the optimiser step inside the same step function."""
+    timer = _Timer(device)
+    real_step = optimizer.step
+
+    def timed_step(*a, **k):
+        timer.mark()
+        out = real_step(*a, **k)
+        timer.mark()
+        return out
+    optimizer.step = timed_step
+    splits = []
+    try:
+        for i in range(n):
+            timer.marks = []
+            timer.mark()
+            run(i)
+            splits.append(timer.spans_ms())
+    finally:
+        optimizer.step = real_step
+    return sorted(s[0] for s in splits)[len(splits) // 2], sorted(s[1] for s in splits)[len(splits) // 2]
+
+
 def measure(name, device, mode, batch, steps, warmup, size, compile_model=False):
     from bench import architectures
     from bench.config import Recipe
     from bench.models import model_macs
-    from bench.runner import make_optimizer, make_train_step, normalise, param_groups, seg_loss, labels_for_logits
+    from bench.build import make_optimizer, param_groups
+    from bench.benchmarks import normalise, seg_loss
+    from bench.step import labels_for_logits, make_train_step, training_module
 
     torch.manual_seed(0)
     fast = mode == "runner"
@@ -83,9 +109,7 @@ def measure(name, device, mode, batch, steps, warmup, size, compile_model=False)
     macs = model_macs(name, size)
     if fast and device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    coarse = hasattr(model, "coarse_logits")
-    from bench.distributed import CoarseLogits
-    train_model = CoarseLogits(model) if coarse else model
+    train_model = training_module(model)
     if fast and compile_model:
         train_model = torch.compile(train_model)
     class_weights = torch.ones(11, device=device)
@@ -125,27 +149,8 @@ def measure(name, device, mode, batch, steps, warmup, size, compile_model=False)
         float(loss)
     _sync(device)
     seconds = time.perf_counter() - t0
-    # the split: events around the optimiser step inside the same step function, a few more steps
-    timer = _Timer(device)
-    real_step = optimizer.step
-
-    def timed_step(*a, **k):
-        timer.mark()
-        out = real_step(*a, **k)
-        timer.mark()
-        return out
-    optimizer.step = timed_step
-    splits = []
-    for i in range(min(steps, 5)):
-        timer.marks = []
-        timer.mark()
-        run(i)
-        fwd_bwd, opt = timer.spans_ms()
-        splits.append((fwd_bwd, opt))
-    optimizer.step = real_step
+    fb, op = _split_step(run, optimizer, device, min(steps, 5))
     step_ms = seconds / steps * 1e3
-    fb = sorted(s[0] for s in splits)[len(splits) // 2]
-    op = sorted(s[1] for s in splits)[len(splits) // 2]
     ips = steps * batch / seconds
     return {"model": name, "mode": mode, "precision": "bf16" if (fast and device.type == "cuda") else _fp32_name(device),
             "batch": batch, "steps": steps, "images_per_second": ips, "step_ms": step_ms,

@@ -1,0 +1,6 @@
+"""`bench`: a thin click CLI over the Python API (every command is one call into a module), its commands in
+`data` (data, eval, models), `run` (run, runs) and `results` (profile, report, check)."""
+from bench.cli.common import main
+from bench.cli import data, results, run  # noqa: E402,F401 (each module adds its commands to `main`)
+
+__all__ = ["main"]

@@ -1,0 +1,120 @@
+"""What every command shares: the `bench` group, one line and exit 2 for bad input, SIGTERM as Ctrl-C, JSON never
+written over an existing file."""
+from __future__ import annotations
+
+import functools
+import json
+import math
+import sys
+from pathlib import Path
+
+import click
+
+from bench.errors import BenchError
+
+DATA_ROOT_HELP = "folder holding the datasets (default: $BENCH_DATA_ROOT, else ~/.cache/segnet-bench/datasets)"
+
+
+_SIGNALLED: dict = {"SIGTERM": False}  # set by `sigterm_as_interrupt` when SIGTERM, not Ctrl-C, interrupted
+
+
+def clean_errors(fn):
+    """Bad input ends in one line on stderr and exit status 2, never a traceback; Ctrl-C or SIGTERM outside a
+    training step (which checkpoints and says so itself) ends in one line and exit status 130 (143 for SIGTERM),
+    also where the interruption came in the middle of an import and surfaced as another exception."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except BenchError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            _interrupted()
+        except Exception as exc:
+            if _SIGNALLED["SIGTERM"] or _caused_by_interrupt(exc):
+                _interrupted()
+            raise
+    return wrapper
+
+
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _interrupted():
+    by_sigterm = _SIGNALLED["SIGTERM"]
+    click.echo(f"error: {'terminated (SIGTERM)' if by_sigterm else 'interrupted'}; nothing half-written was left "
+               "(run again to continue)", err=True)
+    sys.exit(143 if by_sigterm else 130)
+
+
+def sigterm_as_interrupt(fn):
+    """SIGTERM (`timeout`, job schedulers) during the command acts as Ctrl-C: training checkpoints and says so.
+    The previous handler comes back when the command returns, so a process that calls the command (a test, a
+    notebook) keeps its own, and its later worker processes do not inherit this one."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        import signal
+        import threading
+        if threading.current_thread() is not threading.main_thread():
+            return fn(*args, **kwargs)
+
+        def _term(signum, frame):
+            _SIGNALLED["SIGTERM"] = True
+            raise KeyboardInterrupt
+        _SIGNALLED["SIGTERM"] = False
+        previous = signal.signal(signal.SIGTERM, _term)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    return wrapper
+
+
+def write_json_new(path: Path, obj) -> None:
+    """Writes JSON atomically; refuses to replace an existing file."""
+    from bench.safety import write_text_atomic
+    path = Path(path)
+    if path.exists():
+        raise BenchError(f"{path}: already exists; nothing was written (choose another --out)")
+    write_text_atomic(path, json.dumps(obj, indent=1) + "\n", what="the scores", overwrite=False)
+
+
+@click.group()
+@click.version_option(package_name="segnet-bench")
+def main():
+    """SegNet benchmark harness: the paper's controlled comparison, measured one way."""
+
+
+def record_selection(f):
+    """--profile, --commit, --since, --runs: which records `bench runs` and `bench report` take."""
+    for opt in reversed([
+        click.option("--profile", type=click.Choice(["full", "paper", "smoke"]), default=None,
+                     help="only records of this profile"),
+        click.option("--commit", default=None, help="only records made at a git commit starting with this"),
+        click.option("--since", default=None, help="only records finished at or after this UTC date or time, "
+                                                   "e.g. 2026-11-26 or 2026-11-26T21:00"),
+        click.option("--runs", default=None, help="only these runs: comma-separated run ids or run folders"),
+    ]):
+        f = opt(f)
+    return f
+
+
+class FiniteFloat(click.FloatRange):
+    """A number in a range, never NaN or infinite (click's FloatRange lets NaN through: it compares false)."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+POSITIVE_MINUTES = FiniteFloat(min=0, min_open=True)  # a duration in minutes: more than zero

@@ -1,0 +1,15 @@
+"""The `bench` command's entry point: SIGTERM handled from the first instant (one line, exit status 143) while the
+command-line interface is still being imported; each command then installs its own handling (`bench.cli`)."""
+import os
+import signal
+
+
+def _terminated_before_the_command(signum, frame):
+    os.write(2, b"error: terminated (SIGTERM) while starting; nothing was written\n")
+    os._exit(143)
+
+
+def main():
+    signal.signal(signal.SIGTERM, _terminated_before_the_command)
+    from bench.cli import main as cli
+    cli()
