@@ -258,7 +258,11 @@ def rescore(path: Path, rec: dict, ds, results_root: Path) -> dict:
     diffs = {k: abs(res[k] - rec["test"][k]) for k in ("G", "C", "mIoU", "BF")}
     cm_equal = res["confusion_matrix"] == rec["test"]["confusion_matrix"]
     # the per-class and per-image scores are re-derived from the predictions too
-    others = [k for k in ("per_class", "per_image_BF") if k in rec["test"] and not _close(res[k], rec["test"][k])]
+    others = ["per_class"] if not _close(res["per_class"], rec["test"]["per_class"]) else []
+    if isinstance(rec["test"].get("per_image_BF"), list):  # recorded in the split's order, re-scored in the folder's
+        split_order = [n for n in samples if n in set(names)]
+        if not _close(dict(zip(names, res["per_image_BF"])), dict(zip(split_order, rec["test"]["per_image_BF"]))):
+            others.append("per_image_BF")
     ok = cm_equal and all(d <= RESCORE_TOLERANCE for d in diffs.values()) and not others
     detail = ", ".join(f"{k} {rec['test'][k]:.2f}->{res[k]:.2f}" for k in diffs)
     return {"rule": rid, "status": "pass" if ok else "fail",
