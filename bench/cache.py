@@ -26,14 +26,16 @@ def _label_file(key) -> Path:
 def load_label_map(key, shape, max_label: int, mmap: bool = False) -> np.ndarray | None:
     """The label map (or stack of maps) cached under ``key`` (which must change whenever a source file does: the
     datasets key by the files' content), or None when there is none or it is unreadable, of another shape, or
-    out of range. ``mmap``: mapped read-only rather than read (a stack shared with forked workers)."""
+    out of range (``shape`` None: any shape, for a dataset whose images vary in size). ``mmap``:
+    mapped read-only rather than read (a stack shared with forked workers)."""
     if os.environ.get("BENCH_NO_LABEL_CACHE"):
         return None
     try:
         arr = np.load(_label_file(key), allow_pickle=False, mmap_mode="r" if mmap else None)
     except (OSError, ValueError, EOFError):
         return None
-    if arr.dtype != np.uint8 or arr.shape != tuple(shape) or (arr.size and int(arr.max()) > max_label):
+    wrong_shape = shape is not None and arr.shape != tuple(shape)
+    if arr.dtype != np.uint8 or wrong_shape or (arr.size and int(arr.max()) > max_label):
         return None
     return arr
 
