@@ -35,7 +35,8 @@ def _mode(stream=None) -> str:
         return "plain"
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """A duration as a person reads it: 38 s, 1 min 54 s, 2 h 05 min."""
     seconds = int(round(seconds))
     if seconds < 60:
         return f"{seconds} s"
@@ -44,12 +45,17 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
+# tqdm's bar without its ETA, for work whose ETA counts more than its steps (the caller's, in the postfix)
+STEPS_WITHOUT_ETA = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}, {rate_fmt}{postfix}]"
+
+
 class PlainProgress:
     """tqdm's interface (update, set_postfix, close, iteration, context manager) as plain lines: the count,
     the rate and the ETA at most every ``every`` seconds, and, for work that took that long, once more when
     it is complete."""
 
-    def __init__(self, iterable=None, total=None, initial=0, desc="", unit="it", every=None, file=None, **_):
+    def __init__(self, iterable=None, total=None, initial=0, desc="", unit="it", every=None, file=None,
+                 bar_format=None, **_):
         self.iterable = iterable
         self.total = total if total is not None else (len(iterable) if hasattr(iterable, "__len__") else None)
         self.n = self.start_n = initial
@@ -59,6 +65,7 @@ class PlainProgress:
         self.postfix = ""
         self.t0 = self.last = time.monotonic()
         self.closed = False
+        self.own_eta = bar_format is None or "{remaining}" in bar_format
 
     def line(self) -> str:
         elapsed = time.monotonic() - self.t0
@@ -68,10 +75,10 @@ class PlainProgress:
         if self.total:
             parts[0] += f" ({100 * self.n / self.total:.0f} %)"
         parts.append(f"{rate:.3g} {self.unit}/s" if rate >= 0.01 else "starting")
-        if self.total and rate > 0 and self.n < self.total:
-            parts.append(f"ETA {_duration((self.total - self.n) / rate)}")
+        if self.total and rate > 0 and self.n < self.total and self.own_eta:
+            parts.append(f"ETA {duration((self.total - self.n) / rate)}")
         elif self.total and self.n >= self.total:
-            parts.append(f"done in {_duration(elapsed)}")
+            parts.append(f"done in {duration(elapsed)}")
         if self.postfix:
             parts.append(self.postfix)
         return ", ".join(parts)

@@ -34,6 +34,7 @@ from bench.config import Recipe, Suite
 from bench.data import TrainBatches, class_weight_labels, data_for
 from bench.errors import BenchError
 from bench.inference import full_scores, predict, quick_scores, recompute_bn_statistics
+from bench.progress import STEPS_WITHOUT_ETA, duration
 from bench.records import now_iso
 from bench.safety import NoSpace, RunLock, StopRequests, save_atomic
 from bench.step import autocast, make_train_step, training_module
@@ -174,6 +175,7 @@ class MemberTraining:
             self.log(f"  resumed {self.member} from iteration {state.iteration} ({self.ckpt})")
         state.log = self.run_log
         self.last_read, self.last_checkpoint, self.segment_start = state.iteration, time.time(), None
+        self.eval_seconds: list[float] = []
         return state
 
     def lock(self):
@@ -184,7 +186,9 @@ class MemberTraining:
 
     @contextlib.contextmanager
     def progress_bar(self, progress):
-        bar = progress(total=self.sched.total, initial=self.state.iteration, desc=self.member) if progress else None
+        # the bar's own ETA counts steps only; the postfix's (`remaining_seconds`) counts evaluation too
+        bar = progress(total=self.sched.total, initial=self.state.iteration, desc=self.member,
+                       bar_format=STEPS_WITHOUT_ETA) if progress else None
         try:
             yield bar
         finally:
@@ -228,8 +232,10 @@ class MemberTraining:
             torch.cuda.synchronize(self.device)
         self.stop_clock()
         if bar:
+            left = self.remaining_seconds()
+            bar.set_postfix(loss=f"{float(unread[-1]):.3f}", ep=done // self.sched.iterations_per_epoch,
+                            ETA=duration(left) + " with evaluation" if left is not None else "after the first evaluation")
             bar.update(done - self.last_read)
-            bar.set_postfix(loss=f"{float(unread[-1]):.3f}", ep=done // self.sched.iterations_per_epoch)
         self.last_read = done
 
     def stop_clock(self) -> None:
@@ -240,8 +246,24 @@ class MemberTraining:
 
     def maybe_evaluate(self, done: int) -> None:
         if self.sched.evaluates_at(done):
+            started = time.perf_counter()
             self.evaluate(done)
+            self.eval_seconds.append(time.perf_counter() - started)
         self.segment_start = time.perf_counter()
+
+    def remaining_seconds(self) -> float | None:
+        """The time left, evaluation included: the steps left at this run's rate, the evaluations left at the mean
+        of those done, and the closing scoring (test at the selected iteration and the train split: the validation
+        time scaled by their size); None before the first evaluation has been timed."""
+        state, sched = self.state, self.sched
+        if not self.eval_seconds or state.iteration == 0:
+            return None
+        per_step = state.train_seconds / state.iteration
+        per_eval = sum(self.eval_seconds) / len(self.eval_seconds)
+        evals_left = sum(1 for p in sched.eval_points if p > state.iteration)
+        sizes = {k: len(v) for k, v in self.data.items() if hasattr(v, "__len__")}
+        closing = per_eval * (sizes.get("test", 0) + sizes.get("train", 0)) / max(sizes.get("val", 1), 1)
+        return (sched.total - state.iteration) * per_step + evals_left * per_eval + closing
 
     def maybe_checkpoint(self, done: int) -> None:
         if time.time() - self.last_checkpoint >= 60 * self.options.checkpoint_minutes and done < self.sched.total:

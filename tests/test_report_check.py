@@ -64,9 +64,32 @@ def _chromium():
     return None
 
 
+def _browser_dom(browser, page: Path, profile_dir: Path, width: int = 1400) -> str:
+    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={profile_dir}", f"--window-size={width},1000", "--virtual-time-budget=3000",
+           "--dump-dom", page.as_uri()]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
+
+
+def _paper_rows(suite: str) -> list[str]:
+    """The row names of every paper table a suite reproduces (what its page must show, run or not)."""
+    from bench.config import load_suite
+    from bench.published import read_rows
+    names = []
+    for table in load_suite(suite).tables:
+        if table in ("table1", "table3", "table4"):
+            names += [r["variant" if table == "table1" else "network"] for r in read_rows(table)]
+        elif table == "table5":
+            names += [r["class"] for r in read_rows("table5")]
+    return names
+
+
 def test_html_opens_in_headless_browser_without_errors(made_records, tmp_path):
-    """Every page (the index and each suite's) as a browser shows it: no script error, every figure loaded, no
-    Markdown syntax in the visible text, every local link resolving."""
+    """Every page (the index and each suite's) as a browser shows it at 1,400 px: no script error, every figure
+    loaded, no table wider than the window, no Markdown syntax in the visible text, every local link resolving,
+    every row of the paper's tables present; the index lists every suite with its `bench check` verdicts."""
+    import html as html_lib
     import re
     browser = _chromium()
     if browser is None:
@@ -77,34 +100,48 @@ def test_html_opens_in_headless_browser_without_errors(made_records, tmp_path):
     out = tmp_path / "reports"
     CliRunner().invoke(main, ["report", "--results", str(results), "--out", str(out), "--data-root", str(root)])
     pages = sorted(out.rglob("index.html"))
-    assert [p.relative_to(out).as_posix() for p in pages] == ["camvid-controlled/index.html",
-                                                              "camvid-controlled-mfb/index.html",
-                                                              "camvid-decoder-variants/index.html", "index.html",
-                                                              "sunrgbd-controlled/index.html"]
+    suites = ["camvid-controlled", "camvid-controlled-mfb", "camvid-decoder-variants", "sunrgbd-controlled"]
+    assert [p.relative_to(out).as_posix() for p in pages] == [f"{s}/index.html" for s in suites[:3]] + [
+        "index.html", "sunrgbd-controlled/index.html"]
     without_records = {"sunrgbd-controlled": "Table 5", "camvid-controlled-mfb": "Table 3"}  # every suite rendered
     for page in pages:
-        cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=3000", "--dump-dom", page.as_uri()]
-        dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
+        dom = _browser_dom(browser, page, tmp_path / "profile")
         assert 'data-ok="1"' in dom, (page, dom[-500:])
         assert 'data-error' not in dom, page
+        assert 'data-viewport="1400"' in dom, page
+        assert 'data-too-wide=""' in dom, (page, re.search(r'data-too-wide="([^"]*)"', dom).group(1))
+        right = int(re.search(r'data-table-right="(\d+)"', dom).group(1))
+        assert 0 < right <= 1400, (page, right)
         text = re.sub(r"<[^>]+>", " ", re.sub(r"<(script|style)[^>]*>.*?</\1>", " ", dom, flags=re.S))
         for leftover in ("**", "`", "](", "|---", "\n> ", "\n# "):
             assert leftover not in text, f"{page}: Markdown syntax {leftover!r} in the visible text"
         links = re.findall(r'href="([^"]+)"', dom)
         local = [h for h in links if not h.startswith(("http:", "https:", "data:", "#"))]
-        assert local and all((page.parent / h).resolve().is_file() for h in local), (page, local)
+        assert local and all((page.parent / html_lib.unescape(h)).resolve().is_file() for h in local), (page, local)
+        cells = {html_lib.unescape(c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", dom)}
+        if page.parent != out:
+            missing = [name for name in _paper_rows(page.parent.name)
+                       if not any(c == name or c.startswith(name + " ") for c in cells)]
+            assert not missing, (page, missing)  # every paper row, "not run" where no record exists
+            assert len(re.findall(r"<h2>Notes</h2>", dom)) == 1  # the footnotes once per page
+            notes = re.findall(r"<li>(.*?)</li>", dom.split("<h2>Notes</h2>")[1].split("<h2>")[0], flags=re.S)
+            assert len(notes) == len(set(notes)), page
         if page.parent.name in without_records:  # no record yet: the paper's tables, ours "not run"
-            assert "<table>" in dom and "not run" in dom and without_records[page.parent.name] in dom, page
+            assert "<table" in dom and "not run" in dom and without_records[page.parent.name] in dom, page
             assert ".toml" in "".join(local), page
         elif page.parent != out:  # a suite's page: tables, figures, the smoke banner, rows linking records and logs
-            assert "<table>" in dom and int(re.search(r'data-images="(\d+)"', dom).group(1)) >= 5, page
+            assert "<table" in dom and int(re.search(r'data-images="(\d+)"', dom).group(1)) >= 5, page
             assert "<blockquote>" in dom and "Smoke records" in dom
             assert {".json", ".txt", ".toml"} <= {os.path.splitext(h)[1] for h in local}, page
+            assert 'colspan="3"' in dom and "ours" in cells | set(re.findall(r"<th>(.*?)</th>", dom))
     top = (out / "index.html").read_text()
-    assert 'href="camvid-decoder-variants/index.html"' in top and 'href="camvid-controlled/index.html"' in top
-    assert 'href="sunrgbd-controlled/index.html"' in top
+    for suite in suites:  # the index: every suite, its verdicts, a row per run
+        section = top.split(f'<h2><a href="{suite}/index.html">{suite}</a></h2>')[1].split("<h2>")[0]
+        assert re.search(r"<code>bench check</code>: (\d+ (pass|fail|differs|not run)(, )?)+\.", section) or \
+            "<code>bench check</code>: no rules" in section, suite
+        assert "<table" in section and "not run" in section or "s0" in section, suite
+    assert "band ✓" not in top  # smoke records: no band judges them
+    assert "Claims of the paper judged on these records" in top and "Costs (Table 6)" in top
 
 
 def test_check_rescoring_passes_then_catches_altered_predictions(made_records, tmp_path):
@@ -173,7 +210,7 @@ def test_a_record_that_vanishes_or_changes_kind_fails_the_gate(made_records, tmp
     assert any(str(second) in line and "unknown record kind 'something-else'" in line for line in fails), r.output
     assert any(str(third) in line and "not a readable run record" in line for line in fails), r.output
     n = len(list(copy.rglob("run.json"))) - 2
-    assert r.output.splitlines()[0].endswith(f"{n} training records (and 3 unusable), 0 profiles"), r.output
+    assert f"; {n} training records (and 3 unusable), 0 profiles" in r.output.splitlines()[0], r.output  # ("; N warning(s)" follows where the tree is dirty)
     out = tmp_path / "reports"
     CliRunner().invoke(main, ["report", "--results", str(copy), "--out", str(out), "--data-root", str(root)])
     index = (out / "README.md").read_text()
@@ -186,6 +223,11 @@ def test_records_made_from_uncommitted_code_are_flagged(made_records, tmp_path):
     root, results = made_records
     copy = tmp_path / "results"
     shutil.copytree(results, copy)
+    for other in sorted(copy.rglob("run.json")):  # made from committed code (the test may run in a dirty tree)
+        rec = json.loads(other.read_text())
+        rec["provenance"]["git"]["dirty"] = False
+        other.write_text(json.dumps(rec))
+        seal_records(copy, [other.parent])
     path = sorted(copy.rglob("run.json"))[0]
     rec = json.loads(path.read_text())
     rec["provenance"]["git"]["dirty"] = True
@@ -430,16 +472,43 @@ def test_table1_puts_ours_paper_and_delta_in_columns_marks_the_band_and_the_best
         return {"test": {"G": G, "C": C, "mIoU": mIoU, "BF": BF}, "train": {"G": 90.0, "C": 80.0, "mIoU": 70.0}}
     groups = {("camvid-decoder-variants", "segnet-basic", "median-frequency"): [rec(82.0, 60.0, 47.0, 34.0)],
               ("camvid-decoder-variants", "bilinear-interpolation", "median-frequency"): [rec(79.0, 61.0, 43.0, 29.0)]}
-    t = table1(groups, "full", "camvid-decoder-variants")
-    col = {h: i for i, h in reversed(list(enumerate(t.header)))}  # first column of each name
+    tables = table1(groups, "full", "camvid-decoder-variants")
+    t, natural, train = tables  # the median-frequency half, the natural-frequency half, the train scores
+    col = {h: i for i, h in enumerate(t.header)}
+    assert t.header_groups[1] == ("G", ["ours", "paper", "Δ"])  # grouped: one metric over ours | paper | Δ
     seg = next(r for r in t.rows if r[0] == "SegNet-Basic")
     bil = next(r for r in t.rows if r[0] == "Bilinear-Interpolation")
-    g = col["test G"]
-    assert seg[g] == "**82.00**" and seg[g + 1] == "82.70" and seg[g + 2] == f"-0.70 {IN_BAND}"  # paper 82.7, band 3
-    bf = col["test BF"]
-    assert bil[bf + 2] == f"+8.17 {OUT_OF_BAND}" and bil[bf] == "29.00"  # paper 20.83, band 5
-    assert bil[col["test C"]] == "**61.00**"
-    assert seg[col["train G"] + 2].count(IN_BAND) == 0  # no band on train scores
+    assert seg[col["G ours"]] == "**82.00**" and seg[col["G paper"]] == "82.70"
+    assert seg[col["G Δ"]] == f"−0.70 {IN_BAND}" and seg[col["G Δ"]].kind == "in-band"  # paper 82.7, band 3
+    assert bil[col["BF Δ"]] == f"+8.17 {OUT_OF_BAND}" and bil[col["BF ours"]] == "29.00"  # paper 20.83, band 5
+    assert bil[col["BF Δ"]].kind == "out-of-band" and "±5" in bil[col["BF Δ"]].title
+    assert bil[col["C ours"]] == "**61.00**"
+    # every variant of the paper is a row of each half, "not run" where no record exists
+    assert [r[0] for r in t.rows] == [r[0] for r in natural.rows] and len(t.rows) == 8
+    fcn = next(r for r in t.rows if r[0] == "FCN-Basic")
+    assert fcn[col["G ours"]] == "not run" and fcn[col["G paper"]] == "81.70" and fcn[col["G Δ"]] == "–"
+    assert all(r[1] == "not run" for r in natural.rows)
+    tcol = {h: i for i, h in enumerate(train.header)}
+    tseg = next(r for r in train.rows if r[0] == "SegNet-Basic")
+    assert str(tseg[tcol["train G Δ"]]).count(IN_BAND) == 0  # no band on train scores
+
+
+def test_a_difference_acknowledged_in_the_rules_is_marked_as_such(monkeypatch):
+    """A band outcome acknowledged in the rules: ≈ and its reason, not ✗."""
+    from bench import check
+    from bench.report import table1
+    from bench.report.table import ACKNOWLEDGED
+    rules = check.load_rules()
+    rules = {**rules, "acknowledged": [*rules.get("acknowledged", []), {
+        "rule": "table1-median-frequency:segnet-basic:BF", "why": "examined: our BF matcher differs", "examined_on": []}]}
+    monkeypatch.setattr(check, "load_rules", lambda path=None: rules)
+    recs = {("camvid-decoder-variants", "segnet-basic", "median-frequency"): [
+        {"test": {"G": 82.0, "C": 62.0, "mIoU": 47.0, "BF": 20.0}, "train": {}}]}
+    t = table1(recs, "full", "camvid-decoder-variants")[0]
+    col = {h: i for i, h in enumerate(t.header)}
+    seg = next(r for r in t.rows if r[0] == "SegNet-Basic")
+    assert seg[col["BF Δ"]] == f"−15.78 {ACKNOWLEDGED}" and seg[col["BF Δ"]].kind == "acknowledged"
+    assert "our BF matcher differs" in seg[col["BF Δ"]].title and seg[col["G Δ"]].kind == "in-band"
 
 
 def test_every_model_keeps_one_colour_and_marker_in_every_figure():
@@ -506,7 +575,9 @@ def test_records_of_an_outdated_model_revision_are_superseded_everywhere(made_re
     assert r.exit_code == 0, r.output
     text = (out / "camvid-decoder-variants" / "README.md").read_text()
     assert "superseded and not shown: fcn-basic" in text and "fcn-basic revision 1, now 2" in text
-    assert "| FCN-Basic |" not in text and "| SegNet-Basic |" in text
+    fcn_rows = [line for line in text.splitlines() if line.startswith("| FCN-Basic |")]
+    assert fcn_rows and all(line.startswith("| FCN-Basic | not run |") for line in fcn_rows)  # the paper's rows stay
+    assert any(line.startswith("| SegNet-Basic |") and "not run" not in line for line in text.splitlines())
     assert run_check(results_copy, root)["failed"] == 0  # superseded is not a failure: the gate judges current rows
     r = CliRunner().invoke(main, ["runs", "--results", str(results_copy)])
     lines = [line for line in r.output.splitlines() if " fcn-basic " in line]
@@ -533,7 +604,9 @@ def test_records_of_an_earlier_recipe_get_their_own_tables_and_are_never_pooled(
     heading = next(line for line in text.splitlines() if line.startswith("### Table 1") and "Earlier recipe" in line)
     assert "recorded with max_iters 3" in heading
     current = text.split(heading)[0]
-    assert "| SegNet-Basic | natural-frequency | 1 |" in current  # seed 0 alone: seed 1 is not pooled with it
+    natural = current.split("natural-frequency balancing")[1].split("###")[0]
+    row = next(line for line in natural.splitlines() if line.startswith("| SegNet-Basic |"))
+    assert "[s0](" in row and "[s1](" not in row  # seed 0 alone: seed 1 is not pooled with it
     assert (out / "camvid-decoder-variants" / "table1_earlier1.csv").is_file()
 
 

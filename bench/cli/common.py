@@ -12,6 +12,25 @@ import click
 
 from bench.errors import BenchError
 
+SMOKE_RESULTS = "runs/smoke/results"  # where smoke records go unless --results says otherwise (never committed)
+
+
+def reports_for(results) -> str:
+    """The report folder that goes with a results folder: reports/ for results/, else <parent>/reports for
+    .../results, else <results>-reports."""
+    path = Path(results)
+    if path.as_posix().rstrip("/") == "results":
+        return "reports"
+    return (path.parent / "reports").as_posix() if path.name == "results" else f"{path.as_posix()}-reports"
+
+
+def report_hint(results) -> str:
+    """The one line after a run that says how to see its result."""
+    out = reports_for(results)
+    cmd = "bench report" if out == "reports" else f"bench report --results {results} --out {out}"
+    return f"see the result: {cmd}, then open {out}/index.html (or read {out}/README.md)"
+
+
 DATA_ROOT_HELP = "folder holding the datasets (default: $BENCH_DATA_ROOT, else ~/.cache/segnet-bench/datasets)"
 
 

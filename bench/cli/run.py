@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from bench.cli.common import (DATA_ROOT_HELP, POSITIVE_MINUTES, clean_errors, main, record_selection,
-                              sigterm_as_interrupt)
+from bench.cli.common import (DATA_ROOT_HELP, POSITIVE_MINUTES, SMOKE_RESULTS, clean_errors, main, record_selection,
+                              report_hint, sigterm_as_interrupt)
 from bench.errors import BenchError
 from bench.progress import log_line, progress_bar
 
@@ -28,8 +28,9 @@ from bench.progress import log_line, progress_bar
 @click.option("--variants", default=None, help="comma-separated subset of the suite's variants")
 @click.option("--seeds", default="0", show_default=True, help="comma-separated seeds; each member runs once per seed")
 @click.option("--data-root", help=DATA_ROOT_HELP)
-@click.option("--results", default="results", show_default=True, type=click.Path(file_okay=False),
-              help="folder of run records (results/<suite>/<member>/<run>/run.json)")
+@click.option("--results", default=None, type=click.Path(file_okay=False),
+              help="folder of run records (<results>/<suite>/<member>/<run>/run.json); default: results/, or for a "
+                   f"smoke run {SMOKE_RESULTS} (outside the committed results/)")
 @click.option("--checkpoints", default="checkpoints", show_default=True, type=click.Path(file_okay=False),
               help="where checkpoints go (never committed)")
 @click.option("--resume", is_flag=True, help="continue from this run's checkpoint where one exists")
@@ -92,6 +93,7 @@ def run_cmd(suite, plan, profile, members, variants, seeds, data_root, results, 
         raise BenchError("--record-at-deadline applies with --max-minutes, in this process (not with --executor)")
     options = RunOptions(checkpoint_minutes=checkpoint_minutes, record_at_deadline=record_at_deadline)
     if executor is not None:
+        results = results or _default_results(plan, profile, device, executor)
         _dispatch_runs(suite, plan, profile, split(members), split(variants), seed_list, executor, jobs_dir,
                        time_limit, gpus_per_job, cpus_per_job, partition, account, max_parallel, not no_wait,
                        job_settings=dict(data_root=data_root, results=results, checkpoints=checkpoints,
@@ -101,6 +103,7 @@ def run_cmd(suite, plan, profile, members, variants, seeds, data_root, results, 
     if any(v is not None for v in (time_limit, gpus_per_job, cpus_per_job, partition, account)) or no_wait:
         raise BenchError("--time-limit, --gpus-per-job, --cpus-per-job, --partition, --account and --no-wait "
                          "apply with --executor only")
+    results = results or _default_results(plan, profile, device, executor)
     if plan is not None:
         from bench.plan import run_plan
         try:
@@ -111,6 +114,7 @@ def run_cmd(suite, plan, profile, members, variants, seeds, data_root, results, 
             click.echo(f"stopped: {exc}", err=True)
             sys.exit(3)
         click.echo(f"plan done: {len(out['recorded'])} record(s) under {results}")
+        click.echo(report_hint(results))
         return
     try:
         folders = train_suite(suite, profile=profile, seeds=seed_list, members=split(members),
@@ -121,6 +125,22 @@ def run_cmd(suite, plan, profile, members, variants, seeds, data_root, results, 
         click.echo(f"stopped: {exc}", err=True)
         sys.exit(3)
     click.echo(f"{len(folders)} record(s) written under {results}")
+    click.echo(report_hint(results))
+
+
+def _default_results(plan, profile, device, executor) -> str:
+    """results/ for the suite's recipe (and for plans); for a smoke run (asked for, or the default without a
+    GPU), SMOKE_RESULTS, so that a first run never mixes its few-iteration records into the committed ones."""
+    if plan is not None:
+        return "results"
+    if profile is None:
+        import torch
+        on_gpu = (device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
+        profile = "full" if on_gpu or executor == "slurm" else "smoke"
+    if profile != "smoke":
+        return "results"
+    click.echo(f"smoke records go to {SMOKE_RESULTS} (outside the committed results/; --results to choose)")
+    return SMOKE_RESULTS
 
 
 def _dispatch_runs(suite, plan, profile, members, variants, seeds, executor, jobs_dir, time_limit, gpus, cpus,
@@ -151,6 +171,7 @@ def _dispatch_runs(suite, plan, profile, members, variants, seeds, executor, job
     done = sum(e.state == "recorded" for e in out["entries"])
     click.echo(f"{done} of {len(out['entries'])} run(s) recorded under {job_settings['results']}; jobs in "
                f"{out['folder']}")
+    click.echo(report_hint(job_settings["results"]))
     if failed:
         sys.exit(1)
     if stopped:

@@ -47,10 +47,10 @@ def table6(latest: dict, key: str = "table6", counted: dict | None = None) -> Ta
     used_key = memory_key(settings)
     t = Table(key, f"Table 6: compute time and resources ({settings['device_name']}, {settings['dtype']}, "
               f"{'x'.join(map(str, latest[members[0]][2]))}). Cells: ours / paper where the paper has the measure",
-              ["network", "forward ms", "backward ms", "train MiB allocator peak", "train MiB Caffe-style",
-               "train MiB " + ("device" if gpu else "process RSS"), "inference MiB allocator peak",
-               "inference MiB Caffe-style", "inference MiB " + ("device" if gpu else "process RSS"),
-               "model size MB", "forward ratio", "inference Caffe-style ratio"],
+              ["network", ("time, ms", ["forward", "backward"]),
+               ("training memory, MiB", ["allocator peak", "Caffe-style", "device" if gpu else "process RSS"]),
+               ("inference memory, MiB", ["allocator peak", "Caffe-style", "device" if gpu else "process RSS"]),
+               "model size MB", ("ratio to SegNet", ["forward", "inference Caffe-style"])],
               notes=["Paper: Table 6 (S1): Caffe on an NVIDIA Titan, times over 10 iterations at batch 1, memory from "
                      "nvidia-smi (training batch 4, inference batch 1), size of the caffemodel. Ratios are to SegNet "
                      "(ours / paper).",

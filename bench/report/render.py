@@ -15,9 +15,9 @@ from pathlib import Path
 from bench.errors import BenchError
 from bench.report.costs import table1_costs, table6_tables
 from bench.report.figures import (figure_confusion, figure_curves, figure_losses, figure_per_class, figure_qualitative,
-                                  figure_tradeoff)
-from bench.report.html import html_page
-from bench.report.tables import NOT_RUN, budget_tables, table1, table2, table5, table_selected
+                                  figure_tradeoff, paper_points)
+from bench.report.html import html_page, suite_page
+from bench.report.tables import DELTA_NOTE, NOT_RUN, budget_tables, table1, table2, table5, table_selected
 from bench.stopping import stop_of
 
 def _suite_file(suite: str) -> Path | None:
@@ -39,22 +39,37 @@ def _runs_without_records(suite: str, groups: dict) -> list[str]:
             if spec.applies(m, v) and (suite, m, v) not in groups]
 
 
-def render_suite(suite, recs, paths, profiles, out_dir: Path, data_root=None, skipped: list | None = None,
-                 superseded: list | None = None, selection: str = "", link_base: Path | None = None) -> Path:
-    """One suite's report into ``out_dir``; table rows link their records relative to ``link_base`` (where the
-    report will finally live; default ``out_dir``)."""
+def _outdated(recs, paths) -> list:
     from bench.records import standing
-    out_dir.mkdir(parents=True, exist_ok=True)
-    outdated = [(p, r) for p, r in zip(paths, recs) if standing(r) == "outdated-model"]
+    return [(p, r) for p, r in zip(paths, recs) if standing(r) == "outdated-model"]
+
+
+def shown_records(recs, paths):
+    """What a suite's page shows of its records: (profile, {profile: [(path, record)]}, recipe sets, groups,
+    paths by group), the full profile where it has records; None where no record is usable (all outdated)."""
+    from bench.records import standing
     usable = [(p, r) for p, r in zip(paths, recs) if standing(r) != "outdated-model"]
     if not usable:
-        return _render_without_records(suite, out_dir, link_base, outdated)
+        return None
     by_profile = defaultdict(list)
     for p, r in usable:
         by_profile[r["profile"]].append((p, r))
     profile = "full" if "full" in by_profile else sorted(by_profile)[0]
     sets = recipe_sets(by_profile[profile])
     groups, gpaths = figure_groups(sets)
+    return profile, by_profile, sets, groups, gpaths
+
+
+def render_suite(suite, recs, paths, profiles, out_dir: Path, data_root=None, skipped: list | None = None,
+                 superseded: list | None = None, selection: str = "", link_base: Path | None = None) -> Path:
+    """One suite's report into ``out_dir``; table rows link their records relative to ``link_base`` (where the
+    report will finally live; default ``out_dir``)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shown = shown_records(recs, paths)
+    if shown is None:
+        return _render_without_records(suite, out_dir, link_base, _outdated(recs, paths))
+    profile, by_profile, sets, groups, gpaths = shown
+    outdated = _outdated(recs, paths)
     tables = []
     for i, (heading, set_groups, _) in enumerate(sets):
         set_tables = [t for t in paper_tables(suite, set_groups, profile) if t]
@@ -70,40 +85,42 @@ def render_suite(suite, recs, paths, profiles, out_dir: Path, data_root=None, sk
     figures, missing = suite_figures(suite, groups, gpaths, profiles, data_root, skipped)
     for name, _, png in figures:
         (out_dir / name).write_bytes(png)
-    for t in tables:
-        t.write_csv(out_dir / f"{t.key}.csv")
     header = suite_header(suite, groups, profile, out_dir, link_base, list(by_profile), selection, sets, outdated,
                           [(r, new) for _, r, new in superseded or [] if r["profile"] == profile])
-    md = "\n".join(header) + "\n## Tables\n\n" + "\n".join(t.markdown() for t in tables)
-    md += "\n## Figures\n\n" + "\n".join(f"### {title}\n\n![{title}]({name})\n" for name, title, _ in figures)
     missing += [f"Skipped: {line}" for line in skipped if f"/{suite}/" in line or "/profile/" in line]
-    if missing:
-        md += "\n" + "\n".join(f"- {m}" for m in missing) + "\n"
-    md += "\nCSV: " + ", ".join(f"[{t.key}.csv]({t.key}.csv)" for t in tables) + "\n"
+    md, page = suite_page(suite, header, tables, out_dir, figures, missing, first_notes=_delta_note(tables))
     (out_dir / "README.md").write_text(md)
-    (out_dir / "index.html").write_text(html_page(suite, md, {name: png for name, _, png in figures}))
+    (out_dir / "index.html").write_text(page)
     return out_dir
+
+
+def _delta_note(tables) -> list[str]:
+    """The page's note on Δ and its marks, where a table has a paper column."""
+    return [DELTA_NOTE] if any("Δ" in " ".join(t.header) for t in tables) else []
 
 
 def suite_figures(suite: str, groups: dict, gpaths: dict, profiles: list, data_root, skipped: list):
     """A suite page's figures as (file name, title, PNG bytes), and a line for each that could not be drawn;
     unreadable predictions drawn blank are added to ``skipped``."""
     from bench import datasets
-    figures = [("curves.png", "Validation G and mIoU against iterations", figure_curves(groups))]
+    tables = declared_tables(suite)
+    figures = [("curves.png", "Validation scores against iterations, the paper's beside",
+                figure_curves(groups, paper_points(tables, groups)))]
     losses = figure_losses(groups, gpaths)
     if losses:
         figures.append(("loss.png", "Training loss", losses))
     class_names = list(next(iter(groups.values()))[0]["test"]["per_class"])
-    figures.append(("per_class.png", "Per-class test accuracy", figure_per_class(groups, class_names)))
+    dataset_name = next(iter(groups.values()))[0]["dataset"]
+    figures.append(("per_class.png", "Per-class test accuracy, the paper's SegNet beside",
+                    figure_per_class(groups, class_names, dataset_name)))
     figures.append(("confusion.png", "Test confusion matrices", figure_confusion(groups, class_names)))
-    with_paper = "table3" in declared_tables(suite)  # the paper's trade-off points are Table 3's networks
+    with_paper = "table3" in tables  # the paper's trade-off points are Table 3's networks
     trade, missing = figure_tradeoff(groups, profiles, with_paper=with_paper)
     if trade:
-        figures.append(("tradeoff.png", "Accuracy against inference memory (ours; the paper's beside)"
+        figures.append(("tradeoff.png", "Accuracy against inference memory, ours and the paper's"
                         if with_paper else "Accuracy against inference memory", trade))
     else:
         missing.append("Accuracy against inference memory: no profile record (run `bench profile`).")
-    dataset_name = next(iter(groups.values()))[0]["dataset"]
     try:
         ds = datasets.get_dataset(dataset_name, data_root)
     except Exception:
@@ -175,7 +192,7 @@ def declared_tables(suite: str) -> tuple:
 def paper_tables(suite: str, groups: dict, profile: str) -> list:
     """The paper's tables a suite reproduces, from one set of records ({(suite, member, variant): [records]}), in
     the order its TOML names them; a suite that names none gets the table of its selected test scores."""
-    builders = {"table1": lambda: [table1(groups, profile, suite)],
+    builders = {"table1": lambda: table1(groups, profile, suite),
                 "table2": lambda: [table2(groups, profile, suite)],
                 "table3": lambda: budget_tables(groups, profile, suite, "table3"),
                 "table4": lambda: budget_tables(groups, profile, suite, "table4"),
@@ -231,8 +248,6 @@ def figure_groups(sets) -> tuple[dict, dict]:
 def _render_without_records(suite: str, out_dir: Path, link_base: Path | None, outdated=()) -> Path:
     """The page of a suite with no usable record yet: its paper tables, ours "not run"."""
     tables = [t for t in paper_tables(suite, {}, "full") if t]
-    for t in tables:
-        t.write_csv(out_dir / f"{t.key}.csv")
     from bench.records import outdated_model
     header = [f"# {suite}: ours beside the paper", "", f"No record of this suite yet: the tables show the paper's "
               f"numbers with \"{NOT_RUN}\" for ours. Run `bench run --suite {suite}` and render again.", ""]
@@ -244,10 +259,9 @@ def _render_without_records(suite: str, out_dir: Path, link_base: Path | None, o
     if suite_file is not None:
         rel = Path(os.path.relpath(suite_file, Path(link_base or out_dir).resolve())).as_posix()
         header += [f"Recipe: [{suite_file.name}]({rel}) (the suite's TOML, sources in its comments).", ""]
-    md = "\n".join(header) + "\n## Tables\n\n" + "\n".join(t.markdown() for t in tables)
-    md += "\nCSV: " + ", ".join(f"[{t.key}.csv]({t.key}.csv)" for t in tables) + "\n"
+    md, page = suite_page(suite, header, tables, out_dir, first_notes=_delta_note(tables))
     (out_dir / "README.md").write_text(md)
-    (out_dir / "index.html").write_text(html_page(suite, md, {}))
+    (out_dir / "index.html").write_text(page)
     return out_dir
 
 
@@ -294,14 +308,14 @@ def render_reports(results="results", out="reports", data_root=None, problems: l
                          skipped=skipped, superseded=[o for o in superseded if o[1]["suite"] == suite],
                          selection=selection, link_base=out / suite)
             written.append(out / suite)
-        index = ["# Reports", "", "Rendered by `bench report` from the records under `results/`"
-                 + (f", selected by {selection}" if selection else "") + ".", ""]
-        index += [f"- [{p.name}]({p.name}/README.md)" for p in written] or ["No training records yet."]
-        if skipped:
-            index += ["", "Skipped (unusable files):", ""] + [f"- {line}" for line in skipped]
-        (tmp / "README.md").write_text("\n".join(index) + "\n")
-        page = "\n".join(index).replace("/README.md)", "/index.html)") + "\n"
-        (tmp / "index.html").write_text(html_page("Reports", page))
+        from bench.report.index import leaderboard_page
+        shown = {}
+        for suite, items in suites.items():
+            got = shown_records([r for _, r in items], [p for p, _ in items])
+            shown[suite] = (got[0], got[3]) if got else ("full", {})
+        md, page = leaderboard_page(shown, training, profiles, out, selection, skipped, results)
+        (tmp / "README.md").write_text(md)
+        (tmp / "index.html").write_text(page)
         if out.exists():
             os.rename(out, old)
         os.rename(tmp, out)

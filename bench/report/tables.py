@@ -4,14 +4,12 @@ other suite; every row of the paper's table present, "not run" where no record e
 """
 from __future__ import annotations
 
-import csv
-import html
-from pathlib import Path
-
 import numpy as np
 
 from bench.architectures import paper_names
 from bench.published import number, read_rows, row_by
+from bench.report.table import (ACKNOWLEDGED, IN_BAND, NOT_RUN, OUT_OF_BAND, Cell, Table, delta_cell, fmt, mean_std,
+                                metric_groups)
 from bench.stopping import STILL_IMPROVING, status_words, stop_of
 
 METRICS = ("G", "C", "mIoU", "BF")
@@ -23,92 +21,30 @@ TABLE2_COLUMNS = {"building": "Building", "tree": "Tree", "sky": "Sky", "car": "
 VARIANT_PREFIX = {"median-frequency": "mf", "natural-frequency": "nf"}
 NOT_LIKE_FOR_LIKE_T3 = ("not like for like: the paper trained on 3,433 road images (Table 3); "
                         "these runs use CamVid's 367")
+DELTA_NOTE = (f"Δ = ours − paper. {IN_BAND}: inside `bench check`'s tolerance band for the column; {OUT_OF_BAND}: "
+              f"outside; {ACKNOWLEDGED}: outside, a difference acknowledged in the rules (its reason in the cell's "
+              "tooltip and in `bench/published/check_rules.json`); unmarked: no band for the column. Bold: the best "
+              "of ours in the column. \"records\": each seed's run.json (s0, s1, …) and training log.")
+__all__ = ["ACKNOWLEDGED", "IN_BAND", "NOT_RUN", "OUT_OF_BAND", "Table", "fmt", "mean_std"]
 
 
-NOT_RUN = "not run"
-IN_BAND, OUT_OF_BAND = "✓", "✗"
-
-
-def mean_std(values):
-    vals = [v for v in values if v is not None]
-    if not vals:
-        return None, None, 0
-    return float(np.mean(vals)), (float(np.std(vals, ddof=1)) if len(vals) > 1 else None), len(vals)
-
-
-def fmt(mean, std=None, digits=2):
-    if mean is None:
-        return "–"
-    return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None else "")
-
-
-class Table:
-    """A rendered table: a title, a header, rows of cells, notes; also kept long-form for CSV."""
-
-    def __init__(self, key, title, header, notes=()):
-        self.key, self.title, self.header, self.rows, self.notes, self.long = key, title, header, [], list(notes), []
-        self.row_records: list[list[dict]] = []  # the records behind each row, where rows come from records
-        self.ours: dict = {}  # {column index: {row index: our mean}} of the columns whose best value is marked
-
-    def mark_best(self):
-        """Bold the best (highest) of our means in each column that has one, where two or more rows compete."""
-        for col, by_row in self.ours.items():
-            vals = {r: v for r, v in by_row.items() if v is not None}
-            if len(vals) < 2:
-                continue
-            best = max(vals.values())
-            for r, v in vals.items():
-                if v == best:
-                    self.rows[r][col] = f"**{self.rows[r][col]}**"
-
-    def link_records(self, link_of: dict):
-        """A last column linking each row's records: their run.json (the resolved config, curves and scores)
-        and, where the record has one, its training log."""
-        if not self.row_records or len(self.row_records) != len(self.rows):
-            return
-        self.header = [*self.header, "records"]
-        for row, recs in zip(self.rows, self.row_records):
-            links = []
-            for r in (r for r in recs if id(r) in link_of):
-                link = f"[{r['run_id']}]({link_of[id(r)]})"
-                if r.get("log"):
-                    link += f" ([log]({link_of[id(r)].rsplit('/', 1)[0]}/{r['log']}))"
-                links.append(link)
-            row.append(", ".join(links) or "–")
-
-    def markdown(self) -> str:
-        lines = [f"### {self.title}", "", "| " + " | ".join(self.header) + " |",
-                 "|" + "---|" * len(self.header)]
-        lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in self.rows]
-        lines += [""] + [f"- {n}" for n in self.notes]
-        return "\n".join(lines) + "\n"
-
-    def html(self) -> str:
-        head = "".join(f"<th>{html.escape(h)}</th>" for h in self.header)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in self.rows)
-        notes = "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
-        return (f"<h3>{html.escape(self.title)}</h3><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-                + (f"<ul>{notes}</ul>" if notes else ""))
-
-    def write_csv(self, path: Path):
-        fields = ["table", "row", "column", "ours_mean", "ours_std", "n", "paper", "delta", "profile", "like_for_like"]
-        with open(path, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=fields)
-            w.writeheader()
-            for r in self.long:
-                w.writerow({k: r.get(k) for k in fields})
-
-
-def _cells(t: Table, cells: list, ours_vals, paper, row, column, profile, like=True, tolerance=None):
-    """Appends three cells, ours (mean ± std), paper, and delta (marked ✓ inside `bench check`'s tolerance
-    band, ✗ outside, where the column has one), to ``cells``; keeps the numbers long-form for the CSV."""
+def _cells(t: Table, cells: list, ours_vals, paper, row, column, profile, like=True, tolerance=None,
+           acknowledged: str = ""):
+    """Appends three cells, ours (mean ± std), paper, and Δ (`delta_cell`: marked by `bench check`'s band where
+    the column has one), to ``cells``; keeps the numbers long-form for the CSV."""
     m, s, n = mean_std(ours_vals)
     delta = (m - paper) if (m is not None and paper is not None) else None
     t.long.append({"table": t.key, "row": row, "column": column, "ours_mean": m, "ours_std": s, "n": n,
                    "paper": paper, "delta": delta, "profile": profile, "like_for_like": like})
     t.ours.setdefault(len(cells), {})[len(t.rows)] = m
-    mark = "" if delta is None or tolerance is None else f" {IN_BAND if abs(delta) <= tolerance else OUT_OF_BAND}"
-    cells += [fmt(m, s), "–" if paper is None else f"{paper:.2f}", "–" if delta is None else f"{delta:+.2f}{mark}"]
+    cells += [fmt(m, s), "–" if paper is None else f"{paper:.2f}", delta_cell(delta, tolerance, acknowledged)]
+
+
+def _not_run_cells(cells: list, papers) -> list:
+    """Ours "not run" beside each paper value (None: the paper has none)."""
+    for paper in papers:
+        cells += [NOT_RUN, "–" if paper is None else f"{paper:.2f}", "–"]
+    return cells
 
 
 def _ours_cell(t: Table, cells: list, ours_vals, row, column, profile, like=True):
@@ -120,64 +56,109 @@ def _ours_cell(t: Table, cells: list, ours_vals, row, column, profile, like=True
     cells.append(fmt(m, s))
 
 
-def _band_tolerances(suite: str, variant: str | None) -> dict:
-    """{metric: tolerance} of `bench check`'s band for these records ({} where none applies)."""
+def check_band(suite: str, variant: str | None) -> dict | None:
+    """`bench check`'s band for a suite's records of ``variant`` (None where none applies), with
+    ``acknowledged``: {rule id: why} of the band's differences acknowledged in the rules."""
     from bench.check import load_rules
-    for band in load_rules().get("bands", []):
+    rules = load_rules()
+    for band in rules.get("bands", []):
         if band["suite"] == suite and band.get("variant") == variant:
-            return band["tolerance"]
-    return {}
+            acks = {a["rule"]: a.get("why", "") for a in rules.get("acknowledged", [])
+                    if a["rule"].startswith(band["id"] + ":")}
+            return {**band, "acknowledged": acks}
+    return None
 
 
-TRAIN_MIOU_CONVENTION = "train mIoU acc/(2−acc)"  # bench.metrics.miou_false_positives_equal_false_negatives
+def band_marks(suite: str, variant: str | None, member: str, profile: str) -> tuple[dict, dict]:
+    """({metric: tolerance}, {metric: why acknowledged}) of the band judging a member's full-profile records."""
+    band = check_band(suite, variant) if profile == "full" else None
+    if band is None:
+        return {}, {}
+    acks = {m: band["acknowledged"].get(f"{band['id']}:{member}:{m}", "") for m in band["tolerance"]}
+    return band["tolerance"], acks
 
 
-def table1(groups, profile, suite) -> Table | None:
+TRAIN_MIOU_CONVENTION = "acc/(2−acc)"  # bench.metrics.miou_false_positives_equal_false_negatives
+TABLE1_NOTES = [
+    "Paper: Table 1 (S1, arXiv 1511.00561v3), median-frequency (authors' prototxt weights) and natural-frequency "
+    "halves; every variant of the paper is a row, \"not run\" where we have no record.",
+    "Train scores are G, C, mIoU on the training set at the selected iteration (the paper reports no train BF). Train "
+    "mIoU two ways: \"ours\" from the dataset-level confusion matrix (as the test mIoU, compute_test_results.m); "
+    f"\"{TRAIN_MIOU_CONVENTION}\" the mean over classes of each class's accuracy / (2 − accuracy), its IoU were its "
+    "false positives as many as its false negatives. The paper's train mIoU is compared with the latter: every one of "
+    "its 16 values lies 0 to 1.04 points above C/(2−C) of its own train C, this mean's lower bound (issue 34). "
+    "Records made before the train confusion matrix was kept show \"–\" there.",
+    f"\"Stopped\": how each run ended (the suite's rule: the training loss converged; \"improving\" where the "
+    "selected iteration was the last evaluated; the full words in the cell's tooltip).",
+]
+
+
+def _table1_rows(recs: dict) -> list[tuple[str, str]]:
+    """(paper name, member) of every Table 1 variant in the paper's order, then members the paper lacks."""
     names = paper_names()
-    recs = {k: v for k, v in groups.items() if k[0] == suite}
-    if not recs:
-        return None
-    header = ["variant", "balancing", "n"] + [h for m in METRICS for h in (f"test {m}", "paper", "Δ")]
-    header += [h for m in ("G", "C") for h in (f"train {m}", "paper", "Δ")]
-    header += ["train mIoU", TRAIN_MIOU_CONVENTION, "paper", "Δ", "stopped"]
-    t = Table("table1", f"Table 1: decoder variants on CamVid ({profile} profile). Ours: mean ± std over the n "
-              "seeds; Δ = ours − paper", header,
-              notes=["Paper: Table 1 (S1, arXiv 1511.00561v3), median-frequency (authors' prototxt weights) and "
-                     "natural-frequency halves.", "Train scores are G, C, mIoU on the training set at the selected "
-                     "iteration (the paper reports no train BF).",
-                     "Train mIoU two ways: \"train mIoU\" from the dataset-level confusion matrix (as the test "
-                     f"mIoU, compute_test_results.m); \"{TRAIN_MIOU_CONVENTION}\" the mean over classes of each "
-                     "class's accuracy / (2 − accuracy), its IoU were its false positives as many as its false "
-                     "negatives. The paper's train mIoU is compared with the latter: every one of its 16 values lies "
-                     "0 to 1.04 points above C/(2−C) of its own train C, this mean's lower bound (issue 34). Records "
-                     "made before the train confusion matrix was kept show \"–\" there.",
-                     f"Δ {IN_BAND}: inside `bench check`'s tolerance band for the test metrics; {OUT_OF_BAND}: "
-                     "outside. Bold: the best of ours in the column. \"Stopped\": how each run ended "
-                     f"(the suite's rule: the training loss converged; \"{STILL_IMPROVING}\" where the selected "
-                     "iteration was the last evaluated)."])
-    order = [r["variant"] for r in read_rows("table1")]
-    keys = sorted(recs, key=lambda k: (order.index(names[k[1]]) if names[k[1]] in order else 99, k[2] or ""))
-    for key in keys:
-        _, member, variant = key
-        pre = VARIANT_PREFIX.get(variant or "", "")
-        row = row_by("table1", "variant", names[member]) or {}
-        band = _band_tolerances(key[0], variant) if profile == "full" else {}
-        label = f"{names[member]} [{variant}]"
-        cells = [names[member], variant or "-", len(recs[key])]
+    member_of = {v: k for k, v in names.items()}
+    rows = [(r["variant"], member_of.get(r["variant"], r["variant"])) for r in read_rows("table1")]
+    extra = sorted({k[1] for k in recs} - {m for _, m in rows})
+    return rows + [(names.get(m, m), m) for m in extra]
 
-        def paper(column):
-            return number(row.get(f"{pre}_{column}", "")) if pre else None
-        for m in METRICS:
-            _cells(t, cells, [r["test"][m] for r in recs[key]], paper(f"test_{m}"), label, f"test_{m}", profile,
-                   tolerance=band.get(m))
-        train = [r.get("train") or {} for r in recs[key]]
-        for m in ("G", "C"):
-            _cells(t, cells, [tr.get(m) for tr in train], paper(f"train_{m}"), label, f"train_{m}", profile)
-        _ours_cell(t, cells, [tr.get("mIoU") for tr in train], label, "train_mIoU", profile)
-        _cells(t, cells, [tr.get("mIoU_fp_equal_fn") for tr in train], paper("train_mIoU"), label,
-               "train_mIoU_fp_equal_fn", profile)
-        t.rows.append(cells + [stop_cell(recs[key])])
-        t.row_records.append(recs[key])
+
+def table1(groups, profile, suite) -> list[Table]:
+    """Table 1: one table of test scores per balancing, every variant of the paper a row (\"not run\" where no
+    record exists), Δ marked by `bench check`'s band; then the train scores of the runs recorded."""
+    recs = {k: v for k, v in groups.items() if k[0] == suite}
+    balancings = list(VARIANT_PREFIX) + sorted({k[2] or "" for k in recs} - set(VARIANT_PREFIX))
+    tables = []
+    for variant in balancings:
+        pre = VARIANT_PREFIX.get(variant, "")
+        if not pre and not any((k[2] or "") == variant for k in recs):
+            continue
+        t = Table("table1", f"Table 1, {variant or 'no'} balancing: test scores on CamVid ({profile} profile), ours "
+                  "(mean ± std over seeds) beside the paper's", ["variant", *metric_groups(METRICS), "stopped"],
+                  notes=TABLE1_NOTES)
+        for name, member in _table1_rows(recs):
+            key = (suite, member, variant or None)
+            row = row_by("table1", "variant", name) or {}
+            papers = [number(row.get(f"{pre}_test_{m}", "")) if pre else None for m in METRICS]
+            if key not in recs:
+                if row:
+                    t.rows.append(_not_run_cells([name], papers) + [NOT_RUN])
+                    t.row_records.append([])
+                continue
+            tolerance, acks = band_marks(suite, variant or None, member, profile)
+            cells = [name]
+            for m, paper in zip(METRICS, papers):
+                _cells(t, cells, [r["test"][m] for r in recs[key]], paper, f"{name} [{variant}]", f"test_{m}",
+                       profile, tolerance=tolerance.get(m), acknowledged=acks.get(m, ""))
+            t.rows.append(cells + [stop_cell(recs[key])])
+            t.row_records.append(recs[key])
+        t.mark_best()
+        tables.append(t)
+    train = table1_train(recs, profile)
+    return tables + ([train] if train.rows else [])
+
+
+def table1_train(recs: dict, profile: str) -> Table:
+    """Table 1's train columns (G, C, mIoU at the selected iteration) of the runs recorded."""
+    t = Table("table1_train", f"Table 1: train scores at the selected iteration ({profile} profile)",
+              ["variant", "balancing", *metric_groups(("G", "C"), "train "),
+               ("train mIoU", ["ours", TRAIN_MIOU_CONVENTION, "paper", "Δ"])], notes=TABLE1_NOTES)
+    for name, member in _table1_rows(recs):
+        for variant in sorted({k[2] for k in recs if k[1] == member}, key=lambda v: v or ""):
+            key = next(k for k in recs if k[1] == member and k[2] == variant)
+            pre = VARIANT_PREFIX.get(variant or "", "")
+            row = row_by("table1", "variant", name) or {}
+            label = f"{name} [{variant}]"
+
+            def paper(column):
+                return number(row.get(f"{pre}_{column}", "")) if pre else None
+            train = [r.get("train") or {} for r in recs[key]]
+            cells = [name, variant or "-"]
+            for m in ("G", "C"):
+                _cells(t, cells, [tr.get(m) for tr in train], paper(f"train_{m}"), label, f"train_{m}", profile)
+            _ours_cell(t, cells, [tr.get("mIoU") for tr in train], label, "train_mIoU", profile)
+            _cells(t, cells, [tr.get("mIoU_fp_equal_fn") for tr in train], paper("train_mIoU"), label,
+                   "train_mIoU_fp_equal_fn", profile)
+            t.rows.append(cells)
     t.mark_best()
     return t
 
@@ -208,9 +189,23 @@ def row_name(names, member, recs, notes) -> str:
     return f"{names[member]} {FC_NOT_PRETRAINED}"
 
 
-def stop_cell(recs) -> str:
-    """How a row's runs ended (`bench.stopping.status_words`), each different way once."""
-    return "; ".join(dict.fromkeys(status_words(r) for r in recs)) or "–"
+def short_status(record: dict) -> str:
+    """How a run ended in a table cell's few words: "converged at 12,000", "cap at 14,000 (improving)"."""
+    stop = stop_of(record)
+    words = {"plateau": "converged", "loss-converged": "converged", "cap": "cap", "schedule": "fixed schedule",
+             "deadline": "deadline"}
+    text = words.get(stop["reason"], stop["reason"])
+    if stop.get("iteration") and stop["reason"] != "schedule":
+        text += f" at {stop['iteration']:,}"
+    if stop.get("selected_at_last_evaluation") and not stop["converged"]:
+        text += " (improving)"
+    return text
+
+
+def stop_cell(recs) -> Cell:
+    """How a row's runs ended, each different way once; the full words (`bench.stopping.status_words`) as tooltip."""
+    return Cell("; ".join(dict.fromkeys(short_status(r) for r in recs)) or "–",
+                title="; ".join(dict.fromkeys(status_words(r) for r in recs)))
 
 
 # The budget tables: (paper table, its column prefixes and labels, mini-batch and training images of the paper).
@@ -239,29 +234,26 @@ def _budget_notes(paper_table: str, recs: dict, profile: str, suite: str) -> lis
         first = next(iter(recs.values()))[0]
         cfg = first.get("config", {})
         notes.append(f"Profile {profile}: mini-batch {cfg.get('batch_size', '?')} on {first.get('train_images', '?')} "
-                     f"training images; stopping: {stop_of(first)['rule_text']}. The first columns are the test "
-                     "scores at the run's test points (column \"updates (ours)\"); the last is the iteration the "
-                     "validation selected. The paper's columns are its test points and \"Max iter\", "
+                     f"training images; stopping: {stop_of(first)['rule_text']}. The first tables are the test "
+                     "scores at the run's test points (column \"updates\"); the last, at the iteration the "
+                     "validation selected. The paper's are its test points and \"Max iter\", "
                      f"{spec['paper_training']}.")
-    else:
-        notes.append(f"No {profile}-profile record of this suite yet: every row is \"{NOT_RUN}\".")
-    notes.append(f"Paper: {spec['title']} (S1). Δ = ours − paper; bold: the best of ours in the column. "
-                 "\"Stopped\": "
-                 f"how each run ended; \"{STILL_IMPROVING}\" where the selected iteration was the last evaluated "
-                 "(the run had not stopped improving).")
+    notes.append(f"Paper: {spec['title']} (S1); every network of the paper is a row, \"{NOT_RUN}\" where we have no "
+                 f"record. \"Stopped\": how each run ended; \"improving\" where the selected iteration was the last "
+                 f"evaluated ({STILL_IMPROVING}; the full words in the cell's tooltip).")
     if recs and paper_table == "table3" and first.get("config", {}).get("class_weighting", "natural") != "natural":
         notes.append("This suite uses median-frequency balancing; Table 3's rows use none: paper numbers shown for "
                      "orientation only.")
     from bench.architectures import postprocessed_members
     if any(k[1] in postprocessed_members() for k in recs):
         notes.append("DeepLab-LargeFOV-denseCRF: post-processing runs once, over the weights validation selected; its "
-                     "scores are in the last column (the paper computed its CRF row at \"Max iter\" only).")
+                     "scores are in the last table (the paper computed its CRF row at \"Max iter\" only).")
     return notes
 
 
 def budget_tables(groups, profile, suite, paper_table: str) -> list[Table]:
     """Table 3 or 4 as the paper splits it by training budget: one table per column, every row of the paper's table
-    (ours beside it, or "not run" where no record exists), then rows of ours the paper lacks. The first columns are
+    (ours beside it, or "not run" where no record exists), then rows of ours the paper lacks. The first tables are
     the test scores at the run's test points in order; the last (the paper's "Max iter") the test scores at the
     iteration validation selected, with how each run stopped."""
     names = paper_names()
@@ -275,32 +267,28 @@ def budget_tables(groups, profile, suite, paper_table: str) -> list[Table]:
     tables = []
     for i, (col, lab) in enumerate(spec["columns"]):
         last = i == len(spec["columns"]) - 1
-        t = Table(f"{base}_{col}", f"{spec['title']}, {lab} iterations column ({suite}, {profile} profile): ours "
-                  + ("at the iteration validation selected" if last else f"at test point {i + 1}"),
-                  ["network", "n", "updates (ours)", "paper iterations"]
-                  + [h for m in METRICS for h in (m, "paper", "Δ")] + (["stopped"] if last else []), notes=list(notes))
+        title = (f"{spec['title']}, {lab} iterations column ({suite}, {profile} profile): ours "
+                 + ("at the iteration validation selected" if last else f"at test point {i + 1} (the paper's {lab})"))
+        header = ["network", ("iterations", ["ours", "paper"]) if last else "updates", *metric_groups(METRICS)]
+        t = Table(f"{base}_{col}", title, header + (["stopped"] if last else []), notes=notes)
         for name in order:
             row, key = paper_rows.get(name, {}), by_row.get(name)
-            paper_its = (row.get("max_iter") or "–") if last else lab
+            papers = [number(row.get(f"{col}_{m}", "")) for m in METRICS]
+            its = [NOT_RUN] + ([row.get("max_iter") or "–"] if last else [])
             if key is None:
-                cells = [name, 0, NOT_RUN, paper_its]
-                for m in METRICS:
-                    paper = number(row.get(f"{col}_{m}", ""))
-                    cells += [NOT_RUN, "–" if paper is None else f"{paper:.2f}", "–"]
-                t.rows.append(cells + ([NOT_RUN] if last else []))
+                t.rows.append(_not_run_cells([name, *its], papers) + ([NOT_RUN] if last else []))
                 t.row_records.append([])
                 continue
             if last:
                 points = [{**r["test"], "iteration": r["selected"]["iteration"]} for r in recs[key]]
             else:
                 points = [r["budgets"][i] if len(r.get("budgets", [])) > i else None for r in recs[key]]
-            its = sorted({p["iteration"] for p in points if p and "iteration" in p})
+            its[0] = ", ".join(f"{n:,}" for n in sorted({p["iteration"] for p in points if p and "iteration" in p}))
             shown = row_name(names, key[1], recs[key], t.notes) + (MEDIAN_FREQUENCY_LINE if key[2] == "median-frequency"
                                                                      else "")
-            cells = [shown, len(recs[key]), ", ".join(f"{n:,}" for n in its) or "–", paper_its]
-            for m in METRICS:
-                _cells(t, cells, [p[m] if p else None for p in points], number(row.get(f"{col}_{m}", "")), name,
-                       f"{lab}_{m}", profile, like=False)
+            cells = [shown, *[c or "–" for c in its]]
+            for m, paper in zip(METRICS, papers):
+                _cells(t, cells, [p[m] if p else None for p in points], paper, name, f"{lab}_{m}", profile, like=False)
             t.rows.append(cells + ([stop_cell(recs[key])] if last else []))
             t.row_records.append(recs[key])
         t.mark_best()
