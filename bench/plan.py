@@ -196,7 +196,7 @@ def plan_costs(plan_path, results="results", gpu: str = "H100", profile: str | N
 
 
 def costs_markdown(rows: list[dict], gpu: str) -> str:
-    """`plan_costs` as a Markdown table (the README's budget table), one row per run in plan order, its seeds
+    """`plan_costs` as a Markdown table (docs/training.md's budget table), one row per run in plan order, its seeds
     together."""
     def m(v):
         return "–" if v is None else f"{v:,.0f}"

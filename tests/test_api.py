@@ -79,6 +79,55 @@ def test_plain_progress_prints_rate_and_eta_lines_without_a_terminal():
     assert quiet.getvalue() == ""
 
 
+def test_the_eta_of_a_run_counts_its_evaluations_and_closing_scoring():
+    """Found by trying: "ETA 38 s" on a run that took 1 min 54 s, its time spent evaluating. Hand-worked: 10 of 20
+    steps at 1 s each (10 s left), two of four evaluations left at their 5 s mean (10 s), and the closing scoring of
+    test (20 images) and train (30) at the validation's 5 s per 10 images (25 s): 45 s."""
+    from types import SimpleNamespace
+
+    from bench.stopping import Schedule
+    from bench.train import MemberTraining
+    run = SimpleNamespace(state=SimpleNamespace(iteration=10, train_seconds=10.0), eval_seconds=[4.0, 6.0],
+                          sched=Schedule(20, 10, [5, 10, 15, 20], []),
+                          data={"train": range(30), "val": range(10), "test": range(20)})
+    assert MemberTraining.remaining_seconds(run) == 45.0
+    run.eval_seconds = []
+    assert MemberTraining.remaining_seconds(run) is None  # no evaluation timed yet: no guess
+
+
+def test_a_bar_whose_caller_gives_the_eta_prints_only_that_one():
+    import io
+
+    from bench.progress import STEPS_WITHOUT_ETA, progress_bar
+    out = io.StringIO()
+    bar = progress_bar(total=10, desc="segnet", file=out, bar_format=STEPS_WITHOUT_ETA)
+    bar.every = 0.0
+    bar.set_postfix(ETA="1 min 20 s with evaluation")
+    bar.update(5)
+    line = out.getvalue().splitlines()[0]
+    assert line.count("ETA") == 1 and line.endswith("ETA 1 min 20 s with evaluation")
+
+
+def test_a_smoke_run_records_outside_the_committed_results_and_says_how_to_see_it(fake_root, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from bench.cli import main
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(main, ["run", "--suite", "camvid-decoder-variants", "--profile", "smoke", "--members",
+                                  "segnet-basic", "--variants", "median-frequency", "--data-root", str(fake_root),
+                                  "--set", "max_iters=1", "--set", "image_size=[32,48]"])
+    assert r.exit_code == 0, r.output
+    assert list((tmp_path / "runs" / "smoke" / "results").rglob("run.json")) and not (tmp_path / "results").exists()
+    hint = r.output.strip().splitlines()[-1]
+    assert hint == ("see the result: bench report --results runs/smoke/results --out runs/smoke/reports, then open "
+                    "runs/smoke/reports/index.html (or read runs/smoke/reports/README.md)")
+    r = CliRunner().invoke(main, ["report", "--results", "runs/smoke/results", "--out", "runs/smoke/reports"])
+    assert r.exit_code == 0, r.output
+    page = (tmp_path / "runs" / "smoke" / "reports" / "camvid-decoder-variants" / "README.md").read_text()
+    assert "Smoke records" in page and "[s0](" in page  # the run just made, shown with the smoke banner
+    assert "runs/smoke/results/" in (tmp_path / "runs" / "smoke" / "reports" / "README.md").read_text()
+
+
 def test_profile_memory_summary_names_how_memory_was_measured():
     from bench.profile import memory_summary
     gpu = {"train_memory": {"batch": 4, "device_used_MB": 6803.4, "allocator_peak_MB": 6100.0},

@@ -24,6 +24,22 @@ def test_readme_test_command_is_what_ci_runs():
     assert main_cmd.startswith("python3 -m venv .venv")
 
 
+def test_readme_and_docs_links_resolve_and_the_screenshots_are_linked():
+    """The README is short and points to docs/ pages and the report's screenshots; every relative link resolves."""
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme) < 6000
+    for shot in ("docs/screenshots/index.png", "docs/screenshots/camvid-controlled.png"):
+        assert f"]({shot})" in readme and (ROOT / shot).stat().st_size > 10_000
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    assert len(pages) >= 8
+    for page in pages:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
+            if not target.startswith(("http:", "https:")):
+                assert (page.parent / target).exists(), f"{page.name}: {target} does not resolve"
+    cpu_tip = readme.index("download.pytorch.org/whl/cpu")
+    assert cpu_tip < readme.index("bench run --suite camvid-controlled")  # the CPU-only tip before the command
+
+
 @pytest.fixture(scope="module")
 def smoke_results(camvid_root, tmp_path_factory):
     """Both smoke suites run in-process on the real CamVid (what CI shows working end to end)."""

@@ -262,11 +262,11 @@ def test_a_postprocessed_member_that_cannot_run_does_not_stop_the_plan(fake_root
     assert [p.parent.parent.name for p in (tmp_path / "r").rglob("run.json")] == ["segnet-basic"]
 
 
-def test_readme_budget_table_is_the_plans_costs_at_the_rate_recorded_on_an_h100():
+def test_the_docs_budget_table_is_the_plans_costs_at_the_rate_recorded_on_an_h100():
     from pathlib import Path
     from bench.plan import PLANS_DIR, costs_markdown, plan_costs
     repo = Path(__file__).resolve().parents[1]
-    text = (repo / "README.md").read_text()
+    text = (repo / "docs" / "training.md").read_text()
     block = text.split("<!-- budget table: python -m bench.plan paper H100 -->\n")[1].split("<!-- end budget")[0]
     rows = plan_costs(PLANS_DIR / "paper.toml", results=repo / "results", gpu="H100")
     assert block == costs_markdown(rows, "H100")  # regenerate with the command in the marker when this fails

@@ -666,9 +666,9 @@ def test_check_prints_the_verdicts_first_folds_rescores_and_shows_failures_whole
 
 
 @pytest.mark.camvid
-def test_readmes_bench_check_sample_is_its_output_on_the_committed_records(camvid_root):
+def test_the_docs_bench_check_sample_is_its_output_on_the_committed_records(camvid_root):
     repo = Path(__file__).resolve().parents[1]
-    text = (repo / "README.md").read_text()
+    text = (repo / "docs" / "reports.md").read_text()
     block = text.split("<!-- bench check sample: bench check --data-root ../shared/datasets -->\n```\n")[1]
     block = block.split("```\n<!-- end bench check sample -->")[0]
     r = CliRunner().invoke(main, ["check", "--results", str(repo / "results"), "--data-root", str(camvid_root)])

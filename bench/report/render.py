@@ -158,8 +158,8 @@ def suite_header(suite: str, groups: dict, profile: str, out_dir: Path, link_bas
     else:
         absent = _runs_without_records(suite, groups)
         if absent:
-            header += [f"> **Partial**: no {profile}-profile record yet of {', '.join(absent)}: the tables below "
-                       "show only the runs recorded so far.", ""]
+            header += [f"> **Partial**: no {profile}-profile record yet of {', '.join(absent)} (their rows read "
+                       f"\"{NOT_RUN}\").", ""]
     other = [p for p in profiles_recorded if p != profile]
     if other:
         header += [f"Records of other profiles not shown: {', '.join(other)}.", ""]
