@@ -269,6 +269,6 @@ def test_the_docs_budget_table_is_the_plans_costs_at_the_rate_recorded_on_an_h10
     text = (repo / "docs" / "training.md").read_text()
     block = text.split("<!-- budget table: python -m bench.plan paper H100 -->\n")[1].split("<!-- end budget")[0]
     rows = plan_costs(PLANS_DIR / "paper.toml", results=repo / "results", gpu="H100")
-    assert block == costs_markdown(rows, "H100")  # regenerate with the command in the marker when this fails
+    assert block == costs_markdown(rows, "H100")  # regenerate: python tools/update-docs.py
     segnet = next(r for r in rows if r["member"] == "segnet")
     assert segnet["first_test_point"] == 40000 and segnet["cap"] == 140000 and 5 < segnet["minutes_to_first_test_point"]

@@ -673,7 +673,7 @@ def test_the_docs_bench_check_sample_is_its_output_on_the_committed_records(camv
     block = block.split("```\n<!-- end bench check sample -->")[0]
     r = CliRunner().invoke(main, ["check", "--results", str(repo / "results"), "--data-root", str(camvid_root)])
     assert r.exit_code == 0, r.output
-    assert r.output == block  # regenerate with the command in the marker when this fails
+    assert r.output == block  # regenerate: python tools/update-docs.py
 
 
 def test_report_with_a_filter_that_matches_nothing_says_so_and_leaves_the_reports(made_records, tmp_path):

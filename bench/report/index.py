@@ -11,7 +11,7 @@ from pathlib import Path
 from bench.architectures import paper_names
 from bench.published import number, row_by
 from bench.report.html import html_page, markdown_to_html
-from bench.report.table import NOT_RUN, Cell, Table, metric_groups
+from bench.report.table import NOT_RUN, Cell, Table, metric_groups, records_cell
 from bench.report.tables import (DELTA_NOTE, MEDIAN_FREQUENCY_LINE, VARIANT_PREFIX, _cells, _not_run_cells,
                                  band_marks, stop_cell)
 
@@ -93,14 +93,8 @@ def leaderboard_table(suite: str, profile: str, groups: dict, outcomes: list, li
         for m in HEADLINE:
             _cells(t, cells, [r["test"][m] for r in recs], papers.get(m), label, m, profile,
                    tolerance=tolerance.get(m), acknowledged=acks.get(m, ""))
-        links = []
-        for r in recs:
-            if id(r) in link_of:
-                links.append((f"s{r.get('seed')}", link_of[id(r)]))
-                if r.get("log"):
-                    links.append(("log", link_of[id(r)].rsplit("/", 1)[0] + "/" + r["log"]))
         t.rows.append(cells + [stop_cell(recs), _band_verdict(outcomes, suite, member, variant),
-                               Cell("–", links=links) if links else Cell("–")])
+                               records_cell(recs, link_of)])
     t.mark_best()
     return t
 

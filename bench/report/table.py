@@ -128,12 +128,7 @@ class Table:
             return
         self.header_groups.append("records")
         for row, recs in zip(self.rows, self.row_records):
-            links = []
-            for r in (r for r in recs if id(r) in link_of):
-                links.append((f"s{r.get('seed', '?')}", link_of[id(r)]))
-                if r.get("log"):
-                    links.append(("log", f"{link_of[id(r)].rsplit('/', 1)[0]}/{r['log']}"))
-            row.append(Cell("–", links=links) if links else Cell("–"))
+            row.append(records_cell(recs, link_of))
 
     def markdown(self) -> str:
         header = self.header
@@ -165,6 +160,17 @@ class Table:
             for t in (self, *others):
                 for r in t.long:
                     w.writerow({k: r.get(k) for k in fields})
+
+
+def records_cell(recs, link_of: dict) -> Cell:
+    """Links to each record by seed (s0, s1, …: its run.json) and to its training log where it has one; ``link_of``:
+    {id(record): the run.json's path relative to the page}."""
+    links = []
+    for r in (r for r in recs if id(r) in link_of):
+        links.append((f"s{r.get('seed', '?')}", link_of[id(r)]))
+        if r.get("log"):
+            links.append(("log", f"{link_of[id(r)].rsplit('/', 1)[0]}/{r['log']}"))
+    return Cell("–", links=links) if links else Cell("–")
 
 
 def page_notes(tables) -> list[str]:
