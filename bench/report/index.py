@@ -136,7 +136,15 @@ def leaderboard_page(shown: dict, training: list, profiles: list, out: Path, sel
           + (f", selected by {selection}" if selection else "") + ". Verdicts are `bench check`'s bands and claims "
           "judged on the records as recorded (`bench check` also re-scores every record's predictions). Each "
           "suite's page has the paper's tables in full, the figures and the recipe.", ""]
-    html_parts = [markdown_to_html("\n".join(md))]
+    md += ["| suite | paper tables | records shown | `bench check` |", "|---|---|---|---|"]
+    from bench.report.render import declared_tables
+    for suite, (profile, groups) in sorted(shown.items()):
+        n = sum(len(v) for v in groups.values())
+        tables = ", ".join(t.replace("table", "Table ").replace("-costs", " costs") for t in declared_tables(suite))
+        md.append(f"| [{suite}]({suite}/README.md) | {tables or '–'} | {f'{n} ({profile})' if n else 'none yet'} | "
+                  f"{verdict_counts(outcomes, suite)} |")
+    md.append("")
+    html_parts = [markdown_to_html("\n".join(md)).replace("/README.md\"", "/index.html\"")]
     for suite, (profile, groups) in sorted(shown.items()):
         n = sum(len(v) for v in groups.values())
         earlier = sum(not current_recipe(r) for v in groups.values() for r in v)
