@@ -198,18 +198,15 @@ def figure_confusion(recs_by_key, class_names) -> bytes:
 def paper_per_class(dataset: str, class_names) -> tuple[list, dict, str]:
     """The paper's class order, its SegNet per-class test accuracy {our class name: value} and where from: CamVid's
     Table 2 (SegNet, 3.5K images), SUN RGB-D's Table 5; our order and {} for other datasets."""
-    from bench.report.tables import TABLE2_COLUMNS
-
-    def key_of(name):
-        return name.lower().replace("_", "").replace(" ", "")
-    ours = {key_of(c): c for c in class_names}
+    from bench.report.tables import TABLE2_COLUMNS, class_key
+    ours = {class_key(c): c for c in class_names}
     if dataset == "camvid":
         row = row_by("table2", "method", "SegNet (3.5K dataset training - 140K)") or {}
         paper = {ours_name: number(row.get(column, "")) for column, ours_name in TABLE2_COLUMNS.items()
                  if ours_name in class_names}
         return list(paper) + [c for c in class_names if c not in paper], paper, "Table 2: SegNet, 3.5K training images"
     if dataset == "sunrgbd":
-        rows = [(ours.get(key_of(r["class"])), number(r["accuracy"])) for r in read_rows("table5")]
+        rows = [(ours.get(class_key(r["class"])), number(r["accuracy"])) for r in read_rows("table5")]
         order = [c for c, _ in rows if c]
         return order + [c for c in class_names if c not in order], {c: v for c, v in rows if c}, "Table 5: SegNet"
     return list(class_names), {}, ""

@@ -19,11 +19,10 @@ HEADLINE = ("G", "mIoU", "BF")
 VERDICT_KIND = {"pass": "verdict-pass", "fail": "verdict-fail", "differs": "verdict-differs", "not run": "verdict-not-run"}
 
 
-def science_outcomes(training: list, profiles: list) -> list[dict]:
+def science_outcomes(rules: dict, training: list, profiles: list) -> list[dict]:
     """`bench check`'s bands and claims judged on these records as recorded (the gate re-scores the predictions
     too), acknowledged differences marked "differs"."""
-    from bench.check import acknowledge, check_bands, check_claims, group_training, load_rules
-    rules = load_rules()
+    from bench.check import acknowledge, check_bands, check_claims, group_training
     full = group_training(training, "full")
     return acknowledge(rules, check_bands(rules, full) + check_claims(rules, full, profiles))
 
@@ -44,10 +43,9 @@ def paper_headline(suite: str, tables: tuple, member: str, variant: str | None) 
     return {m: number(row.get(f"{cols}{m}", "")) for m in HEADLINE} if row else {}
 
 
-def _band_verdict(outcomes: list[dict], suite: str, member: str, variant: str | None) -> Cell:
+def _band_verdict(outcomes: list[dict], rules: dict, suite: str, member: str, variant: str | None) -> Cell:
     """The band outcomes of one run as one cell: "band ✓ 4/4", "band ✗ 1/4 outside"; "–" where no band judges it."""
-    from bench.check import load_rules
-    ids = [b["id"] for b in load_rules().get("bands", []) if b["suite"] == suite and b.get("variant") == variant]
+    ids = [b["id"] for b in rules.get("bands", []) if b["suite"] == suite and b.get("variant") == variant]
     mine = [o for o in outcomes for i in ids if o["rule"].startswith(f"{i}:{member}:")]
     judged = [o for o in mine if o["status"] in ("pass", "fail", "differs")]
     if not judged:
@@ -60,21 +58,10 @@ def _band_verdict(outcomes: list[dict], suite: str, member: str, variant: str | 
                 "; ".join(f"{o['rule'].rsplit(':', 1)[1]}: {o.get('short', o['detail'])}" for o in judged))
 
 
-def suite_rows(suite: str) -> list[tuple[str, str | None]]:
-    """(member, variant) of every run of a suite, in the suite's order ([] for a suite not in this checkout)."""
-    from bench.config import load_suite
-    from bench.errors import BenchError
-    try:
-        spec = load_suite(suite)
-    except BenchError:
-        return []
-    return [(m, v) for v, m in spec.runs()]
-
-
-def leaderboard_table(suite: str, profile: str, groups: dict, outcomes: list, link_of: dict) -> Table:
+def leaderboard_table(suite: str, profile: str, groups: dict, outcomes: list, rules: dict, link_of: dict) -> Table:
     """One suite's leaderboard: every run of the suite a row, its headline test scores (at the iteration validation
     selected) beside the paper's."""
-    from bench.report.render import declared_tables
+    from bench.report.render import declared_tables, suite_rows
     names, tables = paper_names(), declared_tables(suite)
     runs = suite_rows(suite)
     runs += sorted({(k[1], k[2]) for k in groups if k[0] == suite} - set(runs), key=lambda r: (r[0], r[1] or ""))
@@ -86,23 +73,22 @@ def leaderboard_table(suite: str, profile: str, groups: dict, outcomes: list, li
         recs = groups.get((suite, member, variant))
         if not recs:
             t.rows.append(_not_run_cells([label, "–"], [papers.get(m) for m in HEADLINE])
-                          + [NOT_RUN, _band_verdict(outcomes, suite, member, variant), Cell("–")])
+                          + [NOT_RUN, _band_verdict(outcomes, rules, suite, member, variant), Cell("–")])
             continue
         tolerance, acks = band_marks(suite, variant, member, profile)
         cells = [label, ", ".join(str(r.get("seed")) for r in recs)]
         for m in HEADLINE:
             _cells(t, cells, [r["test"][m] for r in recs], papers.get(m), label, m, profile,
                    tolerance=tolerance.get(m), acknowledged=acks.get(m, ""))
-        t.rows.append(cells + [stop_cell(recs), _band_verdict(outcomes, suite, member, variant),
+        t.rows.append(cells + [stop_cell(recs), _band_verdict(outcomes, rules, suite, member, variant),
                                records_cell(recs, link_of)])
     t.mark_best()
     return t
 
 
-def claims_lines(outcomes: list, suite: str | None) -> list[str]:
+def claims_lines(outcomes: list, rules: dict, suite: str | None) -> list[str]:
     """One Markdown line per claim of ``suite`` (None: the claims on costs, which name no suite) with its verdict."""
-    from bench.check import load_rules
-    claims = [c for c in load_rules().get("claims", []) if c.get("suite") == suite]
+    claims = [c for c in rules.get("claims", []) if c.get("suite") == suite]
     by_rule = {o["rule"]: o for o in outcomes}
     lines = []
     for c in claims:
@@ -111,10 +97,8 @@ def claims_lines(outcomes: list, suite: str | None) -> list[str]:
     return lines
 
 
-def verdict_counts(outcomes: list, suite: str) -> str:
+def verdict_counts(outcomes: list, rules: dict, suite: str) -> str:
     """"3 pass, 1 fail, 2 not run" of a suite's bands and claims."""
-    from bench.check import load_rules
-    rules = load_rules()
     ids = [b["id"] for b in rules.get("bands", []) if b["suite"] == suite]
     ids += [c["id"] for c in rules.get("claims", []) if c.get("suite") == suite]
     mine = [o for o in outcomes if any(o["rule"] == i or o["rule"].startswith(i + ":") for i in ids)]
@@ -128,7 +112,9 @@ def leaderboard_page(shown: dict, training: list, profiles: list, out: Path, sel
                      skipped: list, results: Path = Path("results")) -> tuple[str, str]:
     """The index as (Markdown, HTML). ``shown``: {suite: (profile, groups)} as each suite page shows them."""
     from bench.records import current_recipe
-    outcomes = science_outcomes(training, profiles)
+    from bench.check import load_rules
+    rules = load_rules()
+    outcomes = science_outcomes(rules, training, profiles)
     link_of = {id(r): Path(os.path.relpath(Path(p).resolve(), out.resolve())).as_posix() for p, r in training}
     md = ["# Results at a glance", "",
           "Every suite's runs with their headline test scores (at the iteration validation selected) beside the "
@@ -142,7 +128,7 @@ def leaderboard_page(shown: dict, training: list, profiles: list, out: Path, sel
         n = sum(len(v) for v in groups.values())
         tables = ", ".join(t.replace("table", "Table ").replace("-costs", " costs") for t in declared_tables(suite))
         md.append(f"| [{suite}]({suite}/README.md) | {tables or '–'} | {f'{n} ({profile})' if n else 'none yet'} | "
-                  f"{verdict_counts(outcomes, suite)} |")
+                  f"{verdict_counts(outcomes, rules, suite)} |")
     md.append("")
     html_parts = [markdown_to_html("\n".join(md)).replace("/README.md\"", "/index.html\"")]
     for suite, (profile, groups) in sorted(shown.items()):
@@ -151,16 +137,16 @@ def leaderboard_page(shown: dict, training: list, profiles: list, out: Path, sel
         head = [f"## [{suite}]({suite}/README.md)", "",
                 ("No record yet" if not n else f"{n} record(s) of the {profile} profile")
                 + (f" ({earlier} under an earlier recipe of the suite)" if earlier else "")
-                + f"; `bench check`: {verdict_counts(outcomes, suite)}."
+                + f"; `bench check`: {verdict_counts(outcomes, rules, suite)}."
                 + (" Smoke records: a few iterations at reduced size; their numbers say nothing about the paper."
                    if profile == "smoke" else ""), ""]
-        table = leaderboard_table(suite, profile, groups, outcomes, link_of)
-        claims = claims_lines(outcomes, suite)
+        table = leaderboard_table(suite, profile, groups, outcomes, rules, link_of)
+        claims = claims_lines(outcomes, rules, suite)
         tail = (["Claims of the paper judged on these records:", "", *claims, ""] if claims else [])
         md += head + [table.markdown()] + tail
         html_parts += [markdown_to_html("\n".join(head)).replace("/README.md\"", "/index.html\""), table.html(),
                        markdown_to_html("\n".join(tail))]
-    costs = claims_lines(outcomes, None)
+    costs = claims_lines(outcomes, rules, None)
     if costs:
         tail = ["## Costs (Table 6)", "", "Claims on memory and speed, judged on the `bench profile` records:", "",
                 *costs, ""]

@@ -28,15 +28,23 @@ def _suite_file(suite: str) -> Path | None:
         return None
 
 
-def _runs_without_records(suite: str, groups: dict) -> list[str]:
-    """The suite's (member, variant) runs with no record among ``groups``; [] where the suite file is unknown."""
+def suite_rows(suite: str) -> list[tuple[str, str | None]]:
+    """(member, variant) of every run of a suite, in the suite's order (variant-major); [] for a suite whose TOML is
+    not in this checkout."""
     from bench.config import load_suite
     try:
         spec = load_suite(suite)
     except BenchError:
         return []
-    return [m + (f" [{v}]" if v else "") for m in spec.members for v in (spec.variants or (None,))
-            if spec.applies(m, v) and (suite, m, v) not in groups]
+    return [(m, v) for v, m in spec.runs()]
+
+
+def _runs_without_records(suite: str, groups: dict) -> list[str]:
+    """The suite's (member, variant) runs with no record among ``groups``, member by member."""
+    rows = suite_rows(suite)
+    members = list(dict.fromkeys(m for m, _ in rows))
+    return [m + (f" [{v}]" if v else "") for m, v in sorted(rows, key=lambda r: members.index(r[0]))
+            if (suite, m, v) not in groups]
 
 
 def _outdated(recs, paths) -> list:
@@ -61,11 +69,13 @@ def shown_records(recs, paths):
 
 
 def render_suite(suite, recs, paths, profiles, out_dir: Path, data_root=None, skipped: list | None = None,
-                 superseded: list | None = None, selection: str = "", link_base: Path | None = None) -> Path:
+                 superseded: list | None = None, selection: str = "", link_base: Path | None = None,
+                 shown=False) -> Path:
     """One suite's report into ``out_dir``; table rows link their records relative to ``link_base`` (where the
-    report will finally live; default ``out_dir``)."""
+    report will finally live; default ``out_dir``). ``shown``: `shown_records` of these records where the caller
+    has it already."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    shown = shown_records(recs, paths)
+    shown = shown_records(recs, paths) if shown is False else shown
     if shown is None:
         return _render_without_records(suite, out_dir, link_base, _outdated(recs, paths))
     profile, by_profile, sets, groups, gpaths = shown
@@ -302,17 +312,16 @@ def render_reports(results="results", out="reports", data_root=None, problems: l
     try:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        written = []
+        written, shown = [], {}
         for suite, items in sorted(suites.items()):
-            render_suite(suite, [r for _, r in items], [p for p, _ in items], profiles, tmp / suite, data_root,
+            recs, paths = [r for _, r in items], [p for p, _ in items]
+            got = shown_records(recs, paths)
+            render_suite(suite, recs, paths, profiles, tmp / suite, data_root,
                          skipped=skipped, superseded=[o for o in superseded if o[1]["suite"] == suite],
-                         selection=selection, link_base=out / suite)
+                         selection=selection, link_base=out / suite, shown=got)
             written.append(out / suite)
-        from bench.report.index import leaderboard_page
-        shown = {}
-        for suite, items in suites.items():
-            got = shown_records([r for _, r in items], [p for p, _ in items])
             shown[suite] = (got[0], got[3]) if got else ("full", {})
+        from bench.report.index import leaderboard_page
         md, page = leaderboard_page(shown, training, profiles, out, selection, skipped, results)
         (tmp / "README.md").write_text(md)
         (tmp / "index.html").write_text(page)

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.check import signed
+
 NOT_RUN = "not run"
 IN_BAND, OUT_OF_BAND, ACKNOWLEDGED = "✓", "✗", "≈"
-MINUS = "−"  # a real minus sign, U+2212
 SUB_COLUMNS = ("ours", "paper", "Δ")
 
 
@@ -53,11 +54,6 @@ class Cell:
 
 def as_cell(c) -> Cell:
     return c if isinstance(c, Cell) else Cell(str(c), NOT_RUN.replace(" ", "-") if c == NOT_RUN else "")
-
-
-def signed(delta: float) -> str:
-    """A difference with its sign and a real minus: +0.43, −0.92."""
-    return f"{MINUS if delta < 0 else '+'}{abs(delta):.2f}"
 
 
 def delta_cell(delta: float | None, tolerance: float | None = None, acknowledged: str = "") -> Cell:

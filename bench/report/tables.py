@@ -296,6 +296,11 @@ def budget_tables(groups, profile, suite, paper_table: str) -> list[Table]:
     return tables
 
 
+def class_key(name: str) -> str:
+    """A class name as the paper's tables and our datasets both spell it: "Night_stand", "night stand" -> "nightstand"."""
+    return name.lower().replace("_", "").replace(" ", "")
+
+
 def table5(groups, profile, suite) -> Table:
     """Table 5: SegNet's per-class test accuracy on SUN RGB-D (no class balancing) beside the paper's, "not run"
     until a record exists."""
@@ -306,12 +311,10 @@ def table5(groups, profile, suite) -> Table:
               notes=["Ours: at the iteration validation selected (the records keep per-class scores there only); "
                      "the paper's is its Table 4 SegNet at 240K iterations (the mean of its 37 values, 44.75, is that "
                      "row's C).", "Paper: Table 5 (S1)."])
-    def key_of(name):
-        return name.lower().replace("_", "").replace(" ", "")
-    ours_names = {key_of(n): n for n in (recs[0]["test"]["per_class"] if recs else {})}
+    ours_names = {class_key(n): n for n in (recs[0]["test"]["per_class"] if recs else {})}
     for row in read_rows("table5"):
         paper = number(row["accuracy"])
-        name = ours_names.get(key_of(row["class"]))
+        name = ours_names.get(class_key(row["class"]))
         if name is None:
             t.rows.append([row["class"], 0, NOT_RUN, f"{paper:.2f}", "–"])
             continue
