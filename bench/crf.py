@@ -94,7 +94,7 @@ def _map(jobs, images, probs, workers):
     try:
         if workers > 1 and "fork" in mp.get_all_start_methods():
             with forked_pool(workers) as pool:
-                out = pool.map(_one, jobs, chunksize=max(1, len(jobs) // (4 * workers)))
+                out = list(pool.map(_one, jobs, chunksize=max(1, len(jobs) // (4 * workers))))
         else:
             out = [_one(j) for j in jobs]
     finally:

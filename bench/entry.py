@@ -11,5 +11,8 @@ def _terminated_before_the_command(signum, frame):
 
 def main():
     signal.signal(signal.SIGTERM, _terminated_before_the_command)
+    # a caller that had SIGINT or SIGTERM blocked passes its mask on through exec: a SIGTERM would wait unseen
+    # while the command ran to its end (exit status 0) instead of stopping it
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     from bench.cli import main as cli
     cli()

@@ -76,7 +76,7 @@ def _score_images(n: int, load, num_classes: int, void_label: int, bf: dict | No
     _SHARED.update(load=load, num_classes=num_classes, void_label=void_label, bf=bf)
     try:
         with forked_pool(workers) if parallel else contextlib.nullcontext() as pool:
-            parts = pool.imap(_score_chunk, bounds) if parallel else map(_score_chunk, bounds)
+            parts = pool.map(_score_chunk, bounds) if parallel else map(_score_chunk, bounds)
             if progress:
                 parts = progress(parts, total=len(bounds), desc="scoring")
             parts = list(parts)

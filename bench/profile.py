@@ -124,8 +124,9 @@ def _cpu_step_memory(spec) -> int:
 
 def _cpu_memory(spec) -> dict:
     import multiprocessing as mp
-    with mp.get_context("spawn").Pool(1) as pool:
-        growth = pool.apply(_cpu_step_memory, (spec,))
+    from concurrent.futures import ProcessPoolExecutor
+    with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as fresh:  # shut down, never killed
+        growth = fresh.submit(_cpu_step_memory, spec).result()
     return {"process_peak_rss_growth_MB": growth / 1e6,
             "method": "CPU: growth of the peak resident set (getrusage ru_maxrss) of a fresh process over its "
                       "RSS just before the step (model, inputs and, for training, optimizer state already built)"}

@@ -91,23 +91,36 @@ def _pool_worker_start():
 
 @contextlib.contextmanager
 def forked_pool(workers: int):
-    """A pool of ``workers`` forked processes that ends whatever signal handlers this process has installed.
+    """A pool of ``workers`` forked processes (a `concurrent.futures.ProcessPoolExecutor`) that ends whatever
+    happens and whatever signal handlers this process has installed.
 
-    Its workers take SIGTERM's default action and ignore SIGINT (Ctrl-C is this process's to handle): a
-    handler they inherited that does not exit (a notebook's, a job scheduler's) would otherwise leave the
-    pool waiting for them for ever when it terminates them. On success the pool is closed and joined (the
-    workers finish their loop, no signal needed); on an error or interruption it is terminated.
+    Its workers take SIGTERM's default action and ignore SIGINT (Ctrl-C is this process's to handle). On success
+    the pool is shut down and waited for. On an error or interruption what has not started is cancelled and the
+    workers are killed: their results are not wanted, and this pool (unlike `multiprocessing.Pool`, whose
+    terminate waits for ever on a queue lock that a worker killed in the middle of sending a result still held:
+    found by CI) notices killed workers instead of waiting for them.
     """
     import multiprocessing as mp
-    pool = mp.get_context("fork").Pool(workers, _pool_worker_start)
+    from concurrent.futures import ProcessPoolExecutor
+    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"), initializer=_pool_worker_start)
     try:
         yield pool
     except BaseException:
-        pool.terminate()
-        pool.join()
+        _kill_workers(pool)
         raise
-    pool.close()
-    pool.join()
+    pool.shutdown(wait=True)
+
+
+def _kill_workers(pool) -> None:
+    """Cancels what ``pool`` has not started, kills its workers and waits until its own threads have ended."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for p in processes:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            p.kill()
+    pool.shutdown(wait=True, cancel_futures=True)
+    for p in processes:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            p.join()
 
 
 # -- atomic files ------------------------------------------------------------------------------------------------

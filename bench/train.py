@@ -63,6 +63,14 @@ class RunInterrupted(BenchError):
         super().__init__(message)
         self.signal = signal
 
+    @property
+    def exit_status(self) -> int:
+        """128 + the signal's number, as a shell reports a process the signal ended (130 for Ctrl-C, 143 for
+        SIGTERM), so a caller or scheduler tells an interrupted run from bad input (2); 2 where no signal stopped it."""
+        import signal as signals
+        sig = getattr(signals, self.signal or "", None)
+        return 128 + int(sig) if isinstance(sig, signals.Signals) else 2
+
 
 def train_member(suite: Suite, member: str, recipe: Recipe, *, profile: str, seed: int, variant: str | None,
                  dataset, data_cache: dict, results: Path, checkpoints: Path, resume: bool, device,
@@ -368,8 +376,9 @@ class MemberTraining:
                                      f"checkpoint was written for this moment (the last one, if any, is {self.ckpt}; "
                                      "--resume continues from it)", stop.requested) from None
             self.save_checkpoint()
-            raise RunInterrupted(f"interrupted at iteration {self.state.iteration} of {self.member}; checkpoint saved "
-                                 f"to {self.ckpt}; run the same command with --resume to continue",
+            by = f" by {stop.requested}" if str(stop.requested).startswith("SIG") else ""  # a signal, not a test's stop
+            raise RunInterrupted(f"interrupted at iteration {self.state.iteration} of {self.member}{by}; checkpoint "
+                                 f"saved to {self.ckpt}; run the same command with --resume to continue",
                                  stop.requested) from None
         except NoSpace as exc:
             if exc.what == "the checkpoint":

@@ -38,16 +38,16 @@ _SIGNALLED: dict = {"SIGTERM": False}  # set by `sigterm_as_interrupt` when SIGT
 
 
 def clean_errors(fn):
-    """Bad input ends in one line on stderr and exit status 2, never a traceback; Ctrl-C or SIGTERM outside a
-    training step (which checkpoints and says so itself) ends in one line and exit status 130 (143 for SIGTERM),
-    also where the interruption came in the middle of an import and surfaced as another exception."""
+    """Bad input ends in one line on stderr and exit status 2, never a traceback; Ctrl-C or SIGTERM ends in one
+    line and exit status 130 (143 for SIGTERM), whether training checkpointed and says so itself or the
+    interruption came elsewhere, also in the middle of an import where it surfaced as another exception."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except BenchError as exc:
             click.echo(f"error: {exc}", err=True)
-            sys.exit(2)
+            sys.exit(getattr(exc, "exit_status", 2))  # a run a signal interrupted: 128 + its number
         except KeyboardInterrupt:
             _interrupted()
         except Exception as exc:
