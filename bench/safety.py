@@ -91,36 +91,47 @@ def _pool_worker_start():
 
 @contextlib.contextmanager
 def forked_pool(workers: int):
-    """A pool of ``workers`` forked processes (a `concurrent.futures.ProcessPoolExecutor`) that ends whatever
-    happens and whatever signal handlers this process has installed.
+    """A `ForkedPool` of ``workers`` forked processes that ends whatever happens and whatever signal handlers
+    this process has installed.
 
     Its workers take SIGTERM's default action and ignore SIGINT (Ctrl-C is this process's to handle). On success
-    the pool is shut down and waited for. On an error or interruption what has not started is cancelled and the
-    workers are killed: their results are not wanted, and this pool (unlike `multiprocessing.Pool`, whose
-    terminate waits for ever on a queue lock that a worker killed in the middle of sending a result still held:
-    found by CI) notices killed workers instead of waiting for them.
+    the pool is shut down and waited for. On an error or interruption its workers are killed (their results are
+    not wanted) and the pool, a `concurrent.futures.ProcessPoolExecutor`, notices them gone and ends. Found by
+    CI: `multiprocessing.Pool`'s terminate waited for ever on a queue lock that a worker it killed in the middle
+    of sending a result still held.
     """
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
-    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"), initializer=_pool_worker_start)
+    executor = ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"), initializer=_pool_worker_start)
     try:
-        yield pool
+        yield ForkedPool(executor)
     except BaseException:
-        _kill_workers(pool)
+        for p in list((executor._processes or {}).values()):
+            with contextlib.suppress(OSError, ValueError):  # one that has already ended
+                p.kill()
+        executor.shutdown(wait=True)  # its manager thread sees the workers gone, fails what was left and joins them
         raise
-    pool.shutdown(wait=True)
+    executor.shutdown(wait=True)
 
 
-def _kill_workers(pool) -> None:
-    """Cancels what ``pool`` has not started, kills its workers and waits until its own threads have ended."""
-    processes = list((getattr(pool, "_processes", None) or {}).values())
-    for p in processes:
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            p.kill()
-    pool.shutdown(wait=True, cancel_futures=True)
-    for p in processes:
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            p.join()
+class ForkedPool:
+    """`map` over a process pool, whose results come in order as they are ready. Nothing is cancelled in this
+    process: Python 3.11's executor, killed after a future was cancelled, fails in its own thread with
+    InvalidStateError and leaves its workers unjoined (its `map` cancels what is left when a result raises)."""
+
+    def __init__(self, executor):
+        self._executor = executor
+
+    def map(self, fn, items, chunksize: int = 1):
+        items = list(items)
+        futures = [self._executor.submit(_apply_each, fn, items[i:i + chunksize])
+                   for i in range(0, len(items), chunksize)]
+        for future in futures:
+            yield from future.result()
+
+
+def _apply_each(fn, items) -> list:
+    return [fn(item) for item in items]
 
 
 # -- atomic files ------------------------------------------------------------------------------------------------

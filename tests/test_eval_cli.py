@@ -232,7 +232,9 @@ def test_scoring_workers_end_whatever_sigterm_handler_the_caller_installed():
     """A process whose SIGTERM handler does not exit (a notebook's, a job scheduler's) scores in worker
     processes and gets its answer, and a failing scoring ends too (its workers are killed). Run in a subprocess
     with a deadline: a worker that ignored a SIGTERM would hang it, and so did (CI, 1 in about 60 failing
-    scorings) multiprocessing.Pool's terminate waiting on a queue lock that a worker it killed still held."""
+    scorings) multiprocessing.Pool's terminate waiting on a queue lock that a worker it killed still held; and
+    the executor that replaced it printed its thread's InvalidStateError when killed after a cancel (about 1
+    in 100: caught here about every other time)."""
     import subprocess
     import sys
     import textwrap
@@ -246,8 +248,8 @@ def test_scoring_workers_end_whatever_sigterm_handler_the_caller_installed():
         for _ in range(5):
             assert score_label_maps(gts, gts, workers=2)["G"] == 100.0
         bad = list(gts)
-        bad[50] = np.zeros((3, 3), np.uint8)  # a prediction of the wrong shape: a worker raises
-        for _ in range(40):
+        bad[5] = np.zeros((3, 3), np.uint8)  # a prediction of the wrong shape, early: a worker raises, work is left
+        for _ in range(100):
             try:
                 score_label_maps(bad, gts, workers=2)
             except ValueError:
@@ -258,6 +260,7 @@ def test_scoring_workers_end_whatever_sigterm_handler_the_caller_installed():
     """)
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "done", r.stderr[-2000:]
+    assert "Traceback" not in r.stderr, r.stderr[-2000:]  # the pool's own threads end cleanly too
 
 
 def test_bench_run_gives_the_callers_sigterm_handler_back(tmp_path):
