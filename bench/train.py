@@ -67,9 +67,15 @@ class RunInterrupted(BenchError):
     def exit_status(self) -> int:
         """128 + the signal's number, as a shell reports a process the signal ended (130 for Ctrl-C, 143 for
         SIGTERM), so a caller or scheduler tells an interrupted run from bad input (2); 2 where no signal stopped it."""
-        import signal as signals
-        sig = getattr(signals, self.signal or "", None)
-        return 128 + int(sig) if isinstance(sig, signals.Signals) else 2
+        sig = signal_named(self.signal)
+        return 128 + int(sig) if sig is not None else 2
+
+
+def signal_named(name: str | None):
+    """The signal a stop request names ("SIGTERM"), or None for the program's own requests ("stop_after")."""
+    import signal as signals
+    sig = getattr(signals, name or "", None)
+    return sig if isinstance(sig, signals.Signals) else None
 
 
 def train_member(suite: Suite, member: str, recipe: Recipe, *, profile: str, seed: int, variant: str | None,
@@ -376,7 +382,7 @@ class MemberTraining:
                                      f"checkpoint was written for this moment (the last one, if any, is {self.ckpt}; "
                                      "--resume continues from it)", stop.requested) from None
             self.save_checkpoint()
-            by = f" by {stop.requested}" if str(stop.requested).startswith("SIG") else ""  # a signal, not a test's stop
+            by = f" by {stop.requested}" if signal_named(stop.requested) else ""  # a signal, not a test's stop
             raise RunInterrupted(f"interrupted at iteration {self.state.iteration} of {self.member}{by}; checkpoint "
                                  f"saved to {self.ckpt}; run the same command with --resume to continue",
                                  stop.requested) from None
