@@ -82,27 +82,35 @@ class FCNBasic(nn.Module):
     addition=False: FCN-Basic-NoAddition (only the reduced P4 is decoded).
     dim_reduction=False: FCN-Basic-NoDimReduction, 64-channel deconvs and skips, then a 1x1 classifier.
     learnt_upsampling=False: deconvs frozen at bilinear x2 (Bilinear-Interpolation, A12).
-    decoder_bn (revision 2; False builds revision 1): the paper's "batch normalization is used after each
-        convolutional layer in both the encoder and decoder network" (Sec. 3.1) applied to the decoder, where
-        architectures.md A4/A10 had left it linear: batch norm (scale 1, shift 0.001, as the prototxts) after
-        each 1x1 dimensionality reduction; in the NoDimReduction variants, which have none, after each
-        learnt deconvolution (cropped), before the skip is added. Without it the reductions read raw
-        ReLU+pooled maps (non-negative, large mean) and SGD at the paper's lr 0.1 diverges
-        (`python -m bench.benchmarks.decoder_stability`). The decoder stays otherwise linear (no ReLU), and
-        Bilinear-Interpolation's fixed upsamplers are not normalised (they stay an interpolation).
+    revision (the registry's `revision` of the member; older ones are built for comparison only):
+      1: the decoder linear, without batch norm (architectures.md A4/A10).
+      2: the paper's "batch normalization is used after each convolutional layer in both the encoder and decoder
+         network" (Sec. 3.1) applied to the decoder: batch norm (scale 1, shift 0.001, as the prototxts) after each
+         1x1 dimensionality reduction; in the NoDimReduction variants, which have none, after each learnt
+         deconvolution (cropped), before the skip is added. Without it the reductions read raw ReLU+pooled maps
+         (non-negative, large mean) and SGD at the paper's lr 0.1 diverges (`bench.benchmarks.decoder_stability`).
+      3: also after the learnt deconvolutions of decoders 4, 3 and 2 in the dimensionality-reduced variants
+         (FCN-Basic, FCN-Basic-NoAddition), so that every learnt decoder convolution is batch-normalised except
+         the one that produces the scores, as SegNet-Basic's classifier is not. In revision 2 those three
+         deconvolutions were a product of linear maps with no normalisation between them, fed unit-variance skips;
+         under natural-frequency balancing at lr 0.1 their gradients grew from update ~17 until the scores
+         overflowed (`python -m bench.benchmarks.decoder_stability --first-non-finite`, issue 48).
+    The decoder stays otherwise linear (no ReLU), and Bilinear-Interpolation's fixed upsamplers are not normalised
+    (they stay an interpolation), so revision 3 changes nothing there.
     """
 
     def __init__(self, num_classes: int = 11, addition: bool = True, dim_reduction: bool = True,
-                 learnt_upsampling: bool = True, decoder_bn: bool = True):
+                 learnt_upsampling: bool = True, revision: int = 3):
         super().__init__()
         self.encoder = BasicEncoder()
         ch = num_classes if dim_reduction else 64
         n_reduce = (4 if addition else 1) if dim_reduction else 0
-        self.dim_reduction = nn.ModuleList(_maybe_bn(nn.Conv2d(64, num_classes, 1), num_classes, decoder_bn)
+        self.dim_reduction = nn.ModuleList(_maybe_bn(nn.Conv2d(64, num_classes, 1), num_classes, revision >= 2)
                                            for _ in range(n_reduce))
         self.deconvs = nn.ModuleList(nn.ConvTranspose2d(ch, ch, 8, 2, 3, bias=False) for _ in range(4))
-        after_deconv = decoder_bn and not dim_reduction
-        self.deconv_bns = nn.ModuleList(nn.BatchNorm2d(ch) if after_deconv else nn.Identity() for _ in range(4))
+        self.deconv_bns = nn.ModuleList(nn.BatchNorm2d(ch) if _deconv_bn(level, dim_reduction, learnt_upsampling,
+                                                                         revision) else nn.Identity()
+                                        for level in range(4))
         self.classifier = None if dim_reduction else nn.Conv2d(64, num_classes, 1)
         self.addition = addition
         self.learnt_upsampling = learnt_upsampling
@@ -114,7 +122,7 @@ class FCNBasic(nn.Module):
         return self.dim_reduction[level if self.addition else 0](pooled[level])
 
     def _decode(self, x, level, size):
-        """Decoder ``level + 1``: the deconvolution, cropped to ``size``, batch-normalised where revision 2 does."""
+        """Decoder ``level + 1``: the deconvolution, cropped to ``size``, batch-normalised where the revision does."""
         x = crop_like(self.deconvs[level](x), 0, size)
         return self.deconv_bns[level](x)
 
@@ -142,8 +150,17 @@ class FCNBasic(nn.Module):
             + ("learnt" if self.learnt_upsampling else "fixed"), "bn": BN_INIT})
 
 
+def _deconv_bn(level: int, dim_reduction: bool, learnt_upsampling: bool, revision: int) -> bool:
+    """Whether decoder ``level + 1``'s deconvolution is followed by batch norm (`FCNBasic`'s revisions)."""
+    if not learnt_upsampling or revision < 2:
+        return False
+    if not dim_reduction:
+        return True  # revision 2: all four, a 1x1 classifier follows
+    return revision >= 3 and level > 0  # revision 3: not the last, whose output is the scores
+
+
 def _maybe_bn(conv: nn.Conv2d, channels: int, bn: bool) -> nn.Module:
-    """``conv`` followed by batch norm where ``bn`` (FCN-Basic revision 2), else ``conv`` alone."""
+    """``conv`` followed by batch norm where ``bn`` (FCN-Basic revision 2 on), else ``conv`` alone."""
     return nn.Sequential(conv, nn.BatchNorm2d(channels)) if bn else conv
 
 

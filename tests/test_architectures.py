@@ -210,32 +210,37 @@ def test_imagenet_goes_through_torchvision_weights_api(monkeypatch):
     torch.testing.assert_close(fcn.enc1[0][0].weight, sd["features.0.weight"])
 
 
-# -- revision 2 of the FCN-Basic family and Caffe's msra filler (issue 34) ----------------------------------------
+# -- revisions 2 and 3 of the FCN-Basic family and Caffe's msra filler (issues 34, 48) ------------------------------
 FCN_BASIC_FAMILY = ["bilinear-interpolation", "fcn-basic", "fcn-basic-no-addition", "fcn-basic-no-dim-reduction",
                     "fcn-basic-no-addition-no-dim-reduction"]
 
 
 @pytest.mark.parametrize("name", FCN_BASIC_FAMILY)
-def test_fcn_basic_revision_2_adds_exactly_its_decoder_batch_norms_to_the_reference_build(name):
+def test_fcn_basic_revisions_add_exactly_their_decoder_batch_norms_to_the_reference_build(name):
     from bench.architectures.fcn import FCNBasic
     meta = architectures.model_meta(name)
-    assert meta["revision"] == 2 and "batch norm" in meta["revisions"][2]
     model = architectures.create_model(name)
+    learnt_reduced = model.learnt_upsampling and model.classifier is None  # FCN-Basic, FCN-Basic-NoAddition
+    assert meta["revision"] == (3 if learnt_reduced else 2) and "batch norm" in meta["revisions"][meta["revision"]]
     decoder_bn = [m for n, m in model.named_modules() if isinstance(m, torch.nn.BatchNorm2d)
                   and not n.startswith("encoder.")]
     assert sum(p.numel() for m in decoder_bn for p in m.parameters()) == meta["params"] - meta["reference_params"]
     for bn in decoder_bn:  # the prototxts' batch-norm initialisation
         assert torch.all(bn.weight == 1) and torch.allclose(bn.bias, torch.full_like(bn.bias, 0.001))
-    if model.classifier is None:  # reductions: each 1x1 conv followed by its batch norm, the deconvs left linear
-        assert all(isinstance(r[1], torch.nn.BatchNorm2d) for r in model.dim_reduction) and len(decoder_bn) == len(
-            model.dim_reduction)
+    if model.classifier is None:  # reductions: each 1x1 conv followed by its batch norm
+        assert all(isinstance(r[1], torch.nn.BatchNorm2d) for r in model.dim_reduction)
+        # revision 3: the learnt deconvolutions of decoders 4, 3, 2 too; the last one (the scores) never
+        expected = [torch.nn.Identity] + [torch.nn.BatchNorm2d if learnt_reduced else torch.nn.Identity] * 3
+        assert [type(b) for b in model.deconv_bns] == expected
     else:  # NoDimReduction: a batch norm after each of the four learnt deconvolutions
         assert [type(b) for b in model.deconv_bns] == [torch.nn.BatchNorm2d] * 4
-    revision_1 = FCNBasic(decoder_bn=False, addition=model.addition, dim_reduction=model.classifier is None,
-                          learnt_upsampling=model.learnt_upsampling)
+    kw = dict(addition=model.addition, dim_reduction=model.classifier is None, learnt_upsampling=model.learnt_upsampling)
+    revision_1 = FCNBasic(revision=1, **kw)
     assert sum(p.numel() for p in revision_1.parameters()) == meta["reference_params"]
+    revision_2 = FCNBasic(revision=2, **kw)
+    assert (sum(p.numel() for p in revision_2.parameters()) < meta["params"]) == learnt_reduced
     x = torch.randn(2, 3, 64, 96)
-    assert model.eval()(x).shape == revision_1.eval()(x).shape == (2, 11, 64, 96)
+    assert model.eval()(x).shape == revision_1.eval()(x).shape == revision_2.eval()(x).shape == (2, 11, 64, 96)
 
 
 def test_bilinear_interpolation_keeps_its_upsampling_a_fixed_interpolation():

@@ -3,6 +3,9 @@
 #   bash tools/gpu-lease.sh stage PART [last]         unpack a staged data part (the last one also rebuilds the data)
 #   bash tools/gpu-lease.sh measure SECONDS     profile fp32 + training-speed benchmark, then the plan
 #   bash tools/gpu-lease.sh plan SECONDS        the plan (full profile) until SECONDS after this call started
+#   bash tools/gpu-lease.sh lanes SECONDS LANE...  one `bench run` process per LANE ("suite|members|variants[|seeds]",
+#                                               comma lists; each lane's runs one after another), all at once on the GPU,
+#                                               each recording the run its deadline cuts; --resume continues them
 # LEASE_PLAN: a plan name or file (default paper, e.g. tools/lease-plans/<lease>.toml); LEASE_PARALLEL: runs at a time
 # SECONDS is this call's own limit: the plan's --max-minutes is set so that results are packed into $OUT before it.
 # Everything is written under $LEASE_HOME (default ~/s), which lives as long as the machine stays warm.
@@ -66,6 +69,23 @@ plan() {  # the plan until $1 seconds after this call started, leaving a minute 
     echo "== plan exit status $?"
 }
 
+lanes() {  # $1 seconds; then one lane per argument, each its own process, their logs in $OUT
+    local left=$(( $1 - ($(date +%s) - t0) - 60 )) lane suite members variants seeds pids=()
+    shift
+    echo "== lanes: $left s before the deadline"
+    [ "$left" -gt 30 ] || return 0
+    for lane in "$@"; do
+        IFS='|' read -r suite members variants seeds <<< "$lane"
+        bench run --suite "$suite" --members "$members" ${variants:+--variants "$variants"} ${seeds:+--seeds "$seeds"} \
+            --profile "$PROFILE" --device "$DEVICE" --results "$R" --checkpoints "$C" --resume \
+            --max-minutes "$(python3 -c "print($left / 60)")" --record-at-deadline \
+            > "$OUT/log-lane-${members//,/+}-$(date -u +%H%M%S).txt" 2>&1 &
+        pids+=($!)
+    done
+    for p in "${pids[@]}"; do wait "$p"; echo "== lane $p exit status $?"; done
+    tail -n 4 "$OUT"/log-lane-*.txt
+}
+
 case $mode in
 stage)
     tar xf ".device-data/$arg" -C "$S/.staged" || exit 1
@@ -92,6 +112,11 @@ plan)
     { plan "$arg"; } 2>&1 | tee "$OUT/log-plan-$(date -u +%H%M%S).txt"
     pack
     ;;
-*) echo "usage: $0 stage PART [last] | measure SECONDS | plan SECONDS"; exit 2 ;;
+lanes)
+    shift 2
+    { lanes "$arg" "$@"; } 2>&1 | tee "$OUT/log-lanes-$(date -u +%H%M%S).txt"
+    pack
+    ;;
+*) echo "usage: $0 stage PART [last] | measure SECONDS | plan SECONDS | lanes SECONDS LANE..."; exit 2 ;;
 esac
 echo "== call done after $(( $(date +%s) - t0 )) s"

@@ -30,14 +30,14 @@ FCN_BASIC_ARGS = {"bilinear-interpolation": {"addition": False, "learnt_upsampli
 
 
 def build(member: str, revision: int, num_classes: int):
-    """The registered model (the current revision), or FCN-Basic revision 1 (no decoder batch norm)."""
+    """The registered model (the current revision), or an earlier revision of an FCN-Basic family member."""
     from bench import architectures
     from bench.architectures.fcn import FCNBasic
     if revision == architectures.model_revision(member):
         return architectures.create_model(member, num_classes=num_classes)
-    if member not in FCN_BASIC or revision != 1:
+    if member not in FCN_BASIC or not 1 <= revision < architectures.model_revision(member):
         raise SystemExit(f"{member}: no revision {revision} to build")
-    return FCNBasic(num_classes, decoder_bn=False, **FCN_BASIC_ARGS[member]).init_weights()
+    return FCNBasic(num_classes, revision=revision, **FCN_BASIC_ARGS[member]).init_weights()
 
 
 def train(member: str, revision: int, recipe, dataset, data, updates: int, device, log_every: int) -> dict:
