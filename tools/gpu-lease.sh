@@ -25,7 +25,7 @@ R=$S/results C=$S/checkpoints
 t0=${LEASE_T0:-$(date +%s)}
 mode=$1; arg=${2:-}
 mkdir -p "$S/.staged" "$R" "$C"
-bench() { python3 -m bench.cli "$@"; }
+bench() { python3 -m bench.cli "$@"; }   # bench/cli/__main__.py: the `bench` entry point
 
 pack() {  # each results folder as a tar (split below 16 MiB), the checkpoint of a run cut short if it fits
     local name part
