@@ -17,6 +17,10 @@ from PIL import Image, UnidentifiedImageError
 
 from bench.errors import BenchError
 
+try:  # the fast decoder; Pillow below decodes the same maps where it is absent (a lent GPU machine's image)
+    import imagecodecs as _imagecodecs
+except ImportError:
+    _imagecodecs = None
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 GREY = 0  # IHDR colour type of a one-sample greyscale image
 
@@ -31,10 +35,9 @@ def _is_8bit_grey_png(data: bytes) -> bool:
 
 def decode_label_png(data: bytes, path: Path, what: str = "label map") -> np.ndarray:
     """The class indices of a label PNG's bytes; BenchError naming ``path`` when they are not a label map."""
-    if _is_8bit_grey_png(data):
-        import imagecodecs
+    if _is_8bit_grey_png(data) and _imagecodecs is not None:
         try:
-            arr = imagecodecs.png_decode(data)
+            arr = _imagecodecs.png_decode(data)
             if arr.dtype == np.uint8 and arr.ndim == 2:
                 return arr
         except Exception:  # damaged: Pillow says how
