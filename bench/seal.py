@@ -9,6 +9,10 @@ each top-level field of its run.json, so that a changed record names the field t
 
     python -m bench.seal RESULTS [RECORD ...]   seals records made before sealing existed (or, deliberately, ones
                                                 re-made by hand): every unsealed record, or the ones named
+    python -m bench.seal --import SOURCE RESULTS
+                                                copies the sealed records of another results folder (a GPU lease's,
+                                                ../shared/gpu-records/...) into RESULTS with their seals, each checked
+                                                against its seal first; nothing is copied if one differs or exists
 """
 from __future__ import annotations
 
@@ -82,10 +86,40 @@ def _sealing(results: Path):
 def seal_records(results: Path, folders: list[Path]) -> None:
     """Adds (or replaces) the digests of ``folders`` in the seal of ``results``."""
     results = Path(results)
+    _merge_seal(results, {Path(folder).resolve().relative_to(results.resolve()).as_posix(): record_digests(folder)
+                          for folder in folders})
+
+
+def import_sealed(source: Path, results: Path) -> list[str]:
+    """Copies every record sealed in ``source`` into ``results`` with its seal entry, after checking each against
+    that seal (the files as `bench run` wrote them). BenchError, nothing copied, where a record differs from its
+    seal or already exists in ``results``. Returns the records copied (relative paths)."""
+    import shutil
+    source, results = Path(source), Path(results)
+    sealed = read_seal(source)
+    if not sealed:
+        raise BenchError(f"{source / SEAL}: no sealed records to import")
+    for rel, digests in sealed.items():
+        if not (source / rel / "run.json").is_file():
+            raise BenchError(f"{source / rel}: sealed in {source / SEAL} but not there")
+        if (results / rel).exists():
+            raise BenchError(f"{results / rel}: already exists; not imported again")
+        if record_digests(source / rel) != digests:
+            changed = _differences(digests, record_digests(source / rel))
+            raise BenchError(f"{source / rel}: differs from its seal ({'; '.join(changed)}); not imported")
+    for rel in sealed:
+        shutil.copytree(source / rel, results / rel)
+        for path in [results / rel, *(results / rel).rglob("*")]:  # copies of read-only files: writable by their owner
+            path.chmod(path.stat().st_mode | 0o200)
+    _merge_seal(results, sealed)
+    return sorted(sealed)
+
+
+def _merge_seal(results: Path, entries: dict) -> None:
+    """Adds (or replaces) ``entries`` in the seal of ``results``, under its lock."""
     with _sealing(results):
         records = read_seal(results)
-        for folder in folders:
-            records[Path(folder).resolve().relative_to(results.resolve()).as_posix()] = record_digests(folder)
+        records.update(entries)
         text = json.dumps({"about": "content digests of every record: bench check fails on any difference "
                                     "(bench.seal)", "records": dict(sorted(records.items()))}, indent=1)
         write_text_atomic(results / SEAL, text + "\n", "the seal of the records")
@@ -137,6 +171,17 @@ def main(argv=None) -> int:
         print(__doc__.strip().splitlines()[-2].strip(), file=sys.stderr)
         return 2
     from bench.records import find_records, folders_without_record
+    if args[0] == "--import":
+        if len(args) != 3:
+            print("usage: python -m bench.seal --import SOURCE RESULTS", file=sys.stderr)
+            return 2
+        try:
+            copied = import_sealed(Path(args[1]), Path(args[2]))
+        except BenchError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print(f"imported {len(copied)} sealed record(s) into {args[2]}: " + ", ".join(copied))
+        return 0
     results = Path(args[0])
     named = [Path(a) for a in args[1:]]
     sealed = read_seal(results)

@@ -27,12 +27,13 @@ mode=$1; arg=${2:-}
 mkdir -p "$S/.staged" "$R" "$C"
 bench() { python3 -m bench.cli "$@"; }   # bench/cli/__main__.py: the `bench` entry point
 
-pack() {  # each results folder as a tar (split below 16 MiB), the checkpoint of a run cut short if it fits
+pack() {  # each results folder as a tar with the seal (split below 16 MiB), the checkpoint of a run cut short if it fits
+    # back here: tar xf each into a folder, then `python -m bench.seal --import FOLDER results` (checked, then merged)
     local name part
     for d in "$R"/*/; do
         [ -d "$d" ] || continue
         name=$(basename "$d")
-        tar cf "$S/$name.tar" -C "$R" "$name"
+        tar cf "$S/$name.tar" -C "$R" "$name" $( [ -f "$R/records.seal.json" ] && echo records.seal.json )  # with the seals
         if [ "$(stat -c %s "$S/$name.tar")" -le $((15 * 1024 * 1024)) ]; then
             mv "$S/$name.tar" "$OUT/"
         else
