@@ -149,6 +149,10 @@ def check_comparison(c: dict, full: dict) -> dict:
     if missing:
         return {"rule": rid, "status": "not run",
                 "detail": f"needs full-profile records of {', '.join(missing)} in {c['suite']}"}
+    earlier = [m for m, recs in recs_of.items() if not any(current_recipe(r) for r in recs)]
+    if earlier and len(earlier) < len(recs_of):  # like with like: never one recipe's run against another's
+        return {"rule": rid, "status": "not run",
+                "detail": "; ".join(f"{m} only under an earlier recipe" for m in earlier)}
     if c.get("converged_only"):
         recs_of = {m: [r for r in recs if stop_of(r)["converged"]] or recs for m, recs in recs_of.items()}
         unconverged = _not_converged(recs_of)

@@ -32,6 +32,9 @@ class TrainState:
     train_seconds: float = 0.0
     images_trained: int = 0
     log: list = field(default_factory=list)
+    segments: int = 1  # the processes the run has been trained in: one more with each resume
+    wall_seconds_before: float | None = 0.0  # the wall-clock time of the earlier segments (None: a checkpoint
+                                             # written before this was kept)
 
     @classmethod
     def new(cls, total: int, device) -> "TrainState":
@@ -41,12 +44,16 @@ class TrainState:
         return self.losses[:self.iteration]
 
 
-def save_checkpoint(ckpt: Path, state: TrainState, model, optimizer, recipe: Recipe, device, total: int) -> None:
+def save_checkpoint(ckpt: Path, state: TrainState, model, optimizer, recipe: Recipe, device, total: int,
+                    segment_wall_seconds: float = 0.0) -> None:
     """The run as it stands, where its losses are all finite (a deadline or a signal may come before they were
-    read: a diverged run is never saved)."""
+    read: a diverged run is never saved). ``segment_wall_seconds``: the wall-clock time of this process's segment
+    so far, kept so that a resumed run's record counts every segment."""
     losses = state.losses_so_far()
     stop_if_diverged(losses, 0, ckpt, ckpt.parent.name)
-    saved = {**vars(state), "losses": losses.cpu()}
+    before = state.wall_seconds_before
+    saved = {**vars(state), "losses": losses.cpu(),
+             "wall_seconds_before": None if before is None else before + segment_wall_seconds}
     save_atomic({"format": CHECKPOINT_FORMAT, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "state": saved, "recipe": asdict(recipe), "rng_cpu": torch.get_rng_state(),
                  "rng_cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None}, ckpt)
@@ -76,6 +83,9 @@ def load_checkpoint(ckpt: Path, recipe: Recipe, model, optimizer, device, total:
     if device.type == "cuda" and saved.get("rng_cuda") is not None:
         torch.cuda.set_rng_state(saved["rng_cuda"])
     state = TrainState(**{**saved["state"], "losses": torch.full((total,), float("nan"), device=device)})
+    state.segments += 1  # this process trains the next segment
+    if "wall_seconds_before" not in saved["state"]:
+        state.wall_seconds_before = None  # earlier segments' wall-clock time not kept: unknown
     state.losses[:len(saved["state"]["losses"])] = saved["state"]["losses"].to(device)
     if state.best is not None:
         state.best["model"] = {k: v.to(device) for k, v in state.best["model"].items()}
@@ -106,19 +116,23 @@ class TrainingDiverged(BenchError):
     """A run whose training loss became non-finite: nothing recorded (a plan goes on to its next run)."""
 
 
-def stop_if_diverged(losses: torch.Tensor, first_iteration: int, ckpt: Path, member: str) -> None:
+def stop_if_diverged(losses: torch.Tensor, first_iteration: int, ckpt: Path, member: str, explain=None) -> None:
     """Raises TrainingDiverged (via `diverged`) at the first non-finite loss of ``losses``, which start at
-    ``first_iteration`` (0-based); one host read."""
+    ``first_iteration`` (0-based); one host read. ``explain(index)``, called then with the run's 0-based index of
+    that loss, says where and how it went non-finite (`bench.nonfinite`)."""
     bad = (~torch.isfinite(losses)).nonzero()
     if len(bad):
         i = int(bad[0])
-        diverged(ckpt, member, first_iteration + i + 1, float(losses[i]))
+        detail = explain(first_iteration + i) if explain is not None else ""
+        diverged(ckpt, member, first_iteration + i + 1, float(losses[i]), detail)
 
 
-def diverged(ckpt: Path, member: str, iteration: int, value: float):
+def diverged(ckpt: Path, member: str, iteration: int, value: float, detail: str = ""):
     """A non-finite loss: the run is not recorded, and its checkpoint is moved aside so the next run starts
-    afresh instead of resuming into the same divergence (said in the message)."""
-    msg = f"{member}: training loss became {value} at iteration {iteration}; not recorded"
+    afresh instead of resuming into the same divergence (said in the message). ``detail``: where it went
+    non-finite and how the loss grew before, in the same line."""
+    msg = f"{member}: training loss became {value} at iteration {iteration}" + (f" ({detail})" if detail else "")
+    msg += "; not recorded"
     if ckpt.exists():
         aside = ckpt.with_name(f"{ckpt.stem}.diverged-it{iteration}.pt")
         os.replace(ckpt, aside)

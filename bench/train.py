@@ -31,13 +31,13 @@ from bench.build import build_model, freeze_encoder_, make_optimizer, train_mode
 from bench.checkpoint import (TrainState, checkpoint_path, load_checkpoint, remove_checkpoint, run_tag,
                               save_checkpoint, selected_weights_path, stop_if_diverged)
 from bench.config import Recipe, Suite
-from bench.data import TrainBatches, class_weight_labels, data_for
+from bench.data import Normaliser, TrainBatches, class_weight_labels, data_for
 from bench.errors import BenchError
 from bench.inference import full_scores, predict, quick_scores, recompute_bn_statistics
 from bench.progress import STEPS_WITHOUT_ETA, duration
 from bench.records import now_iso
 from bench.safety import NoSpace, RunLock, StopRequests, save_atomic
-from bench.step import autocast, make_train_step, training_module
+from bench.step import autocast, make_train_step, to_layout, training_module
 from bench.stopping import Schedule
 
 
@@ -241,7 +241,7 @@ class MemberTraining:
     def read_losses(self, done: int, bar) -> None:
         """The losses since the last read, checked finite: the one host synchronisation of these steps."""
         unread = self.state.losses[self.last_read:done]
-        stop_if_diverged(unread, self.last_read, self.ckpt, self.member)
+        stop_if_diverged(unread, self.last_read, self.ckpt, self.member, self.explain_divergence)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         self.stop_clock()
@@ -251,6 +251,20 @@ class MemberTraining:
                             ETA=duration(left) + " with evaluation" if left is not None else "after the first evaluation")
             bar.update(done - self.last_read)
         self.last_read = done
+
+    def explain_divergence(self, index: int) -> str:
+        """Where the run went non-finite: how the loss rose before update ``index`` (0-based) and the first layer
+        whose output is non-finite in a forward pass of that update's batch with the weights as they are now."""
+        from bench.nonfinite import describe_forward, describe_growth
+        x, _ = self.batches(index, self.rank, self.world)
+        norm = Normaliser(self.recipe.input_normalisation, self.device)
+        autocast_ctx, _ = autocast(self.device, self.recipe)
+
+        def forward():
+            with autocast_ctx:
+                self.model(to_layout(norm(x), self.recipe, self.device))
+        growth = describe_growth(self.state.losses[:index].cpu(), index)
+        return "; ".join(part for part in (growth, describe_forward(self.model, forward)) if part)
 
     def stop_clock(self) -> None:
         """The training time since the clock last started, added to the state; the clock starts again."""
@@ -288,7 +302,7 @@ class MemberTraining:
     def save_checkpoint(self) -> None:
         if self.rank == 0:
             save_checkpoint(self.ckpt, self.state, self.model, self.optimizer, self.recipe, self.device,
-                            self.sched.total)
+                            self.sched.total, time.time() - self.started)
 
     def at_deadline(self, done: int) -> str:
         """The deadline: a checkpoint, then "deadline" (recorded as it stands) or TimeBudgetReached."""

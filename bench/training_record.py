@@ -124,12 +124,22 @@ def record_trained_member(run, reason: str) -> Path:
             stop=stopping.stop_record(recipe, reason, state.iteration, run.sched.total, state.val,
                                       state.best["iteration"]),
             budgets=state.budgets, test=test_scores, train=train_scores, test_split=test,
-            timing={"wall_seconds": time.time() - run.started, "train_seconds": state.train_seconds,
+            timing={**wall_clock(state, time.time() - run.started), "train_seconds": state.train_seconds,
                     "images_trained": state.images_trained, "train_images_per_second": tps,
                     "model_flops_per_train_image": 6 * run.macs_per_image,
                     "mfu": (6 * run.macs_per_image * tps / peak) if (tps and peak) else None, "peak_flops": peak})
     return write_run(run.results, run.suite.name, run.member, run_id, test, test_pred, state.log, make_record,
                      losses)
+
+
+def wall_clock(state, this_segment: float) -> dict:
+    """The run's wall-clock time over every segment it was trained in (each resume is one more), with the count;
+    None where a segment's time was not kept (a checkpoint from before it was), and then this segment's alone."""
+    before = state.wall_seconds_before
+    out = {"wall_seconds": None if before is None else before + this_segment, "segments": state.segments}
+    if state.segments > 1:
+        out["wall_seconds_last_segment"] = this_segment
+    return out
 
 
 def optimiser_record(recipe, optimizer) -> dict:

@@ -417,9 +417,12 @@ def nan_loss(monkeypatch, at: int, onwards: bool = False):
 def test_a_diverged_run_moves_its_checkpoint_aside(fake_root, tmp_path, monkeypatch):
     real = nan_loss(monkeypatch, at=3)
     every_step = RunOptions(checkpoint_minutes=0, sync_every=1)  # a checkpoint after iterations 1 and 2
-    with pytest.raises(BenchError, match=r"training loss became nan at iteration 3; not recorded; its checkpoint "
-                                         r"was moved to .*diverged-it3.pt so the next run starts afresh"):
+    with pytest.raises(BenchError, match=r"training loss became nan at iteration 3 \(.*\); not recorded; its "
+                                         r"checkpoint was moved to .*diverged-it3.pt so the next run starts afresh") as e:
         tiny(fake_root, tmp_path, options=every_step)
+    # where (issue 48): the poisoned loss jumped at once, and its nan update reached every weight
+    assert "became non-finite at once" in str(e.value)
+    assert "first non-finite layer output in a forward pass of that batch: encoder.stages.0.0 (Conv2d)" in str(e.value)
     names = sorted(p.name for p in (tmp_path / "ckpt").rglob("*.pt"))
     assert names == ["smoke-natural-frequency-seed0.diverged-it3.pt"]
     monkeypatch.setattr(step, "seg_loss_sum", real)
@@ -594,3 +597,21 @@ def test_eval_on_all_void_ground_truth_says_undefined(fake_root, tmp_path):
                                   "--out", str(tmp_path / "s.json")])
     assert r.exit_code == 2 and "undefined" in r.output and "0.00" not in r.output
     assert not (tmp_path / "s.json").exists()
+
+
+def test_divergence_is_located_at_the_first_layer_whose_output_is_non_finite():
+    """Issue 48: the one-line error names the layer and how the loss rose, not only the iteration."""
+    from bench.nonfinite import describe_forward, describe_growth
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4), torch.nn.Conv2d(4, 2, 1))
+    x = torch.ones(2, 3, 4, 4)
+    assert describe_forward(model, lambda: model(x)) == ("a forward pass of that batch stays finite; "
+                                                          "every parameter finite")
+    with torch.no_grad():
+        model[2].weight[0, 0] = float("inf")
+    assert describe_forward(model, lambda: model(x)) == (
+        "first non-finite layer output in a forward pass of that batch: 2 (Conv2d); 1 of 6 parameter tensors "
+        "non-finite, the first 2.weight")
+    losses = torch.tensor([3.0, 1.5, 1.4, 3.3, 17.5, 2206.0, float("nan")])
+    assert describe_growth(losses[:6], 6) == "the loss rose from 1.4 at iteration 3 to 2.21e+03 at iteration 6 (3 updates)"
+    assert describe_growth(losses[:1], 1) == "the loss was 3 at iteration 1 and became non-finite at once"
+    assert describe_growth(losses[:0], 0) == ""

@@ -100,9 +100,10 @@ def test_html_opens_in_headless_browser_without_errors(made_records, tmp_path):
     out = tmp_path / "reports"
     CliRunner().invoke(main, ["report", "--results", str(results), "--out", str(out), "--data-root", str(root)])
     pages = sorted(out.rglob("index.html"))
-    suites = ["camvid-controlled", "camvid-controlled-mfb", "camvid-decoder-variants", "sunrgbd-controlled"]
+    suites = ["camvid-controlled", "camvid-controlled-mfb", "camvid-decoder-variants", "sunrgbd-controlled",
+              "voc2012-transfer"]
     assert [p.relative_to(out).as_posix() for p in pages] == [f"{s}/index.html" for s in suites[:3]] + [
-        "index.html", "sunrgbd-controlled/index.html"]
+        "index.html", "sunrgbd-controlled/index.html", "voc2012-transfer/index.html"]
     without_records = {"sunrgbd-controlled": "Table 5", "camvid-controlled-mfb": "Table 3"}  # every suite rendered
     for page in pages:
         dom = _browser_dom(browser, page, tmp_path / "profile")
@@ -119,6 +120,10 @@ def test_html_opens_in_headless_browser_without_errors(made_records, tmp_path):
         local = [h for h in links if not h.startswith(("http:", "https:", "data:", "#"))]
         assert local and all((page.parent / html_lib.unescape(h)).resolve().is_file() for h in local), (page, local)
         cells = {html_lib.unescape(c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", dom)}
+        if page.parent.name == "voc2012-transfer":  # no paper table, no record: what its study states (issue 48)
+            assert "<table" not in dom and "The study states for SegNet fine-tuned on val: G above 79" in dom, page
+            assert ".toml" in "".join(local), page
+            continue
         if page.parent != out:
             missing = [name for name in _paper_rows(page.parent.name)
                        if not any(c == name or c.startswith(name + " ") for c in cells)]
@@ -566,15 +571,15 @@ def test_records_of_an_outdated_model_revision_are_superseded_everywhere(made_re
     shutil.copytree(results, results_copy)
     for path in (results_copy / "camvid-decoder-variants" / "fcn-basic").glob("*/run.json"):
         rec = json.loads(path.read_text())
-        assert rec["model"]["revision"] == 2  # what the runner records today
-        rec["model"]["revision"] = 1  # as the records made before FCN-Basic's decoder batch norm
+        assert rec["model"]["revision"] == 3  # what the runner records today
+        rec["model"]["revision"] = 2  # as the records made before the batch norm after its deconvolutions
         path.write_text(json.dumps(rec))
         seal_records(results_copy, [path.parent])  # as `bench run` sealed them then
     out = tmp_path / "reports"
     r = CliRunner().invoke(main, ["report", "--results", str(results_copy), "--out", str(out)])
     assert r.exit_code == 0, r.output
     text = (out / "camvid-decoder-variants" / "README.md").read_text()
-    assert "superseded and not shown: fcn-basic" in text and "fcn-basic revision 1, now 2" in text
+    assert "superseded and not shown: fcn-basic" in text and "fcn-basic revision 2, now 3" in text
     fcn_rows = [line for line in text.splitlines() if line.startswith("| FCN-Basic |")]
     assert fcn_rows and all(line.startswith("| FCN-Basic | not run |") for line in fcn_rows)  # the paper's rows stay
     assert any(line.startswith("| SegNet-Basic |") and "not run" not in line for line in text.splitlines())
@@ -684,3 +689,26 @@ def test_report_with_a_filter_that_matches_nothing_says_so_and_leaves_the_report
     r = CliRunner().invoke(main, ["report", "--results", str(results), "--out", str(out), "--commit", "deadbeef"])
     assert r.exit_code == 2 and "match --commit deadbeef; nothing rendered" in r.output, r.output
     assert "Traceback" not in r.output and (out / "README.md").read_text() == "the previous report"
+
+
+def test_a_claim_never_compares_one_recipes_run_with_anothers(monkeypatch):
+    """Issue 48: SegNet-Basic recorded only under the earlier fixed schedule was judged against FCN-Basic under the
+    paper's stopping rule, and the claim failed; it now reads "not run" and names the member."""
+    import bench.check as check
+    rules = load_rules()
+    claim = next(c for c in rules["claims"] if c["id"] == "segnet-basic-within-1-of-fcn-basic")
+    stop = {"reason": "loss-converged", "iteration": 12000, "converged": True}
+    full = {("camvid-decoder-variants", "segnet-basic", "median-frequency"): [
+                {"test": {"mIoU": 45.0}, "stop": stop, "when": "earlier"}],
+            ("camvid-decoder-variants", "fcn-basic", "median-frequency"): [
+                {"test": {"mIoU": 48.9}, "stop": stop, "when": "now"}]}
+    monkeypatch.setattr(check, "current_recipe", lambda rec: rec["when"] == "now")
+    out = check.check_comparison(claim, full)
+    assert out == {"rule": claim["id"], "status": "not run",
+                   "detail": "segnet-basic only under an earlier recipe"}
+    full[("camvid-decoder-variants", "segnet-basic", "median-frequency")][0]["when"] = "now"
+    assert check.check_comparison(claim, full)["status"] == "fail"  # like with like: judged (48.9 vs 45.0)
+    for recs in full.values():  # both under the same earlier recipe: judged, and said so
+        recs[0]["when"] = "earlier"
+    out = check.check_comparison(claim, full)
+    assert out["status"] == "fail" and out["detail"].endswith("(earlier recipe)")

@@ -65,6 +65,10 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(fake_root, tmp_path):
         assert f.read_bytes() == (b / "predictions" / f.name).read_bytes()
     log_b = (b / "log.txt").read_text()  # the lines before the interruption survive it, the resume is noted
     assert "it 2 " in log_b and "resumed segnet-basic from iteration 2" in log_b and "it 4 " in log_b
+    # the wall-clock time counts both segments (issue 48: a resumed record said only its last one)
+    assert ra["timing"]["segments"] == 1 and "wall_seconds_last_segment" not in ra["timing"]
+    assert rb["timing"]["segments"] == 2
+    assert rb["timing"]["wall_seconds"] > rb["timing"]["wall_seconds_last_segment"] > 0
 
 
 def test_seeds_run_each_member_per_seed(fake_root, tmp_path):

@@ -77,9 +77,11 @@ def suite_page(title: str, header: list[str], tables: list, out_dir, figures=(),
         rest += "\n## Figures\n\n" + "\n".join(f"### {t}\n\n![{t}]({name})\n" for name, t, _ in figures)
     if tail:
         rest += "\n" + "\n".join(f"- {m}" for m in tail) + "\n"
-    rest += "\nCSV: " + ", ".join(f"[{c}]({c})" for c in csvs) + "\n"
-    md = head_md + "\n## Tables\n\n" + "\n".join(t.markdown() for t in tables) + "\n" + notes_md + rest
+    if csvs:
+        rest += "\nCSV: " + ", ".join(f"[{c}]({c})" for c in csvs) + "\n"
+    tables_md = ("\n## Tables\n\n" + "\n".join(t.markdown() for t in tables) + "\n") if tables else ""
+    md = head_md + tables_md + notes_md + rest
     images = {name: png for name, _, png in figures}
-    body = (markdown_to_html(head_md) + "<h2>Tables</h2>\n" + "".join(t.html() for t in tables)
+    body = (markdown_to_html(head_md) + ("<h2>Tables</h2>\n" + "".join(t.html() for t in tables) if tables else "")
             + markdown_to_html(notes_md + rest, images))
     return md, html_page(title, md, body_html=body)

@@ -140,6 +140,8 @@ def leaderboard_page(shown: dict, training: list, profiles: list, out: Path, sel
                 + f"; `bench check`: {verdict_counts(outcomes, rules, suite)}."
                 + (" Smoke records: a few iterations at reduced size; their numbers say nothing about the paper."
                    if profile == "smoke" else ""), ""]
+        from bench.report.tables import study_statements
+        head += [f"- {line}." for line, _ in study_statements(suite)] + ([""] if study_statements(suite) else [])
         table = leaderboard_table(suite, profile, groups, outcomes, rules, link_of)
         claims = claims_lines(outcomes, rules, suite)
         tail = (["Claims of the paper judged on these records:", "", *claims, ""] if claims else [])

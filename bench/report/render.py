@@ -257,10 +257,15 @@ def figure_groups(sets) -> tuple[dict, dict]:
 
 def _render_without_records(suite: str, out_dir: Path, link_base: Path | None, outdated=()) -> Path:
     """The page of a suite with no usable record yet: its paper tables, ours "not run"."""
-    tables = [t for t in paper_tables(suite, {}, "full") if t]
     from bench.records import outdated_model
-    header = [f"# {suite}: ours beside the paper", "", f"No record of this suite yet: the tables show the paper's "
-              f"numbers with \"{NOT_RUN}\" for ours. Run `bench run --suite {suite}` and render again.", ""]
+    from bench.report.tables import study_statements
+    tables = [t for t in paper_tables(suite, {}, "full") if t]
+    stated = study_statements(suite)
+    what = (f"the tables show the paper's numbers with \"{NOT_RUN}\" for ours" if tables else
+            "what its source states is below, ours not run" if stated else "nothing to show")
+    header = [f"# {suite}: ours beside the paper", "", f"No record of this suite yet: {what}. Run "
+              f"`bench run --suite {suite}` and render again.", ""]
+    header += [f"- {line} ({source})." for line, source in stated] + ([""] if stated else [])
     if outdated:
         header += [f"{len(outdated)} record(s) made with an older revision of their model are superseded and not "
                    "shown: " + "; ".join(f"{r['member']} {r['run_id']} ({outdated_model(r)})" for _, r in outdated)
@@ -303,8 +308,8 @@ def render_reports(results="results", out="reports", data_root=None, problems: l
     skipped += bad_profiles
     profiles.sort(key=lambda r: (r["settings"]["device"].startswith("cuda"), r.get("finished_at", "")))
     from bench.config import list_suites
-    # a suite that reproduces paper tables is rendered before its first record too ("not run" beside the paper)
-    suites = defaultdict(list, {s: [] for s in list_suites() if declared_tables(s)})
+    # every suite is rendered before its first record too ("not run" beside the paper's or its study's numbers)
+    suites = defaultdict(list, {s: [] for s in list_suites()})
     for p, r in training:
         suites[r["suite"]].append((p, r))
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"

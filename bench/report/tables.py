@@ -332,6 +332,15 @@ def table5(groups, profile, suite) -> Table:
     return t
 
 
+def study_statements(suite: str) -> list[tuple[str, str]]:
+    """(what the source study states, its source) for a suite that reproduces a study without a paper table
+    (voc2012-transfer: bench/published/voc2012_study.csv), e.g. "The study states for SegNet fine-tuned on val:
+    G above 79"; [] for other suites."""
+    rows = [r for r in read_rows("voc2012_study") if r["study"] == suite] if suite == "voc2012-transfer" else []
+    return [(f"The study states for {r['network']} {r['variant']} on {r['split']}: {r['metric']} {r['relation']} "
+             f"{r['value']}", r["source"]) for r in rows]
+
+
 def table_selected(groups, profile, suite) -> Table | None:
     """For a suite without a paper table (voc2012-transfer): G, C, mIoU and BF at the iteration validation
     selected, one row per member and variant, with what the source study states beside it where it does."""
@@ -339,10 +348,8 @@ def table_selected(groups, profile, suite) -> Table | None:
     recs = {k: v for k, v in groups.items() if k[0] == suite}
     if not recs:
         return None
-    stated = [r for r in read_rows("voc2012_study") if r["study"] == suite] if suite == "voc2012-transfer" else []
     notes = ["Test scores at the iteration of the best validation G (mean ± std over seeds)."]
-    notes += [f"The study states for {r['network']} {r['variant']} on {r['split']}: {r['metric']} {r['relation']} "
-              f"{r['value']} ({r['source']})." for r in stated]
+    notes += [f"{line} ({source})." for line, source in study_statements(suite)]
     t = Table(f"{suite.replace('-', '_')}_selected", f"Ours at the iteration validation selected ({suite}, {profile} "
               "profile)", ["network", "variant", "n", "updates (ours)", "trained parameters", *METRICS], notes=notes)
     for key in sorted(recs, key=lambda k: (k[1], k[2] or "")):
