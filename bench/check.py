@@ -78,6 +78,16 @@ def _outdated_lines(records, profile: str = "full") -> list[dict]:
     return list(out.values())
 
 
+def _replaced_lines(records, results: Path) -> list[dict]:
+    """A "replaced" outcome (never judged) for each record that a later record of the same run replaces: a run
+    recorded at a lease's deadline, then resumed and recorded again (`bench.records.latest_per_seed`)."""
+    return [{"rule": f"replaced:{p.parent.relative_to(results)}", "status": "replaced",
+             "detail": f"replaced by the later record {Path(new).parent.name} of the same run"
+                       + (f" (this one stopped at the deadline at {r['stop']['iteration']:,})"
+                          if (r.get("stop") or {}).get("reason") == "deadline" else "")}
+            for p, r, new in latest_per_seed(records)[1]]
+
+
 def _mean(recs, metric, split="test"):
     vals = [r[split][metric] for r in recs if r.get(split) and r[split].get(metric) is not None]
     return float(np.mean(vals)) if vals else None
@@ -326,6 +336,7 @@ def run_check(results="results", data_root=None, rules_path: Path = RULES, resco
     full = group_training(training, "full")
     outcomes = [{"rule": "record", "status": "fail", "detail": line} for line in problems + profile_problems]
     outcomes += check_bands(rules, full) + check_claims(rules, full, profiles) + _outdated_lines(training)
+    outcomes += _replaced_lines(training, Path(results))
     outcomes = acknowledge(rules, outcomes)
     outcomes += [{"rule": f"provenance:{p.parent.relative_to(results)}", "status": "warning",
                   "detail": f"made from uncommitted code (provenance.git.dirty): commit "
@@ -379,13 +390,14 @@ def format_check(report: dict, verbose: bool = False, width: int = 120) -> list[
     """`bench check`'s lines: the verdict counts, then one line per rule judged against the paper (cut at
     ``width``), the re-scored predictions and superseded records folded into a count each; a failure of any kind
     is always shown whole. ``verbose`` shows every outcome whole."""
-    rules, folded = [], {"rescore": [], "superseded": [], "seal": [], "derive": []}
+    rules, folded = [], {"rescore": [], "superseded": [], "replaced": [], "seal": [], "derive": []}
     for o in report["outcomes"]:
         prefix = o["rule"].split(":", 1)[0]
         (folded[prefix] if prefix in folded else rules).append(o)
     rescored, superseded = folded["rescore"], folded["superseded"]
     checked = folded["seal"] + folded["derive"]
-    shown = rules + ([o for o in rescored + superseded + checked if verbose or o["status"] == "fail"])
+    shown = rules + ([o for o in rescored + superseded + folded["replaced"] + checked
+                      if verbose or o["status"] == "fail"])
     col = min(max([len(o["rule"]) for o in shown] + [4]), 48)
     unusable = f" (and {report['unusable']} unusable)" if report.get("unusable") else ""
     lines = [f"bench check: {report['passed']} passed, {report['failed']} failed, {report['differs']} differ from "
@@ -412,6 +424,9 @@ def format_check(report: dict, verbose: bool = False, width: int = 120) -> list[
         failed = sum(o["status"] == "fail" for o in checked)
         lines.append(f"sealed and re-derived fields of {len(folded['seal'])} records: "
                      + (f"{failed} failed" if failed else "all as recorded") + " (--verbose lists them)")
+    if folded["replaced"] and not verbose:
+        lines.append(f"replaced: {len(folded['replaced'])} record(s) by a later one of their run, e.g. at a deadline "
+                     "and resumed (--verbose lists them)")
     if superseded and not verbose:
         lines.append(f"superseded: {len(superseded)} run(s) recorded only with an outdated model revision "
                      "(not run; --verbose lists them)")

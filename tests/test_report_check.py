@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from bench.check import check_bands, check_claims, load_rules, run_check
+from bench.check import check_bands, check_claims, format_check, load_rules, run_check
 from bench.cli import main
 from bench.runner import train_suite
 from bench.seal import seal_records
@@ -712,3 +712,24 @@ def test_a_claim_never_compares_one_recipes_run_with_anothers(monkeypatch):
         recs[0]["when"] = "earlier"
     out = check.check_comparison(claim, full)
     assert out["status"] == "fail" and out["detail"].endswith("(earlier recipe)")
+
+
+def test_a_deadline_record_replaced_by_its_resumed_run_is_named_and_not_judged(made_records, tmp_path):
+    """Issue 48: a lease records the run its deadline cuts, the next resumes and records it again; the gate says
+    which record replaced which and judges the later one only."""
+    import json
+    root, results = made_records
+    results_copy = tmp_path / "results"
+    shutil.copytree(results, results_copy)
+    first = next((results_copy / "camvid-decoder-variants" / "segnet-basic").glob("*/run.json"))
+    rec = json.loads(first.read_text())
+    stop = {**rec["stop"], "reason": "deadline", "converged": False}
+    _copy_record(first, results_copy, stop=stop, finished_at="2000-01-01T00:00:00+00:00")  # the older, cut one
+    report = run_check(results_copy, root)
+    replaced = [o for o in report["outcomes"] if o["rule"].startswith("replaced:")]
+    assert len(replaced) == 1 and replaced[0]["rule"].endswith(rec["run_id"] + "-copy")
+    assert replaced[0]["detail"] == (f"replaced by the later record {rec['run_id']} of the same run (this one "
+                                     f"stopped at the deadline at {stop['iteration']:,})")
+    lines = format_check(report)
+    assert "replaced: 1 record(s) by a later one of their run, e.g. at a deadline and resumed (--verbose lists " \
+           "them)" in lines, lines
