@@ -9,6 +9,10 @@ each top-level field of its run.json, so that a changed record names the field t
 
     python -m bench.seal RESULTS [RECORD ...]   seals records made before sealing existed (or, deliberately, ones
                                                 re-made by hand): every unsealed record, or the ones named
+    python -m bench.seal --forget RESULTS RECORD ...
+                                                removes records deliberately (superseded smoke records, say: git
+                                                history keeps them) with their seal entries, so the gate does not
+                                                report them vanished
     python -m bench.seal --import SOURCE RESULTS
                                                 copies the sealed records of another results folder (a GPU lease's,
                                                 ../shared/gpu-records/...) into RESULTS with their seals, each checked
@@ -115,11 +119,31 @@ def import_sealed(source: Path, results: Path) -> list[str]:
     return sorted(sealed)
 
 
-def _merge_seal(results: Path, entries: dict) -> None:
-    """Adds (or replaces) ``entries`` in the seal of ``results``, under its lock."""
+def forget_records(results: Path, folders: list[Path]) -> None:
+    """Deletes record ``folders`` of ``results`` and their seal entries (a deliberate removal, not a vanished
+    record); BenchError, nothing deleted, where a folder is not a record of ``results``."""
+    import shutil
+    results = Path(results)
+    rels = []
+    for folder in folders:
+        if not (Path(folder) / "run.json").is_file():
+            raise BenchError(f"{folder}: not a record folder (no run.json); nothing removed")
+        try:
+            rels.append(Path(folder).resolve().relative_to(results.resolve()).as_posix())
+        except ValueError:
+            raise BenchError(f"{folder}: not under {results}; nothing removed") from None
+    _merge_seal(results, {}, forget=rels)
+    for folder in folders:
+        shutil.rmtree(folder)
+
+
+def _merge_seal(results: Path, entries: dict, forget=()) -> None:
+    """Adds (or replaces) ``entries`` in the seal of ``results`` and drops those of ``forget``, under its lock."""
     with _sealing(results):
         records = read_seal(results)
         records.update(entries)
+        for rel in forget:
+            records.pop(rel, None)
         text = json.dumps({"about": "content digests of every record: bench check fails on any difference "
                                     "(bench.seal)", "records": dict(sorted(records.items()))}, indent=1)
         write_text_atomic(results / SEAL, text + "\n", "the seal of the records")
@@ -181,6 +205,15 @@ def main(argv=None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 1
         print(f"imported {len(copied)} sealed record(s) into {args[2]}: " + ", ".join(copied))
+        return 0
+    if args[0] == "--forget":
+        try:
+            forget_records(Path(args[1]), [Path(a) for a in args[2:]])
+        except (BenchError, IndexError) as exc:
+            print(f"error: {exc}" if isinstance(exc, BenchError) else
+                  "usage: python -m bench.seal --forget RESULTS RECORD ...", file=sys.stderr)
+            return 1 if isinstance(exc, BenchError) else 2
+        print(f"removed {len(args) - 2} record(s) and their seal entries from {args[1]}")
         return 0
     results = Path(args[0])
     named = [Path(a) for a in args[1:]]

@@ -733,3 +733,31 @@ def test_a_deadline_record_replaced_by_its_resumed_run_is_named_and_not_judged(m
     lines = format_check(report)
     assert "replaced: 1 record(s) by a later one of their run, e.g. at a deadline and resumed (--verbose lists " \
            "them)" in lines, lines
+
+
+def test_records_made_elsewhere_are_imported_with_their_seals_checked_and_forgotten_deliberately(made_records,
+                                                                                                tmp_path):
+    """A lease's records come back with their seal: `python -m bench.seal --import` checks each against it before
+    copying (an edited one is refused, nothing copied) and merges the seals; --forget removes records with their
+    seal entries, so the gate reports nothing vanished."""
+    import json
+    from bench.seal import main as seal_main, read_seal
+    root, results = made_records
+    lease, mine = tmp_path / "lease", tmp_path / "results"
+    shutil.copytree(results, lease)
+    (mine / "camvid-decoder-variants").mkdir(parents=True)
+    edited = next(lease.glob("camvid-decoder-variants/segnet-basic/*/run.json"))
+    original = edited.read_text()
+    edited.write_text(original.replace('"seed": 0', '"seed": 7'))
+    assert seal_main(["--import", str(lease), str(mine)]) == 1
+    assert not list(mine.rglob("run.json"))  # nothing copied
+    edited.write_text(original)
+    assert seal_main(["--import", str(lease), str(mine)]) == 0
+    assert read_seal(mine) == read_seal(lease) and len(list(mine.rglob("run.json"))) == len(read_seal(lease))
+    assert seal_main(["--import", str(lease), str(mine)]) == 1  # never twice
+    assert run_check(mine, root)["failed"] == 0
+    gone = next(mine.glob("camvid-controlled/segnet/*/run.json")).parent
+    assert seal_main(["--forget", str(mine), str(gone)]) == 0
+    assert not gone.exists() and gone.relative_to(mine).as_posix() not in read_seal(mine)
+    assert run_check(mine, root)["failed"] == 0  # removed deliberately, not vanished
+    assert json.loads(edited.read_text())["seed"] == 0

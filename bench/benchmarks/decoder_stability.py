@@ -1,15 +1,22 @@
 """Benchmark: do the Table 1 decoder variants train at the paper's recipe (SGD lr 0.1, momentum 0.9, batch 12,
-He initialisation, raw RGB into LRN, the authors' median-frequency weights)? Not a test.
+He initialisation, raw RGB into LRN, median-frequency or natural-frequency balancing)? Not a test.
 
 FCN-Basic revision 1 (a linear decoder whose 1x1 reductions read raw ReLU+pooled maps, architectures.md A4/A10)
-diverged at lr 0.1 on the GPU and the CPU; revision 2 puts batch norm after the reductions (after the deconvolutions
-in the NoDimReduction variants; `bench.architectures.fcn.FCNBasic`). For each variant and revision this trains the
-runner's own step (`bench.runner.make_train_step`: the loss, parameter groups and SGD of `bench run`) on the real
-CamVid training images for ``--updates`` updates at ``--size`` and prints the loss trajectory, the first
-non-finite loss if any, and a summary line. Both revisions see the same initial encoder and the same batches.
+diverged at lr 0.1; revision 2 put batch norm after the reductions, and still diverged under natural frequency
+(loss NaN at update ~26 at 180x240, fp32 and bf16: its learnt deconvolutions, a chain of linear maps with no
+normalisation between them, grew until the scores overflowed); revision 3 puts batch norm after the learnt
+deconvolutions of decoders 4-2 too (`bench.architectures.fcn.FCNBasic`, issue 48). For each variant, balancing,
+seed, precision and revision this trains the runner's own step (`bench.step.make_train_step`: the loss, parameter
+groups and SGD of `bench run`) on the real CamVid training images for ``--updates`` updates at ``--size`` and
+records the loss trajectory and the first non-finite loss, if any; at the end, how many runs stayed finite.
+Revisions of one variant see the same initial encoder and the same batches.
 
-    python -m bench.benchmarks.decoder_stability --size 120x160 --updates 200 [--members fcn-basic,...]
-        [--revisions 1,2] [--out results/benchmarks/decoder_stability-<time>.json]
+    python -m bench.benchmarks.decoder_stability --size 180x240 --updates 40 --variants median-frequency,natural-frequency
+        --seeds 0,1 --precisions fp32,bf16 [--members fcn-basic,...] [--revisions 2,3] [--batch 12]
+        [--out results/benchmarks/decoder_stability-<time>.json]
+    python -m bench.benchmarks.decoder_stability --members fcn-basic --revisions 2 --variants natural-frequency
+        --size 180x240 --updates 30 --first-non-finite     (every update's largest activation per layer, and the
+                                                            first layer whose output went non-finite)
 """
 from __future__ import annotations
 
@@ -27,6 +34,7 @@ FCN_BASIC_ARGS = {"bilinear-interpolation": {"addition": False, "learnt_upsampli
                   "fcn-basic": {}, "fcn-basic-no-addition": {"addition": False},
                   "fcn-basic-no-dim-reduction": {"dim_reduction": False},
                   "fcn-basic-no-addition-no-dim-reduction": {"addition": False, "dim_reduction": False}}
+BLOWN_UP = 1e4  # a loss this large has left training for good (cross-entropy starts near ln 11 = 2.4)
 
 
 def build(member: str, revision: int, num_classes: int):
@@ -40,83 +48,136 @@ def build(member: str, revision: int, num_classes: int):
     return FCNBasic(num_classes, revision=revision, **FCN_BASIC_ARGS[member]).init_weights()
 
 
-def train(member: str, revision: int, recipe, dataset, data, updates: int, device, log_every: int) -> dict:
-    """``updates`` steps of the suite's recipe; the loss of every step (NaN from the first non-finite one on)."""
+def train(member: str, revision: int, recipe, dataset, data, updates: int, device, log_every: int = 10,
+          seed: int = 0, trace: bool = False, log=print) -> dict:
+    """``updates`` steps of the recipe from seed ``seed``; the loss of every step up to the first non-finite one
+    (or one above BLOWN_UP: the run has diverged). ``trace``: every update's largest output magnitude of the
+    layers that grew most, and the first layer whose output went non-finite (`bench.nonfinite.LayerTrace`)."""
     from bench.build import make_optimizer
     from bench.data import ShuffledStream
+    from bench.nonfinite import LayerTrace, describe_growth
     from bench.step import make_train_step
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = build(member, revision, dataset.num_classes).to(device)
     model.train()
     optimizer = make_optimizer(model, recipe, device)
     weights = torch.tensor(dataset.class_weights(recipe.class_weighting), dtype=torch.float32, device=device)
     step = make_train_step(model, model, optimizer, weights, recipe, device, dataset.void_label)
-    stream = ShuffledStream(0, len(data), device)
-    losses, diverged_at, t0 = [], None, time.perf_counter()
-    for it in range(updates):
-        idx = stream.batch(it, recipe.batch_size)
-        loss = float(step(data.images[idx], data.labels[idx].long(), it))
-        losses.append(loss)
-        if (it + 1) % log_every == 0 or it == 0 or not math.isfinite(loss):
-            print(f"  {member} r{revision} it {it + 1:4d} loss {loss:.4f}", flush=True)
-        if not math.isfinite(loss):
-            diverged_at = it + 1
-            break
-    finite = [v for v in losses if math.isfinite(v)]
-    return {"member": member, "revision": revision, "updates": len(losses), "diverged_at": diverged_at,
-            "loss_first": losses[0], "loss_last": losses[-1], "loss_min": min(finite) if finite else None,
+    stream = ShuffledStream(seed, len(data), device)
+    losses, diverged_at, first_layer, t0 = [], None, None, time.perf_counter()
+    tracer = LayerTrace(model) if trace else None
+    with tracer or _nothing():
+        for it in range(updates):
+            idx = stream.batch(it, recipe.batch_size)
+            if tracer:
+                tracer.reset()
+            loss = float(step(data.images[idx], data.labels[idx].long(), it))
+            losses.append(loss)
+            bad = not math.isfinite(loss) or loss > BLOWN_UP
+            if tracer:
+                top = sorted(tracer.max_abs.items(), key=lambda kv: -float(kv[1]))[:3]
+                log(f"  it {it + 1:3d} loss {loss:.4g} largest outputs " + ", ".join(f"{n} {float(v):.3g}" for n, v in top)
+                    + (f" | first non-finite: {tracer.first_non_finite}" if tracer.first_non_finite else ""))
+                first_layer = first_layer or tracer.first_non_finite
+            elif (it + 1) % log_every == 0 or it == 0 or bad:
+                log(f"  {member} r{revision} it {it + 1:4d} loss {loss:.4f}")
+            if bad:
+                diverged_at = it + 1
+                break
+    finite = [v for v in losses if math.isfinite(v) and v <= BLOWN_UP]
+    return {"member": member, "revision": revision, "variant": recipe.class_weighting, "seed": seed,
+            "precision": recipe.precision, "updates": len(losses), "diverged_at": diverged_at,
+            "growth": describe_growth(losses, diverged_at - 1) if diverged_at else None,
+            "first_non_finite_layer": first_layer,
+            "loss_first": losses[0], "loss_last": _number(losses[-1]), "loss_min": min(finite) if finite else None,
             "loss_last_10_mean": sum(finite[-10:]) / len(finite[-10:]) if finite and not diverged_at else None,
-            "losses": losses, "seconds": time.perf_counter() - t0}
+            "losses": [_number(v) for v in losses], "seconds": time.perf_counter() - t0}
+
+
+def _number(v: float):
+    """A loss for JSON: a number, or "nan" / "inf" as text."""
+    return v if math.isfinite(v) else str(v)
+
+
+class _nothing:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
 
 
 def _rounded(v):
     return None if v is None else round(v, 3)
 
 
-def main(argv=None):
-    from bench import architectures
-    from bench import datasets
+def _arguments(argv):
     from bench.config import load_suite
-    from bench.records import provenance
-    from bench.data import load_split
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--members", default=",".join(load_suite("camvid-decoder-variants").members))
-    ap.add_argument("--revisions", default="1,2", help="FCN-Basic revisions to train (others have only their own)")
-    ap.add_argument("--size", default="120x160", help="HxW the images are resized to (360x480 is the paper's)")
-    ap.add_argument("--updates", type=int, default=200)
-    ap.add_argument("--variant", default="median-frequency")
+    ap.add_argument("--revisions", default=None, help="FCN-Basic revisions to train (default: the current one; "
+                                                      "other members have only their own)")
+    ap.add_argument("--size", default="180x240", help="HxW the images are resized to (360x480 is the paper's)")
+    ap.add_argument("--updates", type=int, default=40)
+    ap.add_argument("--variants", default="median-frequency,natural-frequency")
+    ap.add_argument("--seeds", default="0")
+    ap.add_argument("--precisions", default="fp32", help="fp32, bf16 (autocast, as on a GPU) or both")
+    ap.add_argument("--batch", type=int, default=None, help="mini-batch (default: the recipe's 12)")
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--log-every", type=int, default=10)
+    ap.add_argument("--first-non-finite", action="store_true", help="trace every update's layers")
     ap.add_argument("--out", default=None, help="write the trajectories and provenance as JSON here")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def main(argv=None):
+    from bench import architectures, datasets
+    from bench.config import load_suite
+    from bench.data import load_split
+    from bench.records import provenance
+    args = _arguments(argv)
     size = tuple(int(v) for v in args.size.split("x"))
     device = torch.device(args.device)
     suite = load_suite("camvid-decoder-variants")
-    recipe = suite.resolve("full", args.variant, {"image_size": list(size)})
     dataset = datasets.get_dataset(suite.dataset, args.data_root)
     data = load_split(dataset, "train", size, None, device)
-    print(f"recipe: lr {recipe.lr}, momentum {recipe.momentum}, batch {recipe.batch_size}, "
-          f"{recipe.class_weighting} weights, {recipe.input_normalisation} input, {size[0]}x{size[1]}, "
-          f"{len(data)} CamVid training images, {args.updates} updates")
-    revisions = [int(r) for r in args.revisions.split(",")]
     rows = []
-    for member in args.members.split(","):
-        for revision in (revisions if member in FCN_BASIC else [architectures.model_revision(member)]):
-            rows.append(train(member, revision, recipe, dataset, data, args.updates, device, args.log_every))
-    print(f"\n{'member':42s} rev  updates  diverged  loss first -> last (min)")
-    for r in rows:
-        print(f"{r['member']:42s} {r['revision']:3d}  {r['updates']:7d}  {str(r['diverged_at'] or '-'):>8s}  "
-              f"{r['loss_first']:.3f} -> {r['loss_last']:.3f} ({_rounded(r['loss_min'])})")
+    for variant in args.variants.split(","):
+        for precision in args.precisions.split(","):
+            recipe = suite.resolve("full", variant, {"image_size": list(size), "precision": precision,
+                                                     **({"batch_size": args.batch} if args.batch else {})})
+            print(f"recipe: lr {recipe.lr}, momentum {recipe.momentum}, batch {recipe.batch_size}, "
+                  f"{recipe.class_weighting} weights, {recipe.input_normalisation} input, {size[0]}x{size[1]}, "
+                  f"{precision}, {len(data)} CamVid training images, {args.updates} updates", flush=True)
+            for member in args.members.split(","):
+                current = architectures.model_revision(member)
+                revisions = [int(r) for r in args.revisions.split(",")] if args.revisions and member in FCN_BASIC \
+                    else [current]
+                for seed in (int(s) for s in args.seeds.split(",")):
+                    for revision in revisions:
+                        rows.append({**train(member, revision, recipe, dataset, data, args.updates, device,
+                                             args.log_every, seed, args.first_non_finite), "variant": variant})
+                        print(_summary(rows[-1]), flush=True)
+    finite = sum(r["diverged_at"] is None for r in rows)
+    print(f"\n{finite} of {len(rows)} runs stayed finite for {args.updates} updates")
     if args.out:
         with open(args.out, "x") as f:
             json.dump({"benchmark": "decoder_stability", "size": list(size), "updates": args.updates,
-                       "variant": args.variant, "recipe": {k: getattr(recipe, k) for k in (
-                           "lr", "momentum", "weight_decay", "batch_size", "class_weighting",
-                           "input_normalisation", "bn_weight_decay")},
+                       "variants": args.variants.split(","), "seeds": args.seeds.split(","),
+                       "precisions": args.precisions.split(","), "batch_size": recipe.batch_size,
+                       "finite": finite, "runs_total": len(rows),
+                       "recipe": {k: getattr(recipe, k) for k in ("lr", "momentum", "weight_decay",
+                                                                   "input_normalisation", "bn_weight_decay")},
                        "device": str(device), "threads": torch.get_num_threads(), "runs": rows,
                        "provenance": provenance()}, f, indent=1)
         print(f"written {args.out}")
+
+
+def _summary(r: dict) -> str:
+    end = (f"DIVERGED at {r['diverged_at']} ({r['growth']})" if r["diverged_at"] else
+           f"finite, loss {r['loss_first']:.3f} -> {r['loss_last']:.3f} (min {_rounded(r['loss_min'])})")
+    return f"{r['member']:40s} r{r['revision']} {r['variant']:17s} seed {r['seed']} {r['precision']}: {end}"
 
 
 if __name__ == "__main__":
