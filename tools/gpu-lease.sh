@@ -3,6 +3,8 @@
 #   bash tools/gpu-lease.sh stage PART [last]         unpack a staged data part (the last one also rebuilds the data)
 #   bash tools/gpu-lease.sh measure SECONDS     profile fp32 + training-speed benchmark, then the plan
 #   bash tools/gpu-lease.sh plan SECONDS        the plan (full profile) until SECONDS after this call started
+#   bash tools/gpu-lease.sh checkpoints          unpack .device-data/checkpoints.tar.part* (carried in one call: the
+#                                               runs an earlier lease's deadline cut, kept in results/leases/<lease>/)
 #   bash tools/gpu-lease.sh lanes SECONDS LANE...  one `bench run` process per LANE ("suite|members|variants[|seeds]",
 #                                               comma lists; each lane's runs one after another), all at once on the GPU,
 #                                               each recording the run its deadline cuts; --resume continues them
@@ -15,6 +17,10 @@ S=${LEASE_HOME:-$HOME/s}
 OUT=${OUT:?no \$OUT}
 export BENCH_DATA_ROOT=$S/datasets BENCH_WEIGHTS=$S/weights/vgg16-features-imagenet.pth
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+# the tree runs uninstalled there: bench.architectures and bench.datasets are the top-level folders of the same names
+# (pyproject's package-dir), linked in where the package is not installed (links ignored by git)
+python3 -c "import bench.datasets, bench.architectures" 2>/dev/null || \
+    for d in architectures datasets; do [ -e "bench/$d" ] || ln -s "../$d" "bench/$d"; done
 # the commit and file hashes of the tree sent (python -c "from bench.records import write_source_manifest as w; w()"
 # here before the lease): records name that commit, whatever .git the machine's copy carries
 if [ -f .source-manifest.json ]; then export BENCH_SOURCE_MANIFEST=$PWD/.source-manifest.json
@@ -113,11 +119,14 @@ plan)
     { plan "$arg"; } 2>&1 | tee "$OUT/log-plan-$(date -u +%H%M%S).txt"
     pack
     ;;
+checkpoints)
+    cat .device-data/checkpoints.tar.part* | tar xf - -C "$C" && find "$C" -name '*.json' -exec sh -c 'echo "$1: $(cat "$1")"' _ {} \;
+    ;;
 lanes)
     shift 2
     { lanes "$arg" "$@"; } 2>&1 | tee "$OUT/log-lanes-$(date -u +%H%M%S).txt"
     pack
     ;;
-*) echo "usage: $0 stage PART [last] | measure SECONDS | plan SECONDS | lanes SECONDS LANE..."; exit 2 ;;
+*) echo "usage: $0 stage PART [last] | checkpoints | measure SECONDS | plan SECONDS | lanes SECONDS LANE..."; exit 2 ;;
 esac
 echo "== call done after $(( $(date +%s) - t0 )) s"
