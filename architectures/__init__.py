@@ -6,8 +6,9 @@ each model is (`models.toml`).
 
 Importing this package imports no model and no torch: the builders are imported when a model is first built.
 """
-from bench.architectures.registry import (create_model, list_models, model_facts, model_meta, model_revision,
-                                          paper_names, postprocessed_members, register_model)
+from bench.architectures.registry import (create_model, list_models, load_plugin, load_plugins, model_facts,
+                                          model_meta, model_revision, paper_names, postprocessed_members,
+                                          register_model)
 
-__all__ = ["create_model", "list_models", "model_facts", "model_meta", "model_revision", "paper_names",
-           "postprocessed_members", "register_model"]
+__all__ = ["create_model", "list_models", "load_plugin", "load_plugins", "model_facts", "model_meta",
+           "model_revision", "paper_names", "postprocessed_members", "register_model"]

@@ -10,11 +10,20 @@
     outcome = bench.run_check("results")
     model = bench.create_model("segnet", num_classes=11)
 
+    @bench.register_model("my-net")       # a model of your own (docs/models.md), then bench.run_suite(...,
+    def my_net(num_classes=11, encoder_weights=None): ...   # add_members=["my-net"])
+
 Names are imported on first use, so `import bench` stays cheap (the CLI starts without loading torch).
 """
 from __future__ import annotations
 
 import importlib
+import warnings
+
+from bench.compat import torch_pair_problem as _torch_pair_problem
+
+if _torch_pair_problem():  # at import, in one line (the CLI stops on it; `bench.compat`)
+    warnings.warn(_torch_pair_problem(), RuntimeWarning, stacklevel=2)
 
 _EXPORTS = {
     "run_suite": "bench.runner",
@@ -34,6 +43,8 @@ _EXPORTS = {
     "profile_model": "bench.profile",
     "create_model": "bench.architectures",
     "list_models": "bench.architectures",
+    "register_model": "bench.architectures",
+    "load_plugin": "bench.architectures",
     "get_dataset": "bench.datasets",
     "BenchError": "bench.errors",
 }

@@ -19,7 +19,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.errors import BenchError
+from bench.errors import BenchError, did_you_mean
 
 SUITES_DIR = Path(__file__).with_name("suites")
 PROFILES = ("full", "paper", "smoke")
@@ -127,7 +127,8 @@ def _field_types():
 def _check_value(key: str, value, where: str):
     fields = _field_types()
     if key not in fields:
-        raise BenchError(f"{where}: unknown recipe key {key!r}; known keys: {', '.join(fields)}")
+        raise BenchError(f"{where}: unknown recipe key {key!r}{did_you_mean(key, fields)}; known keys: "
+                         f"{', '.join(fields)}")
     default = fields[key].default
     t = fields[key].type
     if isinstance(default, tuple) or "tuple" in str(t):
@@ -185,26 +186,41 @@ class Suite:
 
     def applies(self, member: str, variant: str | None) -> bool:
         """Whether the suite runs ``member`` under ``variant`` (a variant may name the members it is for, as
-        Table 4's median-frequency line is SegNet's alone)."""
-        return variant is None or member in self.variant_members.get(variant, self.members)
+        Table 4's median-frequency line is SegNet's alone; one that names none is for every member, an added
+        one too)."""
+        return variant is None or variant not in self.variant_members or member in self.variant_members[variant]
 
     def runs(self, members=None, variants=None) -> list[tuple]:
         """(variant, member) of every run of the chosen members and variants, variant-major, in suite order."""
         return [(v, m) for v in (variants or self.variants or (None,)) for m in (members or self.members)
                 if self.applies(m, v)]
 
-    def run_specs(self, members=None, variants=None, seeds=(0,)) -> list["SuiteRun"]:
+    def run_specs(self, members=None, variants=None, seeds=(0,), add_members=()) -> list["SuiteRun"]:
         """Every run of the chosen members, variants and seeds, in the order `bench run` trains them (seed, then
-        variant, then member in suite order); one line for a member or variant the suite does not have, or a
-        choice that leaves no run. `bench run`, plans and dispatch all enumerate runs here."""
+        variant, then member in suite order, then the ``add_members``: registered models beyond the suite, trained
+        under its recipe); one line for a member or variant the suite does not have, or a choice that leaves no
+        run. `bench run`, plans and dispatch all enumerate runs here."""
         for m in members or ():
             if m not in self.members:
-                raise BenchError(f"unknown member {m!r} of suite {self.name}; its members: {', '.join(self.members)}")
+                raise BenchError(f"unknown member {m!r} of suite {self.name}{did_you_mean(m, self.members)}; its "
+                                 f"members: {', '.join(self.members)} (a model of your own: --add-member)")
+        added = list(dict.fromkeys(add_members or ()))
+        for m in added:
+            if m in self.members or m in self.postprocessed:
+                raise BenchError(f"--add-member {m}: already a member of suite {self.name}")
+            from bench.architectures import list_models, model_facts
+            try:
+                model_facts(m)
+            except BenchError:
+                raise BenchError(f"--add-member {m}: not a registered model{did_you_mean(m, list_models())} "
+                                 "(a model of your own: register it and name its file with --plugin)") from None
         for v in variants or ():
             if v is not None and v not in self.variants:
-                raise BenchError(f"unknown variant {v!r} of suite {self.name}; its variants: "
-                                 f"{', '.join(self.variants)}")
-        runs = [SuiteRun(seed, v, m) for seed in seeds for v, m in self.runs(members, variants)]
+                raise BenchError(f"unknown variant {v!r} of suite {self.name}{did_you_mean(v, self.variants)}; its "
+                                 f"variants: {', '.join(self.variants)}")
+        # members [] beside added ones: only the added (`bench run --members my-net`); () or None: every member
+        chosen = [*(members or (() if added and members is not None else self.members)), *added]
+        runs = [SuiteRun(seed, v, m) for seed in seeds for v, m in self.runs(chosen, variants)]
         if not runs and seeds:
             raise BenchError(f"no run of suite {self.name} matches: variant(s) {', '.join(map(str, variants or ()))} are for "
                              + "; ".join(f"{v}: {', '.join(self.variant_members[v])}" for v in variants
@@ -233,6 +249,8 @@ class Suite:
         values.update(prof)
         if member is not None:
             values.update(per_member.get(member, {}))
+        for k, v in (overrides or {}).items():  # blamed on the command line's --set (the API's overrides)
+            _check_value(k, v, f"--set {k}={v!r} (overrides)")
         values.update(overrides or {})
         checked = {k: _check_value(k, v, self.path or self.name) for k, v in values.items()}
         recipe = Recipe(**checked)
@@ -305,7 +323,8 @@ def load_suite(name_or_path: str) -> Suite:
     if not path.suffix == ".toml":
         path = SUITES_DIR / f"{name_or_path}.toml"
         if not path.is_file():
-            raise BenchError(f"unknown suite {name_or_path!r}; known suites: {', '.join(list_suites())}")
+            raise BenchError(f"unknown suite {name_or_path!r}{did_you_mean(name_or_path, list_suites())}; known "
+                             f"suites: {', '.join(list_suites())}")
     if not path.is_file():
         raise BenchError(f"{path}: suite file not found")
     try:
@@ -414,4 +433,6 @@ def parse_override(text: str):
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw  # a bare string
-    return key.strip(), value
+    key = key.strip()
+    _check_value(key, value, f"--set {text}")  # a bad key or value blamed on the option, not on the suite's TOML
+    return key, value

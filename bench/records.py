@@ -29,6 +29,18 @@ SOURCE_FOLDERS = ("bench", "architectures", "datasets")  # where the code that m
 SOURCE_MANIFEST = ".source-manifest.json"   # stands in for .git where a copy of the tree runs without it
 
 
+SMOKE_RESULTS = "runs/smoke/results"  # where smoke records go unless told otherwise (never committed)
+
+
+def default_results(profile: str, log=print) -> str:
+    """results/ for a suite's recipe; for a smoke run SMOKE_RESULTS, said in one line, so that a first run never
+    mixes its few-iteration records into the committed ones (the API and `bench run` alike)."""
+    if profile != "smoke":
+        return "results"
+    log(f"smoke records go to {SMOKE_RESULTS} (outside the committed results/; --results to choose)")
+    return SMOKE_RESULTS
+
+
 def git_blob_id(path: Path) -> str:
     """The id git gives a file's content (`git hash-object`): SHA-1 of "blob <size>\\0" + bytes."""
     data = os.readlink(path).encode() if path.is_symlink() else path.read_bytes()

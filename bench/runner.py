@@ -48,11 +48,16 @@ def run_suite(suite_name: str, **kw) -> list[RunRecord]:
 
 
 def train_suite(suite_name: str, *, profile: str | None = None, seeds=(0,), members=None, variants=None,
-                data_root=None, results="results", checkpoints="checkpoints", resume=False, encoder_weights=None,
+                add_members=(), data_root=None, results=None, checkpoints="checkpoints", resume=False,
+                encoder_weights=None,
                 overrides: dict | None = None, device: str | None = None, log=print, progress=None,
                 stop_after: int | None = None, max_minutes: float | None = None, deadline: float | None = None,
                 options: RunOptions = RunOptions(), data_cache: dict | None = None) -> list[Path]:
     """Trains every (member, variant, seed) of a suite; returns the record folders. Everything is checked first.
+
+    members: a subset of the suite's; add_members: registered models beyond the suite (a plugin's), trained under
+    its recipe beside them (a name in ``members`` that is not the suite's but a registered model counts as added).
+    results: the records' folder; by default results/, or for a smoke run `SMOKE_RESULTS` (as `bench run`).
 
     max_minutes (or an absolute ``deadline``, time.time() seconds): stop after this much wall-clock time,
     writing a checkpoint (TimeBudgetReached); with resume=True the same call continues, and members already
@@ -69,7 +74,11 @@ def train_suite(suite_name: str, *, profile: str | None = None, seeds=(0,), memb
     if profile is None:
         profile = "full" if dev.type == "cuda" else "smoke"
         log(f"profile: {profile} (CUDA {'present' if dev.type == 'cuda' else 'absent'}; pass --profile to choose)")
-    runs = suite.run_specs(members, variants, seeds)
+    if results is None:
+        from bench.records import default_results
+        results = default_results(profile, log)
+    members, add_members = split_added(suite, members, add_members)
+    runs = suite.run_specs(members, variants, seeds, add_members)
     recipes = {(r.variant, r.member): suite.resolve(profile, r.variant, overrides, member=r.member) for r in runs}
     dataset = checked_inputs(suite, recipes, data_root, encoder_weights)
     if rank == 0:  # unwritable output folders are found now, not after hours of training
@@ -104,6 +113,18 @@ def train_suite(suite_name: str, *, profile: str | None = None, seeds=(0,), memb
             out.append(folder)
             log(f"  recorded {folder}")
     return out
+
+
+def split_added(suite, members, add_members) -> tuple:
+    """(the suite's members chosen or None, the added ones): a name in ``members`` that the suite lacks but the
+    registry holds (a plugin's model) is added, as `bench run --add-member` adds it."""
+    from bench.architectures import list_models
+    if not members:
+        return members, list(add_members or ())
+    known = set(list_models())
+    extra = [m for m in members if m not in suite.members and m not in suite.postprocessed and m in known]
+    own = [m for m in members if m not in extra]  # [] where only added models were named: none of the suite's
+    return own, [*extra, *(add_members or ())]
 
 
 def start_processes(device: str | None) -> tuple[torch.device, int]:

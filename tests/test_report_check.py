@@ -761,3 +761,23 @@ def test_records_made_elsewhere_are_imported_with_their_seals_checked_and_forgot
     assert not gone.exists() and gone.relative_to(mine).as_posix() not in read_seal(mine)
     assert run_check(mine, root)["failed"] == 0  # removed deliberately, not vanished
     assert json.loads(edited.read_text())["seed"] == 0
+
+
+def test_report_without_a_data_root_keeps_every_file_it_cannot_redraw_byte_identical(made_records, tmp_path,
+                                                                                       monkeypatch):
+    """Issue 49: `bench report` without a data root deleted committed qualitative figures and edited the pages that
+    showed them. Now it keeps what it cannot redraw, says so in one line, and changes nothing."""
+    root, results = made_records
+    out = tmp_path / "reports"
+    r = CliRunner().invoke(main, ["report", "--results", str(results), "--out", str(out), "--data-root", str(root)])
+    assert r.exit_code == 0, r.output
+    before = {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    assert any(p.name == "qualitative.png" for p in before)
+    monkeypatch.setenv("BENCH_DATA_ROOT", str(tmp_path / "no-datasets-here"))
+    r = CliRunner().invoke(main, ["report", "--results", str(results), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    after = {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    assert after.keys() == before.keys()
+    assert [str(k) for k in after if after[k] != before[k]] == []
+    kept = [line for line in r.stderr.splitlines() if line.startswith("kept ")]
+    assert len(kept) == 1 and "qualitative.png" in kept[0] and "--data-root" in kept[0]

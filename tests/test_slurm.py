@@ -171,3 +171,17 @@ def test_options_the_cluster_rejects_fail_before_anything_is_submitted(root, tmp
     assert r.exit_code == 2 and message in r.stderr and "Traceback" not in r.output, r.output
     assert len([ln for ln in r.stderr.splitlines() if ln.strip()]) <= 2  # the profile line and the error
     assert _squeue_ids() == before and not list((tmp_path / "jobs").rglob("*.pkl"))
+
+
+def test_a_second_start_stop_pair_leaves_the_first_cluster_running(root):
+    """Issue 49: two test runs on one machine stopped each other's cluster (`stop` read a shared pid folder and ran
+    `pkill -x munged`). A `start` that finds the cluster up takes no ownership, and its `stop` stops nothing."""
+    script = Path(__file__).parent / "slurm" / "cluster"
+    env = {**os.environ, "CLUSTER_OWNER": "a-second-test-run"}
+    started = subprocess.run(["bash", str(script), "start"], capture_output=True, text=True, timeout=120, env=env)
+    assert started.returncode == 0 and "up already" in started.stderr, started.stderr
+    stopped = subprocess.run(["bash", str(script), "stop"], capture_output=True, text=True, timeout=60, env=env)
+    assert stopped.returncode == 0 and "not stopped" in stopped.stderr, stopped.stderr
+    assert _cluster_up()
+    munge = subprocess.run(["pgrep", "-x", "munged"], capture_output=True)
+    assert munge.returncode == 0  # munge, which the first run started, is still there

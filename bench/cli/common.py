@@ -12,7 +12,7 @@ import click
 
 from bench.errors import BenchError
 
-SMOKE_RESULTS = "runs/smoke/results"  # where smoke records go unless --results says otherwise (never committed)
+from bench.records import SMOKE_RESULTS  # noqa: E402 (where smoke records go; re-exported for the commands)
 
 
 def reports_for(results) -> str:
@@ -24,10 +24,15 @@ def reports_for(results) -> str:
     return (path.parent / "reports").as_posix() if path.name == "results" else f"{path.as_posix()}-reports"
 
 
-def report_hint(results) -> str:
-    """The one line after a run that says how to see its result."""
+def report_hint(results, data_root=None) -> str:
+    """The one line after a run that says how to see its result, with the data root the run read (the report's
+    qualitative figure needs the images)."""
+    from bench.datasets.registry import DEFAULT_DATA_ROOT, resolve_data_root
     out = reports_for(results)
     cmd = "bench report" if out == "reports" else f"bench report --results {results} --out {out}"
+    root = resolve_data_root(data_root)
+    if root != DEFAULT_DATA_ROOT:
+        cmd += f" --data-root {root}"
     return f"see the result: {cmd}, then open {out}/index.html (or read {out}/README.md)"
 
 
@@ -110,6 +115,34 @@ def write_json_new(path: Path, obj) -> None:
 @click.version_option(package_name="segnet-bench")
 def main():
     """SegNet benchmark harness: the paper's controlled comparison, measured one way."""
+
+
+def _load_plugins(ctx, param, values):
+    """--plugin's callback: each file or module imported before the command runs (its models registered), and
+    added to $BENCH_PLUGINS for the processes the command starts; one line and exit 2 where one cannot be."""
+    if not values:
+        return
+    from bench.architectures.registry import add_plugin
+    for spec in values:
+        try:
+            add_plugin(spec)
+        except BenchError as exc:
+            click.echo(f"error: {exc} (--plugin)", err=True)
+            ctx.exit(2)
+
+
+PLUGIN_OPTION_HELP = ("a Python file or module that registers models (`bench.register_model`); repeatable, also "
+                      "$BENCH_PLUGINS; installed packages are found through the entry-point group segnet_bench.models")
+
+
+def with_plugin_option(group: click.Group) -> None:
+    """Adds --plugin to every command of ``group`` and of its subgroups."""
+    for command in group.commands.values():
+        if isinstance(command, click.Group):
+            with_plugin_option(command)
+        elif not any(p.name == "plugin" for p in command.params):
+            command.params.insert(0, click.Option(["--plugin"], multiple=True, is_eager=True, expose_value=False,
+                                                  callback=_load_plugins, help=PLUGIN_OPTION_HELP))
 
 
 def record_selection(f):

@@ -70,10 +70,14 @@ def report_cmd(results, out, data_root, profile, commit, since, runs):
     """
     from bench.report import render_reports
     problems: list = []
+    kept: list = []
     written = render_reports(results, out, data_root, problems=problems, profile=profile, commit=commit,
-                             since=since, runs=runs)
+                             since=since, runs=runs, kept=kept)
     for line in problems:
         click.echo(f"skipped {line}", err=True)
+    if kept:
+        click.echo(f"kept {len(kept)} figure(s) it could not redraw without the dataset ({', '.join(map(str, kept))}); "
+                   "give --data-root to draw them again", err=True)
     for p in written:
         click.echo(f"wrote {p}/README.md, {p}/index.html")
     if not written:

@@ -26,6 +26,9 @@ from bench.progress import log_line, progress_bar
                    "is present, else smoke)")
 @click.option("--members", default=None, help="comma-separated subset of the suite's members")
 @click.option("--variants", default=None, help="comma-separated subset of the suite's variants")
+@click.option("--add-member", "add_members", multiple=True,
+              help="a registered model beyond the suite's members (your own, through --plugin), trained under the "
+                   "suite's recipe beside them; repeatable")
 @click.option("--seeds", default="0", show_default=True, help="comma-separated seeds; each member runs once per seed")
 @click.option("--data-root", help=DATA_ROOT_HELP)
 @click.option("--results", default=None, type=click.Path(file_okay=False),
@@ -64,7 +67,7 @@ from bench.progress import log_line, progress_bar
                                               "the jobs, the same command later continues any that stopped")
 @clean_errors
 @sigterm_as_interrupt
-def run_cmd(suite, plan, profile, members, variants, seeds, data_root, results, checkpoints, resume, encoder_weights,
+def run_cmd(suite, plan, profile, members, variants, add_members, seeds, data_root, results, checkpoints, resume, encoder_weights,
             sets, device, max_minutes, checkpoint_minutes, record_at_deadline, executor, jobs_dir, time_limit,
             gpus_per_job, cpus_per_job, partition, account, max_parallel, no_wait):
     """Train every member of a suite with its recipe (or work through a plan) and record the results.
@@ -86,9 +89,11 @@ def run_cmd(suite, plan, profile, members, variants, seeds, data_root, results, 
         raise BenchError("give either --suite or --plan")
     overrides = dict(parse_override(s) for s in sets)
     split = lambda v: [x.strip() for x in v.split(",") if x.strip()] if v else None
-    if plan is not None and (members or variants or sets or seeds != "0"):
+    if plan is not None and (members or variants or add_members or sets or seeds != "0"):
         raise BenchError("--plan takes its members, variants and seeds from the plan file; "
-                         "--members, --variants, --seeds and --set apply to --suite only")
+                         "--members, --variants, --add-member, --seeds and --set apply to --suite only")
+    if add_members and executor is not None:
+        raise BenchError("--add-member trains in this process; not with --executor")
     if record_at_deadline and (max_minutes is None or executor is not None):
         raise BenchError("--record-at-deadline applies with --max-minutes, in this process (not with --executor)")
     options = RunOptions(checkpoint_minutes=checkpoint_minutes, record_at_deadline=record_at_deadline)
@@ -114,18 +119,18 @@ def run_cmd(suite, plan, profile, members, variants, seeds, data_root, results, 
             click.echo(f"stopped: {exc}", err=True)
             sys.exit(3)
         click.echo(f"plan done: {len(out['recorded'])} record(s) under {results}")
-        click.echo(report_hint(results))
+        click.echo(report_hint(results, data_root))
         return
     try:
         folders = train_suite(suite, profile=profile, seeds=seed_list, members=split(members),
-                            variants=split(variants), data_root=data_root, results=results, checkpoints=checkpoints,
+                            variants=split(variants), add_members=list(add_members), data_root=data_root, results=results, checkpoints=checkpoints,
                             resume=resume, encoder_weights=encoder_weights, overrides=overrides, device=device,
                             log=log_line, progress=progress_bar, max_minutes=max_minutes, options=options)
     except TimeBudgetReached as exc:
         click.echo(f"stopped: {exc}", err=True)
         sys.exit(3)
     click.echo(f"{len(folders)} record(s) written under {results}")
-    click.echo(report_hint(results))
+    click.echo(report_hint(results, data_root))
 
 
 def _default_results(plan, profile, device, executor) -> str:
@@ -137,10 +142,8 @@ def _default_results(plan, profile, device, executor) -> str:
         import torch
         on_gpu = (device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
         profile = "full" if on_gpu or executor == "slurm" else "smoke"
-    if profile != "smoke":
-        return "results"
-    click.echo(f"smoke records go to {SMOKE_RESULTS} (outside the committed results/; --results to choose)")
-    return SMOKE_RESULTS
+    from bench.records import default_results
+    return default_results(profile, click.echo)
 
 
 def _dispatch_runs(suite, plan, profile, members, variants, seeds, executor, jobs_dir, time_limit, gpus, cpus,
@@ -171,7 +174,7 @@ def _dispatch_runs(suite, plan, profile, members, variants, seeds, executor, job
     done = sum(e.state == "recorded" for e in out["entries"])
     click.echo(f"{done} of {len(out['entries'])} run(s) recorded under {job_settings['results']}; jobs in "
                f"{out['folder']}")
-    click.echo(report_hint(job_settings["results"]))
+    click.echo(report_hint(job_settings["results"], job_settings["data_root"]))
     if failed:
         sys.exit(1)
     if stopped:

@@ -67,8 +67,11 @@ def leaderboard_table(suite: str, profile: str, groups: dict, outcomes: list, ru
     runs += sorted({(k[1], k[2]) for k in groups if k[0] == suite} - set(runs), key=lambda r: (r[0], r[1] or ""))
     t = Table(f"leaderboard-{suite}", f"Headline test scores, {profile} profile",
               ["run", "seeds", *metric_groups(HEADLINE), "stopped", "check", "records"])
+    from bench.report.beyond import split_beyond
+    _, beyond = split_beyond(suite, {(suite, m, v): None for m, v in runs})
     for member, variant in runs:
-        label = names.get(member, member) + (f" [{variant}]" if variant else "")
+        label = names.get(member, member) + (f" [{variant}]" if variant else "") + (
+            " (beyond the paper)" if (suite, member, variant) in beyond else "")
         papers = paper_headline(suite, tables, member, variant)
         recs = groups.get((suite, member, variant))
         if not recs:

@@ -70,10 +70,11 @@ def shown_records(recs, paths):
 
 def render_suite(suite, recs, paths, profiles, out_dir: Path, data_root=None, skipped: list | None = None,
                  superseded: list | None = None, selection: str = "", link_base: Path | None = None,
-                 shown=False) -> Path:
+                 shown=False, previous: Path | None = None, kept: list | None = None) -> Path:
     """One suite's report into ``out_dir``; table rows link their records relative to ``link_base`` (where the
     report will finally live; default ``out_dir``). ``shown``: `shown_records` of these records where the caller
-    has it already."""
+    has it already. ``previous``: the suite's folder of the report being replaced, whose figures that cannot be
+    drawn now (no dataset under the data root) are kept, each added to ``kept``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     shown = shown_records(recs, paths) if shown is False else shown
     if shown is None:
@@ -81,8 +82,11 @@ def render_suite(suite, recs, paths, profiles, out_dir: Path, data_root=None, sk
     profile, by_profile, sets, groups, gpaths = shown
     outdated = _outdated(recs, paths)
     tables = []
+    from bench.report.beyond import split_beyond, table_beyond
     for i, (heading, set_groups, _) in enumerate(sets):
-        set_tables = [t for t in paper_tables(suite, set_groups, profile) if t]
+        own, beyond = split_beyond(suite, set_groups)  # models added to the suite: rows of their own
+        set_tables = [t for t in [*paper_tables(suite, own, profile), table_beyond(suite, beyond, profiles, profile)]
+                      if t]
         if heading:  # records of an earlier recipe: their own tables, never pooled with current ones
             for t in set_tables:
                 t.key, t.title = f"{t.key}_earlier{i}", f"{t.title}. {heading}"
@@ -92,11 +96,12 @@ def render_suite(suite, recs, paths, profiles, out_dir: Path, data_root=None, sk
     for t in tables:
         t.link_records(link_of)
     skipped = skipped if skipped is not None else []
-    figures, missing = suite_figures(suite, groups, gpaths, profiles, data_root, skipped)
+    figures, missing = suite_figures(suite, groups, gpaths, profiles, data_root, skipped, previous, kept)
     for name, _, png in figures:
         (out_dir / name).write_bytes(png)
     header = suite_header(suite, groups, profile, out_dir, link_base, list(by_profile), selection, sets, outdated,
-                          [(r, new) for _, r, new in superseded or [] if r["profile"] == profile])
+                          [(r, new) for _, r, new in superseded or [] if r["profile"] == profile],
+                          source=records_folder(paths))
     missing += [f"Skipped: {line}" for line in skipped if f"/{suite}/" in line or "/profile/" in line]
     md, page = suite_page(suite, header, tables, out_dir, figures, missing, first_notes=_delta_note(tables))
     (out_dir / "README.md").write_text(md)
@@ -109,9 +114,11 @@ def _delta_note(tables) -> list[str]:
     return [DELTA_NOTE] if any("Δ" in " ".join(t.header) for t in tables) else []
 
 
-def suite_figures(suite: str, groups: dict, gpaths: dict, profiles: list, data_root, skipped: list):
+def suite_figures(suite: str, groups: dict, gpaths: dict, profiles: list, data_root, skipped: list,
+                  previous: Path | None = None, kept: list | None = None):
     """A suite page's figures as (file name, title, PNG bytes), and a line for each that could not be drawn;
-    unreadable predictions drawn blank are added to ``skipped``."""
+    unreadable predictions drawn blank are added to ``skipped``. The qualitative grid needs the dataset's images:
+    without them, the one in ``previous`` (the report being replaced) is kept as it is and named in ``kept``."""
     from bench import datasets
     tables = declared_tables(suite)
     figures = [("curves.png", "Validation scores against iterations, the paper's beside",
@@ -133,9 +140,15 @@ def suite_figures(suite: str, groups: dict, gpaths: dict, profiles: list, data_r
         missing.append("Accuracy against inference memory: no profile record (run `bench profile`).")
     try:
         ds = datasets.get_dataset(dataset_name, data_root)
+        ds.samples("test")  # its images are there
     except Exception:
         ds = None
     qual = figure_qualitative(groups, gpaths, ds, problems=skipped) if ds else None
+    earlier = previous / "qualitative.png" if previous is not None and ds is None else None
+    if not qual and earlier is not None and earlier.is_file():  # never lose a figure we cannot redraw here
+        qual = earlier.read_bytes()
+        if kept is not None:
+            kept.append(earlier)
     if qual:
         figures.append(("qualitative.png", f"Test images, ground truth and predictions ({dataset_name} colours)", qual))
     else:
@@ -143,15 +156,29 @@ def suite_figures(suite: str, groups: dict, gpaths: dict, profiles: list, data_r
     return figures, missing
 
 
+def records_folder(paths) -> str:
+    """Where a suite's records were read (``<results>/<suite>/``), relative to the working folder where under it."""
+    folders = sorted({Path(p).resolve().parents[2] for p in paths})
+    if not folders:
+        return "?"
+    try:
+        shown = folders[0].relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        shown = folders[0].as_posix()
+    return shown + "/" + (f" (and {len(folders) - 1} more)" if len(folders) > 1 else "")
+
+
 def suite_header(suite: str, groups: dict, profile: str, out_dir: Path, link_base, profiles_recorded: list,
-                 selection: str, sets: list, outdated: list, older: list) -> list[str]:
-    """The lines above a suite page's tables: what the records are, the recipe, and what is not shown."""
+                 selection: str, sets: list, outdated: list, older: list, source: str = "") -> list[str]:
+    """The lines above a suite page's tables: what the records are, the recipe, and what is not shown; ``source``:
+    the folder the records were read from (`records_folder`)."""
     from bench.records import made_from_uncommitted_code, outdated_model
     seeds = sorted({r["seed"] for rs in groups.values() for r in rs})
     commits = sorted({(r["provenance"]["git"]["commit"] or "unknown")[:10] for rs in groups.values() for r in rs})
     header = [f"# {suite}: ours beside the paper", "",
               f"Profile **{profile}**, seeds {', '.join(map(str, seeds))}, {sum(len(v) for v in groups.values())} "
-              f"records, commits {', '.join(commits)}. Rendered by `bench report` from `results/{suite}/`.", ""]
+              f"records, commits {', '.join(commits)}. Rendered by `bench report` from `{source or 'results/' + suite + '/'}`.",
+              ""]
     suite_file = _suite_file(suite)
     if suite_file is not None:
         rel = Path(os.path.relpath(suite_file, Path(link_base or out_dir).resolve())).as_posix()
@@ -282,10 +309,12 @@ def _render_without_records(suite: str, out_dir: Path, link_base: Path | None, o
 
 def render_reports(results="results", out="reports", data_root=None, problems: list | None = None,
                    profile: str | None = None, commit: str | None = None, since: str | None = None,
-                   runs: str | None = None) -> list[Path]:
+                   runs: str | None = None, kept: list | None = None) -> list[Path]:
     """Renders every suite's report into a temporary folder beside ``out`` and swaps it in at the end, so a
     failure never leaves an output that mixes old and new. Unusable records or profiles are skipped, each with
-    one line naming the file, appended to ``problems`` and listed in the report.
+    one line naming the file, appended to ``problems`` and listed in the report. A figure that cannot be drawn
+    without the dataset (no data root) is kept from the report being replaced, never deleted; each is appended to
+    ``kept``.
 
     Only the records matching ``profile``, ``commit``, ``since`` and ``runs`` are shown (see
     `bench.records.select_records`); of several records of the same seed and recipe the latest is shown and
@@ -323,7 +352,7 @@ def render_reports(results="results", out="reports", data_root=None, problems: l
             got = shown_records(recs, paths)
             render_suite(suite, recs, paths, profiles, tmp / suite, data_root,
                          skipped=skipped, superseded=[o for o in superseded if o[1]["suite"] == suite],
-                         selection=selection, link_base=out / suite, shown=got)
+                         selection=selection, link_base=out / suite, shown=got, previous=out / suite, kept=kept)
             written.append(out / suite)
             shown[suite] = (got[0], got[3]) if got else ("full", {})
         from bench.report.index import leaderboard_page
