@@ -36,7 +36,7 @@ def create_model(member: str, recipe: Recipe, num_classes: int, encoder_weights)
                                       **({"dropout": recipe.dropout} if "dropout" in options else {}))
 
 
-def build_model(member: str, recipe: Recipe, dataset, device, encoder_weights_override, log):
+def build_model(member: str, recipe: Recipe, dataset, device, encoder_weights_override, log, variant=None):
     """The registered model with the recipe's initialisation, on the device; warns where its fc layers were
     initialised although the online recipe would take them from ImageNet."""
     weights, weights_sha = resolve_encoder_weights(recipe, encoder_weights_override)
@@ -47,7 +47,7 @@ def build_model(member: str, recipe: Recipe, dataset, device, encoder_weights_ov
             f"initialised instead ({model.initialisation['initialised'][missing[0]]}); torchvision's download "
             "would give them ImageNet weights, so this run differs from the online recipe (recorded in run.json)")
     model.to(device)
-    if uses_channels_last(recipe, device):
+    if uses_channels_last(recipe, device, variant):
         model = model.to(memory_format=torch.channels_last)
     return model, weights_sha
 

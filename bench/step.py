@@ -21,19 +21,25 @@ PEAK_FLOPS = {"H200": {"bf16": 989e12, "fp32": 67e12}, "H100 PCIe": {"bf16": 756
 
 
 
-def autocast(device, recipe: Recipe):
-    """The autocast context of the recipe's precision on ``device``, and the precision's name (bf16 or fp32)."""
+def autocast(device, recipe: Recipe, cache: bool = True):
+    """The autocast context of the recipe's precision on ``device``, and the precision's name (bf16 or fp32);
+    ``cache=False`` for a step captured in a CUDA graph (autocast's weight cache must not outlive the capture)."""
     use_bf16 = recipe.precision == "bf16" or (recipe.precision == "auto" and device.type == "cuda")
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16), ("bf16" if use_bf16 else "fp32")
+    return (torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16, cache_enabled=cache),
+            "bf16" if use_bf16 else "fp32")
 
 
-def uses_channels_last(recipe: Recipe, device) -> bool:
-    return recipe.channels_last == "on" or (recipe.channels_last == "auto" and device.type == "cuda")
+def uses_channels_last(recipe: Recipe, device, variant=None) -> bool:
+    """Channels-last where the recipe says "on"; with "auto", as the step variant says (`bench.step_variants`),
+    else on CUDA."""
+    if recipe.channels_last != "auto":
+        return recipe.channels_last == "on"
+    return variant.channels_last if variant is not None else device.type == "cuda"
 
 
-def to_layout(x, recipe: Recipe, device):
+def to_layout(x, recipe: Recipe, device, variant=None):
     """A batch in the memory layout the recipe trains in (channels-last where `uses_channels_last`)."""
-    return x.contiguous(memory_format=torch.channels_last) if uses_channels_last(recipe, device) else x
+    return x.contiguous(memory_format=torch.channels_last) if uses_channels_last(recipe, device, variant) else x
 
 
 def peak_flops(device, precision: str) -> float | None:
@@ -70,14 +76,17 @@ def seg_loss_sum(logits, labels, class_weights, void_label: int):
 
 
 def make_train_step(model, train_model, optimizer, class_weights, recipe: Recipe, device, void_label: int,
-                    world: int = 1):
+                    world: int = 1, variant=None):
     """The step `bench run` takes (and `bench.benchmarks.train_speed` times): uint8 batch in, the global
-    mini-batch loss out as a device tensor (not read: no host synchronisation)."""
+    mini-batch loss out as a device tensor (not read: no host synchronisation). ``variant``
+    (`bench.step_variants.StepVariant`): its layout, and with ``cuda_graph`` the whole step captured in a CUDA
+    graph (`GraphedStep`); the caller compiles ``train_model`` where the variant compiles."""
     norm = Normaliser(recipe.input_normalisation, device)
-    autocast_ctx, _ = autocast(device, recipe)
+    graphed = variant is not None and variant.cuda_graph
+    autocast_ctx, _ = autocast(device, recipe, cache=not graphed)
 
     def step(x_uint8, y, it: int = -1):
-        x = to_layout(norm(x_uint8), recipe, device)
+        x = to_layout(norm(x_uint8), recipe, device, variant)
         with autocast_ctx:
             logits = train_model(x)
         loss_sum, valid = seg_loss_sum(logits, labels_for_logits(model, y, logits), class_weights, void_label)
@@ -87,7 +96,44 @@ def make_train_step(model, train_model, optimizer, class_weights, recipe: Recipe
         safety.interruption_point("step", it)
         optimizer.step()
         return dist_utils.all_reduce_sum(share.detach())
+    if graphed:
+        if world > 1:
+            raise BenchError("the cuda-graph step variant trains in one process (not with several ranks)")
+        return GraphedStep(step, optimizer, device)
     return step
+
+
+class GraphedStep:
+    """A training step captured in a CUDA graph and replayed (PyTorch's whole-network capture): the first
+    ``warmup`` calls run eagerly on a side stream (each a real update), the next is captured with static copies of
+    its batch and then replayed, and every later call copies its batch into those buffers and replays. The loss
+    returned is a copy (the static one is overwritten by the next replay)."""
+
+    def __init__(self, step, optimizer, device, warmup: int = 3):
+        self.step, self.optimizer, self.device, self.warmup = step, optimizer, device, warmup
+        self.calls, self.graph = 0, None
+        self.stream = torch.cuda.Stream(device)
+
+    def __call__(self, x_uint8, y, it: int = -1):
+        self.calls += 1
+        if self.calls <= self.warmup:
+            self.stream.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(self.stream):
+                loss = self.step(x_uint8, y, it)
+            torch.cuda.current_stream(self.device).wait_stream(self.stream)
+            return loss
+        if self.graph is None:
+            self.static_x, self.static_y = x_uint8.clone(), y.clone()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                self.static_loss = self.step(self.static_x, self.static_y, it)
+        else:
+            self.static_x.copy_(x_uint8)
+            self.static_y.copy_(y)
+        safety.interruption_point("step", it)
+        self.graph.replay()
+        return self.static_loss.clone()
 
 
 def trains_on(model) -> str:

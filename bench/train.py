@@ -38,6 +38,7 @@ from bench.progress import STEPS_WITHOUT_ETA, duration
 from bench.records import now_iso
 from bench.safety import NoSpace, RunLock, StopRequests, save_atomic
 from bench.step import autocast, make_train_step, to_layout, training_module
+from bench.step_variants import chosen_variant, describe as describe_variant
 from bench.stopping import Schedule
 
 
@@ -157,8 +158,12 @@ class MemberTraining:
         n_train = len(dataset.samples("train")[:recipe.train_subset or None])
         self.sched = Schedule.of(recipe, n_train, f"{self.suite.path}, {self.member}")  # before allocating
         self.data = data_for(recipe, dataset, device, data_cache, progress)
+        # the step's variant (bench.step_variants: a layout, compiled or not, a CUDA graph), not the suite's
+        self.stepper, source = chosen_variant(device, self.member, recipe.batch_size, tuple(recipe.image_size),
+                                              [self.results / "benchmarks", Path("results") / "benchmarks"])
+        self.step_variant = describe_variant(self.stepper, source, recipe)
         self.model, self.weights_sha = build_model(self.member, recipe, dataset, device, encoder_weights_override,
-                                                   self.log)
+                                                   self.log, self.stepper)
         self.frozen = freeze_encoder_(self.model, recipe)  # before DDP and the optimiser see the parameters
         self.macs_per_image = model_macs(self.member, tuple(recipe.image_size), dataset.num_classes)
         train_model = training_module(self.model)
@@ -166,13 +171,13 @@ class MemberTraining:
             dist_utils.convert_sync_batch_norm(self.model)
             train_model = torch.nn.parallel.DistributedDataParallel(
                 train_model, device_ids=[device.index] if device.type == "cuda" else None)
-        if recipe.compile:
-            train_model = torch.compile(train_model)
+        if recipe.compile or self.stepper.compile_mode:
+            train_model = torch.compile(train_model, mode=self.stepper.compile_mode or "default")
         self.optimizer = make_optimizer(self.model, recipe, device)
         weights = dataset.class_weights(recipe.class_weighting, class_weight_labels(recipe, self.data["train"]))
         self.class_weights = torch.tensor(weights, dtype=torch.float32, device=device)
         self.step = make_train_step(self.model, train_model, self.optimizer, self.class_weights, recipe, device,
-                                    dataset.void_label, self.world)
+                                    dataset.void_label, self.world, self.stepper)
         self.precision = autocast(device, recipe)[1]
         self.batches = TrainBatches(self.data["train"], recipe, self.seed, dataset.void_label, device)
         self.state = self.resumed_state(resume)

@@ -20,7 +20,8 @@ LOSS_CURVE_POINTS = 5000  # run.json keeps at most this many points of the loss 
 def training_record(*, suite, member: str, variant: str | None, run_id: str, profile: str, seed: int, dataset,
                     recipe, overrides: dict | None, model: dict, method: dict, device, precision, world_size: int,
                     progress: dict, curves: dict, selected: dict, stop: dict, budgets: list, test: dict,
-                    train: dict | None, test_split, timing: dict, resolution=None) -> dict:
+                    train: dict | None, test_split, timing: dict, resolution=None,
+                    step_variant: dict | None = None) -> dict:
     """run.json of a run: who it is (suite, member, variant, profile, seed), what made it (recipe, model, the
     training ``method``: {"optimiser": ...} or {"postprocess": ...}, provenance, device), how far it went
     (``progress``: iterations, iterations_per_epoch, train_images), its curves, selected point, stop and scores,
@@ -35,6 +36,7 @@ def training_record(*, suite, member: str, variant: str | None, run_id: str, pro
         **method,
         "provenance": provenance(),
         "device": str(device), "precision": precision, "world_size": world_size,
+        **({"step_variant": step_variant} if step_variant is not None else {}),
         **progress,
         "curves": curves,
         "selected": selected,
@@ -116,7 +118,7 @@ def record_trained_member(run, reason: str) -> Path:
                    "initialisation": model.initialisation, "class_weights": run.class_weights.tolist(),
                    **run.frozen},
             method={"optimiser": optimiser_record(recipe, optimizer)},
-            device=run.device, precision=run.precision, world_size=run.world,
+            device=run.device, precision=run.precision, world_size=run.world, step_variant=run.step_variant,
             progress={"iterations": state.iteration, "iterations_per_epoch": run.sched.iterations_per_epoch,
                       "train_images": len(train)},
             curves={**loss_curve(losses), "val": state.val},
@@ -127,9 +129,24 @@ def record_trained_member(run, reason: str) -> Path:
             timing={**wall_clock(state, time.time() - run.started), "train_seconds": state.train_seconds,
                     "images_trained": state.images_trained, "train_images_per_second": tps,
                     "model_flops_per_train_image": 6 * run.macs_per_image,
-                    "mfu": (6 * run.macs_per_image * tps / peak) if (tps and peak) else None, "peak_flops": peak})
+                    "mfu": (6 * run.macs_per_image * tps / peak) if (tps and peak) else None, "peak_flops": peak,
+                    **times_floor(run.device, run.member, recipe, tps)})
     return write_run(run.results, run.suite.name, run.member, run_id, test, test_pred, state.log, make_record,
                      losses)
+
+
+def times_floor(device, member: str, recipe, images_per_second) -> dict:
+    """On an H100 or H200: the step's floor (`bench.roofline`) in images/s and how many times slower the run
+    trained ("times_floor"); {} elsewhere."""
+    import torch
+    from bench.roofline import GPUS, step_costs
+    if device.type != "cuda" or not images_per_second:
+        return {}
+    gpu = next((g for g in GPUS if g in torch.cuda.get_device_name(device)), None)
+    if gpu is None:
+        return {}
+    floor = step_costs(member, recipe.batch_size, tuple(recipe.image_size))["floor_images_per_second"][gpu]
+    return {"floor_images_per_second": floor, "times_floor": floor / images_per_second, "floor_gpu": gpu}
 
 
 def wall_clock(state, this_segment: float) -> dict:

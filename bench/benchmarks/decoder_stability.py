@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import time
 
 import torch
@@ -127,8 +128,14 @@ def _arguments(argv):
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--log-every", type=int, default=10)
     ap.add_argument("--first-non-finite", action="store_true", help="trace every update's layers")
-    ap.add_argument("--out", default=None, help="write the trajectories and provenance as JSON here")
+    ap.add_argument("--out", default=None, help="write the trajectories and provenance as JSON here (rewritten "
+                                                "after every run, \"complete\" false until the last)")
+    ap.add_argument("--resume", action="store_true", help="with --out: keep its runs, train only the others")
     return ap.parse_args(argv)
+
+
+def _key(r: dict) -> tuple:
+    return r["member"], r["revision"], r["variant"], r["seed"], r["precision"]
 
 
 def main(argv=None):
@@ -142,36 +149,55 @@ def main(argv=None):
     suite = load_suite("camvid-decoder-variants")
     dataset = datasets.get_dataset(suite.dataset, args.data_root)
     data = load_split(dataset, "train", size, None, device)
-    rows = []
-    for variant in args.variants.split(","):
-        for precision in args.precisions.split(","):
-            recipe = suite.resolve("full", variant, {"image_size": list(size), "precision": precision,
-                                                     **({"batch_size": args.batch} if args.batch else {})})
-            print(f"recipe: lr {recipe.lr}, momentum {recipe.momentum}, batch {recipe.batch_size}, "
-                  f"{recipe.class_weighting} weights, {recipe.input_normalisation} input, {size[0]}x{size[1]}, "
-                  f"{precision}, {len(data)} CamVid training images, {args.updates} updates", flush=True)
-            for member in args.members.split(","):
-                current = architectures.model_revision(member)
-                revisions = [int(r) for r in args.revisions.split(",")] if args.revisions and member in FCN_BASIC \
-                    else [current]
+    rows, planned = [], []
+    if args.out and args.resume and os.path.exists(args.out):
+        with open(args.out) as f:
+            rows = json.load(f)["runs"]
+    elif args.out and os.path.exists(args.out):
+        raise SystemExit(f"{args.out}: exists (--resume to continue it)")
+    done = {_key(r) for r in rows}
+    # the members whose decoder changed first (the FCN-Basic family), each balancing and precision, then the rest
+    members = sorted(args.members.split(","), key=lambda m: m not in FCN_BASIC)
+    for member in members:
+        current = architectures.model_revision(member)
+        revisions = [int(r) for r in args.revisions.split(",")] if args.revisions and member in FCN_BASIC \
+            else [current]
+        for variant in args.variants.split(","):
+            for precision in args.precisions.split(","):
                 for seed in (int(s) for s in args.seeds.split(",")):
-                    for revision in revisions:
-                        rows.append({**train(member, revision, recipe, dataset, data, args.updates, device,
-                                             args.log_every, seed, args.first_non_finite), "variant": variant})
-                        print(_summary(rows[-1]), flush=True)
+                    planned += [(member, revision, variant, seed, precision) for revision in revisions]
+    recipe = None
+    for member, revision, variant, seed, precision in planned:
+        recipe = suite.resolve("full", variant, {"image_size": list(size), "precision": precision,
+                                                 **({"batch_size": args.batch} if args.batch else {})})
+        if (member, revision, recipe.class_weighting, seed, precision) in done or \
+                (member, revision, variant, seed, precision) in done:
+            continue
+        rows.append({**train(member, revision, recipe, dataset, data, args.updates, device, args.log_every, seed,
+                             args.first_non_finite), "variant": variant})
+        print(_summary(rows[-1]), flush=True)
+        if args.out:
+            _write(args.out, rows, len(planned), size, args, recipe, device, provenance)
     finite = sum(r["diverged_at"] is None for r in rows)
     print(f"\n{finite} of {len(rows)} runs stayed finite for {args.updates} updates")
-    if args.out:
-        with open(args.out, "x") as f:
-            json.dump({"benchmark": "decoder_stability", "size": list(size), "updates": args.updates,
-                       "variants": args.variants.split(","), "seeds": args.seeds.split(","),
-                       "precisions": args.precisions.split(","), "batch_size": recipe.batch_size,
-                       "finite": finite, "runs_total": len(rows),
-                       "recipe": {k: getattr(recipe, k) for k in ("lr", "momentum", "weight_decay",
-                                                                   "input_normalisation", "bn_weight_decay")},
-                       "device": str(device), "threads": torch.get_num_threads(), "runs": rows,
-                       "provenance": provenance()}, f, indent=1)
+    if args.out and recipe is not None:
+        _write(args.out, rows, len(planned), size, args, recipe, device, provenance)
         print(f"written {args.out}")
+
+
+def _write(path, rows, planned: int, size, args, recipe, device, provenance) -> None:
+    """The record as it stands (atomically): every run so far, how many stayed finite, complete or not."""
+    from pathlib import Path
+    from bench.safety import write_text_atomic
+    finite = sum(r["diverged_at"] is None for r in rows)
+    record = {"benchmark": "decoder_stability", "size": list(size), "updates": args.updates,
+              "variants": args.variants.split(","), "seeds": args.seeds.split(","),
+              "precisions": args.precisions.split(","), "batch_size": recipe.batch_size,
+              "finite": finite, "runs_done": len(rows), "runs_planned": planned, "complete": len(rows) >= planned,
+              "recipe": {k: getattr(recipe, k) for k in ("lr", "momentum", "weight_decay", "input_normalisation",
+                                                          "bn_weight_decay")},
+              "device": str(device), "threads": torch.get_num_threads(), "runs": rows, "provenance": provenance()}
+    write_text_atomic(Path(path), json.dumps(record, indent=1) + "\n", "the benchmark record")
 
 
 def _summary(r: dict) -> str:

@@ -9,8 +9,12 @@ here, not the datasheet), and the peak memory:
   autocast and channels_last on CUDA, fused SGD, the loss left on the device; optionally torch.compile'd
   (--compile), to measure whether its warm-up pays.
 Targets (issue 13), read off a GPU run: SegNet >= 40 % of the measured bf16 peak and >= 3x the plain loop.
+With --select, every step variant instead (`bench.benchmarks.select_step`): the fastest that matched the eager
+step's losses is recorded as the one `bench run` takes on this GPU.
 
     python -m bench.benchmarks.train_speed --models segnet,segnet-basic --batch 5 --steps 20 [--compile]
+    python -m bench.benchmarks.train_speed --select --plan paper [--profile full] [--budget 90]
+        [--out results/benchmarks/train_speed-select-<time>.json]
 """
 from __future__ import annotations
 
@@ -160,13 +164,68 @@ def measure(name, device, mode, batch, steps, warmup, size, compile_model=False)
             "compile": bool(fast and compile_model)}
 
 
+def plan_models(plan: str, profile: str) -> dict:
+    """{model: (mini-batch, input size)} of every training run of a plan under ``profile`` (post-processed members,
+    which train nothing, left out), in the plan's order."""
+    from bench.config import load_suite
+    from bench.plan import load_plan
+    out = {}
+    for step in load_plan(plan).steps:
+        if step.kind != "run":
+            continue
+        suite = load_suite(step.suite)
+        for run in suite.run_specs(step.members or None, step.variants or None, (0,)):
+            if run.member in suite.postprocessed or run.member in out:
+                continue
+            recipe = suite.resolve(profile, run.variant, member=run.member)
+            out[run.member] = (recipe.batch_size, tuple(recipe.image_size))
+    return out
+
+
+def main_select(args, device, peak: float) -> None:
+    """--select: the step variants of the plan's (or --models') models, timed and checked; the record written."""
+    from bench.benchmarks.select_step import select
+    from bench.records import machine_info, provenance
+    size_arg = tuple(int(v) for v in args.size.split("x"))
+    if args.plan:
+        models = plan_models(args.plan, args.profile)
+    else:
+        models = {m: (args.batch, size_arg) for m in args.models.split(",")}
+    out = {"benchmark": "train_speed-select", "device": str(device), "plan": args.plan, "profile": args.profile,
+           "steps": args.steps, "timed": args.timed, "budget_seconds": args.budget, "measured_peak_flops": peak,
+           "machine": machine_info(), "provenance": provenance(), "chosen": {}, "rows": [], "profiles": {}}
+    by_size = {}
+    for m, (batch, size) in models.items():
+        by_size.setdefault(size, {})[m] = batch
+    left = args.budget
+    for size, batches in by_size.items():
+        got = select(list(batches), device, batches, size, args.steps, args.timed, left, peak)
+        left -= got["seconds"]
+        out["chosen"].update(got["chosen"])
+        out["rows"] += [{**r, "size": list(size)} for r in got["rows"]]
+        out["profiles"].update(got["profiles"])
+        out.update(device_name=got["device_name"], torch=got["torch"], floor_gpu=got["floor_gpu"])
+    path = args.out or f"results/benchmarks/train_speed-select-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
+    from pathlib import Path
+    from bench.safety import write_text_atomic
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(Path(path), json.dumps(out, indent=1) + "\n", "the selection record", overwrite=False)
+    print(f"chosen: " + ", ".join(f"{k.split('|')[2]} {v}" for k, v in out["chosen"].items()))
+    print(f"wrote {path}")
+
+
 def main(argv=None):
     from bench.records import machine_info, provenance
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="segnet")
+    ap.add_argument("--select", action="store_true", help="time and check every step variant; record the fastest")
+    ap.add_argument("--plan", default=None, help="with --select: the models of this plan, at their suites' batch")
+    ap.add_argument("--profile", default="full", help="with --plan: the suites' profile (smoke on a CPU)")
+    ap.add_argument("--budget", type=float, default=90.0, help="with --select: seconds for every variant in all")
+    ap.add_argument("--timed", type=int, default=20, help="with --select: of --steps, the last ones timed")
     ap.add_argument("--device", default=None)
     ap.add_argument("--batch", type=int, default=5)
-    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--steps", type=int, default=None, help="steps per measurement (default 20; --select: 50)")
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--size", default="360x480")
     ap.add_argument("--compile", action="store_true", help="also time the runner's step under torch.compile")
@@ -184,6 +243,11 @@ def main(argv=None):
             peak[_fp32_name(device)] = measured_peak_flops(device, torch.float32, reps=5)
         finally:
             torch.backends.cuda.matmul.allow_tf32 = tf32
+    if args.select:
+        args.steps = args.steps or 50
+        main_select(args, device, peak["bf16" if device.type == "cuda" else "fp32"])
+        return
+    args.steps = args.steps or 20
     rows = []
     for name in args.models.split(","):
         plain = measure(name, device, "plain", args.batch, args.steps, args.warmup, size)

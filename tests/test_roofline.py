@@ -1,0 +1,36 @@
+"""The roofline of a training step (issue 50), held to hand-worked counts."""
+import pytest
+import torch
+
+from bench.roofline import GPUS, model_step_costs, step_costs
+
+
+def test_a_single_convolution_by_hand():
+    conv = torch.nn.Conv2d(3, 4, 3, padding=1)  # 3*4*9 + 4 = 112 parameters
+    c = model_step_costs(conv, batch=2, size=(8, 8))
+    macs = 4 * 3 * 9 * 64
+    assert c["macs_per_image"] == macs and c["trained_parameters"] == 112
+    assert c["flops"] == 6 * macs * 2 + 4 * 112
+    # stored per image: the input (3x8x8) and the conv's output (4x8x8), 8 bytes each; weights 32 bytes each
+    assert c["activation_bytes_per_image"] == (3 * 64 + 4 * 64) * 8
+    assert c["bytes"] == 2 * (3 * 64 + 4 * 64) * 8 + 32 * 112
+    h200 = GPUS["H200"]
+    assert c["floor_ms"]["H200"] == pytest.approx(1e3 * max(c["flops"] / h200["peak_flops"],
+                                                            c["bytes"] / h200["bandwidth"]))
+    assert c["bound"]["H200"] == "memory"  # a tiny layer moves more than it computes
+
+
+def test_batch_norm_and_relu_are_taken_as_fused_and_pooling_indices_counted():
+    plain = model_step_costs(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1)), batch=1, size=(8, 8))
+    fused = model_step_costs(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4),
+                                                 torch.nn.ReLU()), batch=1, size=(8, 8))
+    assert fused["activation_bytes_per_image"] == plain["activation_bytes_per_image"]
+    pooled = model_step_costs(torch.nn.MaxPool2d(2, 2, return_indices=True), batch=1, size=(8, 8))
+    assert pooled["activation_bytes_per_image"] == (3 * 64 + 3 * 16) * 8 + 3 * 16 * 2
+
+
+def test_segnet_basic_at_its_table_1_batch():
+    c = step_costs("segnet-basic")
+    assert c["batch"] == 12 and c["macs_per_image"] == 59_188_838_400  # architectures.md §6.1
+    assert c["flops"] == 6 * 59_188_838_400 * 12 + 4 * 1_416_075
+    assert c["bound"]["H200"] == "compute" and 4.0 < c["floor_ms"]["H200"] < 4.5
