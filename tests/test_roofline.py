@@ -34,3 +34,13 @@ def test_segnet_basic_at_its_table_1_batch():
     assert c["batch"] == 12 and c["macs_per_image"] == 59_188_838_400  # architectures.md §6.1
     assert c["flops"] == 6 * 59_188_838_400 * 12 + 4 * 1_416_075
     assert c["bound"]["H200"] == "compute" and 4.0 < c["floor_ms"]["H200"] < 4.5
+
+
+def test_the_docs_roofline_table_is_what_bench_roofline_prints():
+    from pathlib import Path
+    from bench import architectures
+    from bench.roofline import roofline_table
+    text = (Path(__file__).resolve().parents[1] / "docs" / "costs.md").read_text()
+    block = text.split("<!-- roofline table: python -m bench.roofline -->\n")[1].split("<!-- end roofline")[0]
+    models = [m for m in architectures.list_models() if architectures.model_facts(m).get("tables")]
+    assert block == "\n".join(roofline_table(models)) + "\n"  # regenerate: python tools/update-docs.py

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # One call of a GPU lease (../shared/device/README.md), run from the project's root on the lent machine.
 #   bash tools/gpu-lease.sh stage PART [last]         unpack a staged data part (the last one also rebuilds the data)
-#   bash tools/gpu-lease.sh measure SECONDS     profile fp32 + training-speed benchmark, then the plan
+#   bash tools/gpu-lease.sh measure SECONDS     profile fp32 + the step-variant selection (train_speed --select), then
+#                                               the plan
 #   bash tools/gpu-lease.sh plan SECONDS        the plan (full profile) until SECONDS after this call started
+#   bash tools/gpu-lease.sh select [SECONDS]     the step-variant selection alone (LEASE_PLAN's models; default 90 s)
 #   bash tools/gpu-lease.sh checkpoints          unpack .device-data/checkpoints.tar.part* (carried in one call: the
 #                                               runs an earlier lease's deadline cut, kept in results/leases/<lease>/)
 #   bash tools/gpu-lease.sh lanes SECONDS LANE...  one `bench run` process per LANE ("suite|members|variants[|seeds]",
@@ -108,8 +110,11 @@ measure)
         bench profile --models segnet,deeplab-largefov,fcn,fcn-learnt-deconv,deconvnet,bilinear-interpolation,segnet-basic,segnet-basic-encoder-addition,segnet-basic-single-channel-decoder,fcn-basic,fcn-basic-no-addition,fcn-basic-no-dim-reduction,fcn-basic-no-addition-no-dim-reduction \
             --device "$DEVICE" --dtype fp32 ${LEASE_PROFILE_ARGS:-} --results "$R"
         mkdir -p "$R/benchmarks"
-        python3 -m bench.benchmarks.train_speed --models segnet,segnet-basic --device "$DEVICE" --batch 5 \
-            --steps ${LEASE_STEPS:-20} ${LEASE_SPEED_ARGS:-} --out "$R/benchmarks/train_speed-$(date -u +%Y%m%dT%H%M%SZ).json"
+        # every step variant of the plan's models, timed and checked against the eager step; `bench run` then takes
+        # the fastest that matched on this GPU (it reads $R/benchmarks/train_speed-select-*.json)
+        python3 -m bench.benchmarks.train_speed --select --plan "${LEASE_PLAN:-paper}" --profile "$PROFILE" \
+            --device "$DEVICE" --budget "${LEASE_SELECT_SECONDS:-90}" ${LEASE_SPEED_ARGS:-} \
+            --out "$R/benchmarks/train_speed-select-$(date -u +%Y%m%dT%H%M%SZ).json"
         echo "== measured after $(( $(date +%s) - t0 )) s"
         plan "$arg"
     } 2>&1 | tee "$OUT/log-measure.txt"
@@ -119,6 +124,12 @@ plan)
     { plan "$arg"; } 2>&1 | tee "$OUT/log-plan-$(date -u +%H%M%S).txt"
     pack
     ;;
+select)  # the step-variant selection alone (LEASE_PLAN's models, SECONDS of budget), before `lanes`
+    mkdir -p "$R/benchmarks"
+    python3 -m bench.benchmarks.train_speed --select --plan "${LEASE_PLAN:-paper}" --profile "$PROFILE" \
+        --device "$DEVICE" --budget "${arg:-90}" ${LEASE_SPEED_ARGS:-} \
+        --out "$R/benchmarks/train_speed-select-$(date -u +%Y%m%dT%H%M%SZ).json" 2>&1 | tee "$OUT/log-select.txt"
+    ;;
 checkpoints)
     cat .device-data/checkpoints.tar.part* | tar xf - -C "$C" && find "$C" -name '*.json' -exec sh -c 'echo "$1: $(cat "$1")"' _ {} \;
     ;;
@@ -127,6 +138,6 @@ lanes)
     { lanes "$arg" "$@"; } 2>&1 | tee "$OUT/log-lanes-$(date -u +%H%M%S).txt"
     pack
     ;;
-*) echo "usage: $0 stage PART [last] | checkpoints | measure SECONDS | plan SECONDS | lanes SECONDS LANE..."; exit 2 ;;
+*) echo "usage: $0 stage PART [last] | select [SECONDS] | checkpoints | measure SECONDS | plan SECONDS | lanes SECONDS LANE..."; exit 2 ;;
 esac
 echo "== call done after $(( $(date +%s) - t0 )) s"

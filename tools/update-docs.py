@@ -1,5 +1,6 @@
 """Regenerates the generated samples in docs/ from the committed records, each between its markers:
-docs/reports.md's `bench check` output and docs/training.md's budget table (the commands their markers name).
+docs/reports.md's `bench check` output, docs/training.md's budget table and docs/costs.md's roofline table (the
+commands their markers name).
 The tests hold each sample equal to what its command prints now.
 
     python tools/update-docs.py [--data-root ../shared/datasets]
@@ -41,6 +42,10 @@ def main() -> None:
                             text=True, check=True).stdout
     changed |= replace_between(ROOT / "docs" / "training.md", "<!-- budget table: python -m bench.plan paper H100 -->",
                                "<!-- end budget table -->", budget)
+    roofline = subprocess.run([sys.executable, "-m", "bench.roofline"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout
+    changed |= replace_between(ROOT / "docs" / "costs.md", "<!-- roofline table: python -m bench.roofline -->",
+                               "<!-- end roofline table -->", roofline)
     print("docs updated" if changed else "docs already current")
 
 

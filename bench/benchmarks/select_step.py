@@ -130,9 +130,10 @@ def _sync(device):
 
 
 def select(models, device, batches: dict, size, steps: int, timed: int, budget_s: float, peak: float,
-           log=print) -> dict:
-    """Every variant of each model, the default (eager) first as the reference, within ``budget_s`` seconds in
-    all; the fastest that matched per model, its profile summary. ``batches``: {model: mini-batch}."""
+           log=print, variants=None) -> dict:
+    """Every variant of each model (or those named in ``variants``), the default (eager) first as the reference,
+    within ``budget_s`` seconds in all; the fastest that matched per model, its profile summary. ``batches``:
+    {model: mini-batch}."""
     from bench.models import model_macs
     from bench.roofline import GPUS, step_costs
     from bench.step_variants import SELECTION_ORDER, VARIANTS, default_variant, losses_match, selection_key
@@ -145,7 +146,8 @@ def select(models, device, batches: dict, size, steps: int, timed: int, budget_s
         floor = step_costs(name, batch, tuple(size))["floor_images_per_second"].get(gpu) if gpu else None
         flops_per_image = 6 * model_macs(name, tuple(size))
         reference = default_variant(device)
-        order = [reference.name] + [v for v in SELECTION_ORDER if v != reference.name]
+        order = [reference.name] + [v for v in SELECTION_ORDER if v != reference.name
+                                    and (variants is None or v in variants)]
         ref, best = None, None
         for vname in order:
             if time.perf_counter() - started > budget_s:

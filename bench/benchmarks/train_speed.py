@@ -199,7 +199,8 @@ def main_select(args, device, peak: float) -> None:
         by_size.setdefault(size, {})[m] = batch
     left = args.budget
     for size, batches in by_size.items():
-        got = select(list(batches), device, batches, size, args.steps, args.timed, left, peak)
+        got = select(list(batches), device, batches, size, args.steps, args.timed, left, peak,
+                     variants=args.variants.split(",") if args.variants else None)
         left -= got["seconds"]
         out["chosen"].update(got["chosen"])
         out["rows"] += [{**r, "size": list(size)} for r in got["rows"]]
@@ -223,6 +224,8 @@ def main(argv=None):
     ap.add_argument("--profile", default="full", help="with --plan: the suites' profile (smoke on a CPU)")
     ap.add_argument("--budget", type=float, default=90.0, help="with --select: seconds for every variant in all")
     ap.add_argument("--timed", type=int, default=20, help="with --select: of --steps, the last ones timed")
+    ap.add_argument("--variants", default=None, help="with --select: only these (comma-separated; the eager "
+                                                     "reference always)")
     ap.add_argument("--device", default=None)
     ap.add_argument("--batch", type=int, default=5)
     ap.add_argument("--steps", type=int, default=None, help="steps per measurement (default 20; --select: 50)")
