@@ -67,9 +67,6 @@ def encoder_modules(model) -> tuple[list, list]:
 def freeze_encoder_(model, recipe: Recipe) -> dict:
     """Freezes the encoder where the recipe asks (no gradient; `param_groups` leaves the parameters out, so no
     weight decay either); returns what the run record says about it."""
-    if recipe.freeze_encoder and not hasattr(model, "encoder_convs"):
-        raise BenchError(f"{getattr(model, 'registry_name', type(model).__name__)}: the recipe freezes the encoder, "
-                         "and the model declares no encoder_convs() (docs/models.md, the contract)")
     if recipe.freeze_encoder:
         convs, bns = encoder_modules(model)
         for module in (*convs, *bns):

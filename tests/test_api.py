@@ -119,7 +119,8 @@ def test_a_smoke_run_records_outside_the_committed_results_and_says_how_to_see_i
     assert r.exit_code == 0, r.output
     assert list((tmp_path / "runs" / "smoke" / "results").rglob("run.json")) and not (tmp_path / "results").exists()
     hint = r.output.strip().splitlines()[-1]
-    assert hint == ("see the result: bench report --results runs/smoke/results --out runs/smoke/reports, then open "
+    assert hint == ("see the result: bench report --results runs/smoke/results --out runs/smoke/reports "
+                    f"--data-root {fake_root}, then open "
                     "runs/smoke/reports/index.html (or read runs/smoke/reports/README.md)")
     r = CliRunner().invoke(main, ["report", "--results", "runs/smoke/results", "--out", "runs/smoke/reports"])
     assert r.exit_code == 0, r.output

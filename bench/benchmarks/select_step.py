@@ -14,6 +14,7 @@ import torch
 
 # kernel (CUDA) or operator (CPU) names, by what they do: the first pattern that matches names the group
 KERNEL_GROUPS = (
+    ("compiled graph (fused kernels)", r"compiledfxgraph"),  # on a CPU inductor's kernels run inside this call
     ("unpooling", r"unpool|max_unpool|index_put|scatter"),
     ("pooling", r"max_pool|avg_pool|pool2d|adaptive"),
     ("batch norm", r"batch_norm|batchnorm|bn_fw|bn_bw|welford|native_batch_norm"),
@@ -49,7 +50,7 @@ def profile_summary(run, device, steps: int = 3, top: int = 12) -> dict:
                 continue
         else:
             t = e.self_cpu_time_total
-            if not e.key.startswith("aten::") or not t:
+            if not (e.key.startswith("aten::") or "CompiledFxGraph" in e.key) or not t:
                 continue
         rows.append((e.key, t / 1e3 / steps))  # ms per step
     total = sum(t for _, t in rows) or 1.0
