@@ -145,7 +145,10 @@ def times_floor(device, member: str, recipe, images_per_second) -> dict:
     gpu = next((g for g in GPUS if g in torch.cuda.get_device_name(device)), None)
     if gpu is None:
         return {}
-    floor = step_costs(member, recipe.batch_size, tuple(recipe.image_size))["floor_images_per_second"][gpu]
+    try:  # a trace on the meta device; a model it cannot trace there records no floor rather than no run
+        floor = step_costs(member, recipe.batch_size, tuple(recipe.image_size))["floor_images_per_second"][gpu]
+    except Exception:
+        return {}
     return {"floor_images_per_second": floor, "times_floor": floor / images_per_second, "floor_gpu": gpu}
 
 
