@@ -342,6 +342,7 @@ class PlanWork:
         from bench.checkpoint import TrainingDiverged, checkpoint_path
         from bench.records import recorded_run
         from bench.runner import train_suite
+        from bench.safety import RunLocked
         from bench.train import TimeBudgetReached
         prof = self.profile or step.profile
         suite = load_suite(step.suite)
@@ -371,6 +372,9 @@ class PlanWork:
             except TrainingDiverged as exc:
                 self.log(f"error: {label}: {exc}; the plan goes on")
                 self.diverged.append(f"{label} ({exc})")
+            except RunLocked:  # another process works through the same plan (gpu-lease.sh: two on one GPU)
+                self.log(f"step {n}: {label}: trained by another process now; skipped")
+                self.skipped += 1
             except BenchError as exc:
                 if member not in suite.postprocessed:
                     raise

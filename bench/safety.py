@@ -284,6 +284,10 @@ def check_writable(folder: Path, what: str) -> None:
 
 
 # -- one process per run -------------------------------------------------------------------------------------------
+class RunLocked(BenchError):
+    """The run is being trained by another process (its run lock is held): a plan goes on to its next run."""
+
+
 class RunLock:
     """`<results>/<suite>/<member>/.lock-<run tag>`: an OS lock (flock) on that file, held by the process training the
     run, which writes its pid, host and start into it. A second process refuses with one line naming the first; the
@@ -306,8 +310,8 @@ class RunLock:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(fd)
-                raise BenchError(f"{self.path}: this run is being trained by {self._describe(self._holder())}; not "
-                                 "started twice") from None
+                raise RunLocked(f"{self.path}: this run is being trained by {self._describe(self._holder())}; not "
+                                "started twice") from None
             if not self._same_file(fd):  # the file we locked was released and removed meanwhile: take the new one
                 os.close(fd)
                 continue

@@ -272,3 +272,22 @@ def test_the_docs_budget_table_is_the_plans_costs_at_the_rate_recorded_on_an_h10
     assert block == costs_markdown(rows, "H100")  # regenerate: python tools/update-docs.py
     segnet = next(r for r in rows if r["member"] == "segnet")
     assert segnet["first_test_point"] == 40000 and segnet["cap"] == 140000 and 5 < segnet["minutes_to_first_test_point"]
+
+
+def test_a_run_another_process_trains_is_skipped_so_two_processes_share_a_plan(fake_root, tmp_path):
+    """gpu-lease.sh runs the plan in two processes on one GPU where the step selection measured that two train
+    more together: a run the other holds (its run lock) is skipped, not failed, and the plan goes on."""
+    from bench.safety import RunLock
+    suite = _suite(tmp_path)
+    plan = tmp_path / "p.toml"
+    plan.write_text(f'[[step]]\nsuite = "{suite}"\nmembers = ["fcn-basic", "segnet-basic"]\n'
+                    'variants = ["natural-frequency"]\nprofile = "smoke"\n')
+    held = RunLock(tmp_path / "r" / "camvid-decoder-variants" / "fcn-basic", "smoke-natural-frequency-seed0")
+    with held:
+        logs = []
+        out = run_plan(plan, data_root=fake_root, results=tmp_path / "r", checkpoints=tmp_path / "c",
+                       log=logs.append)
+    assert out["done"] and out["skipped"] == 1
+    assert [p.parent.parent.name for p in (tmp_path / "r").rglob("run.json")] == ["segnet-basic"]
+    assert any(line.endswith("fcn-basic / natural-frequency / seed 0 / smoke: trained by another process now; "
+                             "skipped") for line in logs)

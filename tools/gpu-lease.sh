@@ -11,6 +11,7 @@
 #                                               comma lists; each lane's runs one after another), all at once on the GPU,
 #                                               each recording the run its deadline cuts; --resume continues them
 # LEASE_PLAN: a plan name or file (default paper, e.g. tools/lease-plans/<lease>.toml); LEASE_PARALLEL: runs at a time
+# (submitit's local executor); LEASE_PROCESSES: plan processes on the GPU (default: the step selection's measure)
 # SECONDS is this call's own limit: the plan's --max-minutes is set so that results are packed into $OUT before it.
 # Everything is written under $LEASE_HOME (default ~/s), which lives as long as the machine stays warm.
 set -uo pipefail
@@ -72,6 +73,23 @@ plan() {  # the plan until $1 seconds after this call started, leaving a minute 
     # as converged): a checkpoint above 45 MiB (SegNet's is ~235 MB) cannot come back, so it would otherwise be lost
     local at_deadline=--record-at-deadline
     [ -n "${LEASE_PARALLEL:-}" ] && at_deadline=""
+    # processes per GPU: as the newest step selection measured (two where two train 10 % more together), unless set
+    local procs=${LEASE_PROCESSES:-$(python3 -c "import glob, json; p = sorted(glob.glob('$R/benchmarks/train_speed-select-*.json')); print(json.load(open(p[-1])).get('processes_per_gpu', 1) if p else 1)" 2>/dev/null || echo 1)}
+    if [ "$procs" -gt 1 ] && [ -z "${LEASE_PARALLEL:-}" ]; then
+        # the same plan in each process: a run one of them trains is locked (its run lock), so the other skips it
+        # ("could not run") and takes the next; each records the run its deadline cuts
+        echo "== plan in $procs processes on the one GPU (the selection's processes_per_gpu)"
+        local pids=() i
+        for i in $(seq "$procs"); do
+            bench run --plan "${LEASE_PLAN:-paper}" --profile "$PROFILE" --device "$DEVICE" --results "$R" \
+                --checkpoints "$C" --max-minutes "$(python3 -c "print($left / 60)")" $at_deadline \
+                > "$OUT/log-plan-process$i.txt" 2>&1 &
+            pids+=($!)
+            sleep 20  # the first takes the first run before the second looks
+        done
+        for i in "${pids[@]}"; do wait "$i"; echo "== plan process exit status $?"; done
+        return 0
+    fi
     bench run --plan "${LEASE_PLAN:-paper}" --profile "$PROFILE" --device "$DEVICE" --results "$R" --checkpoints "$C" \
         --max-minutes "$(python3 -c "print($left / 60)")" $at_deadline \
         ${LEASE_PARALLEL:+--executor local --max-parallel $LEASE_PARALLEL --jobs $S/jobs}
@@ -112,7 +130,7 @@ measure)
         mkdir -p "$R/benchmarks"
         # every step variant of the plan's models, timed and checked against the eager step; `bench run` then takes
         # the fastest that matched on this GPU (it reads $R/benchmarks/train_speed-select-*.json)
-        python3 -m bench.benchmarks.train_speed --select --plan "${LEASE_PLAN:-paper}" --profile "$PROFILE" \
+        python3 -m bench.benchmarks.train_speed --select --share --plan "${LEASE_PLAN:-paper}" --profile "$PROFILE" \
             --device "$DEVICE" --budget "${LEASE_SELECT_SECONDS:-90}" ${LEASE_SPEED_ARGS:-} \
             --out "$R/benchmarks/train_speed-select-$(date -u +%Y%m%dT%H%M%SZ).json"
         echo "== measured after $(( $(date +%s) - t0 )) s"
@@ -126,7 +144,7 @@ plan)
     ;;
 select)  # the step-variant selection alone (LEASE_PLAN's models, SECONDS of budget), before `lanes`
     mkdir -p "$R/benchmarks"
-    python3 -m bench.benchmarks.train_speed --select --plan "${LEASE_PLAN:-paper}" --profile "$PROFILE" \
+    python3 -m bench.benchmarks.train_speed --select --share --plan "${LEASE_PLAN:-paper}" --profile "$PROFILE" \
         --device "$DEVICE" --budget "${arg:-90}" ${LEASE_SPEED_ARGS:-} \
         --out "$R/benchmarks/train_speed-select-$(date -u +%Y%m%dT%H%M%SZ).json" 2>&1 | tee "$OUT/log-select.txt"
     ;;

@@ -131,9 +131,10 @@ def _sync(device):
 
 
 def select(models, device, batches: dict, size, steps: int, timed: int, budget_s: float, peak: float,
-           log=print, variants=None) -> dict:
+           log=print, variants=None, share: bool = False) -> dict:
     """Every variant of each model (or those named in ``variants``), the default (eager) first as the reference,
-    within ``budget_s`` seconds in all; the fastest that matched per model, its profile summary. ``batches``:
+    within ``budget_s`` seconds in all; the fastest that matched per model, its profile summary, and with ``share``
+    whether two processes train more on this device than one (`shared_by_processes`). ``batches``:
     {model: mini-batch}."""
     from bench.models import model_macs
     from bench.roofline import GPUS, step_costs
@@ -172,10 +173,64 @@ def select(models, device, batches: dict, size, steps: int, timed: int, budget_s
         if best is not None:
             chosen[selection_key(device_name, torch.__version__, name, batch, size)] = best[0]["variant"]
             summaries[name] = {"variant": best[0]["variant"], **profile_summary(best[1], device)}
+            if share and time.perf_counter() - started < budget_s:
+                summaries[name]["sharing"] = shared_by_processes(name, best[0]["variant"], device, batch, size,
+                                                                 steps, timed)
+                log(f"  {name}: " + _sharing_line(summaries[name]["sharing"]))
             log(f"  {name}: chosen {best[0]['variant']} ({best[0]['images_per_second']:.1f} img/s); time by group: "
                 + ", ".join(f"{g} {100 * v['share']:.0f} %" for g, v in summaries[name]["groups"].items()))
+    shares = [p["sharing"]["processes_per_gpu"] for p in summaries.values() if "sharing" in p]
     return {"chosen": chosen, "rows": rows, "profiles": summaries, "device_name": device_name,
+            "processes_per_gpu": 2 if shares and all(n == 2 for n in shares) else 1,
             "torch": torch.__version__, "floor_gpu": gpu, "seconds": time.perf_counter() - started}
+
+
+def shared_by_processes(name: str, variant_name: str, device, batch: int, size, steps: int, timed: int,
+                        processes=(1, 2), timeout: float = 600) -> dict:
+    """Images/s of ``variant_name`` trained by 1 and by 2 processes at once on ``device`` (each its own
+    `python -m bench.benchmarks.select_step --one ...`, started together), and how many processes a GPU should
+    run: 2 where two together train at least 10 % more images/s than one alone. One line where a process
+    failed."""
+    import json as json_lib
+    import subprocess
+    import sys
+    totals = {}
+    for n in processes:
+        cmd = [sys.executable, "-m", "bench.benchmarks.select_step", "--one", name, variant_name, str(batch),
+               f"{size[0]}x{size[1]}", str(steps), str(timed), str(device)]
+        procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(n)]
+        outs = [p.communicate(timeout=timeout) for p in procs]
+        bad = [err.strip().splitlines()[-1] if err.strip() else f"exit {p.returncode}"
+               for p, (_, err) in zip(procs, outs) if p.returncode != 0]
+        if bad:
+            return {"processes_per_gpu": 1, "reason": f"{n} process(es): {bad[0]}"}
+        totals[n] = sum(json_lib.loads(out.strip().splitlines()[-1])["images_per_second"] for out, _ in outs)
+    best = 2 if totals.get(2, 0) >= 1.1 * totals[1] else 1
+    return {"processes_per_gpu": best, "images_per_second": {str(k): v for k, v in totals.items()},
+            "gain_of_two": totals[2] / totals[1] if 2 in totals else None}
+
+
+def _one(argv) -> None:
+    """`--one MODEL VARIANT BATCH HxW STEPS TIMED DEVICE`: one timed run, its figures as a JSON line (no losses)."""
+    import json as json_lib
+    from bench.step_variants import VARIANTS
+    name, variant, batch, size, steps, timed, device = argv
+    r = time_variant(name, VARIANTS[variant], torch.device(device), int(batch), tuple(int(v) for v in size.split("x")),
+                     int(steps), int(timed))
+    r.pop("_run", None)
+    r.pop("losses", None)
+    print(json_lib.dumps(r))
+    if not r["built"]:
+        raise SystemExit(f"{name} {variant}: {r['reason']}")
+
+
+
+def _sharing_line(sharing: dict) -> str:
+    if "reason" in sharing:
+        return f"sharing not measured: {sharing['reason']}"
+    ips = sharing["images_per_second"]
+    return (f"one process {ips['1']:.1f} img/s, two together {ips.get('2', 0):.1f} img/s: "
+            f"{sharing['processes_per_gpu']} process(es) per GPU")
 
 
 def _line(r: dict) -> str:
@@ -186,3 +241,9 @@ def _line(r: dict) -> str:
     match = "matches eager" if r["matched"] else f"NOT chosen: {r['why']}"
     return (f"  {r['model']:<24} {r['variant']:<21} {r['images_per_second']:9.1f} img/s  step {r['step_ms']:7.1f} ms"
             f"{mfu}{floor}  ({match})")
+
+
+if __name__ == "__main__":
+    import sys
+    if sys.argv[1:2] == ["--one"]:
+        _one(sys.argv[2:])

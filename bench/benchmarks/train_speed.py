@@ -200,7 +200,8 @@ def main_select(args, device, peak: float) -> None:
     left = args.budget
     for size, batches in by_size.items():
         got = select(list(batches), device, batches, size, args.steps, args.timed, left, peak,
-                     variants=args.variants.split(",") if args.variants else None)
+                     variants=args.variants.split(",") if args.variants else None, share=args.share)
+        out["processes_per_gpu"] = min(out.get("processes_per_gpu", 2), got["processes_per_gpu"])
         left -= got["seconds"]
         out["chosen"].update(got["chosen"])
         out["rows"] += [{**r, "size": list(size)} for r in got["rows"]]
@@ -211,7 +212,8 @@ def main_select(args, device, peak: float) -> None:
     from bench.safety import write_text_atomic
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(Path(path), json.dumps(out, indent=1) + "\n", "the selection record", overwrite=False)
-    print(f"chosen: " + ", ".join(f"{k.split('|')[2]} {v}" for k, v in out["chosen"].items()))
+    print(f"chosen: " + ", ".join(f"{k.split('|')[2]} {v}" for k, v in out["chosen"].items())
+          + (f"; processes per GPU: {out['processes_per_gpu']}" if args.share else ""))
     print(f"wrote {path}")
 
 
@@ -226,6 +228,8 @@ def main(argv=None):
     ap.add_argument("--timed", type=int, default=20, help="with --select: of --steps, the last ones timed")
     ap.add_argument("--variants", default=None, help="with --select: only these (comma-separated; the eager "
                                                      "reference always)")
+    ap.add_argument("--share", action="store_true", help="with --select: also time the chosen step in one process "
+                                                        "and in two at once; record how many a GPU should run")
     ap.add_argument("--device", default=None)
     ap.add_argument("--batch", type=int, default=5)
     ap.add_argument("--steps", type=int, default=None, help="steps per measurement (default 20; --select: 50)")
