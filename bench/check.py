@@ -121,6 +121,9 @@ def check_bands(rules, full) -> list[dict]:
                 short = (f"ours {ours:.2f} vs paper {paper:.2f}: Δ {signed(ours - paper)} "
                          f"{'within' if status == 'pass' else 'outside'} ±{tol}")
                 earlier = "" if all(current_recipe(r) for r in full[key]) else ", earlier recipe"
+                unstopped = [status_words(r) for r in full[key] if not stop_of(r)["converged"]
+                             and stop_of(r)["reason"] == "deadline"]  # not yet stopped by the paper's rule
+                earlier += f", {unstopped[0]}" if unstopped else ""
                 out.append({"rule": rule, "status": status, "short": short + earlier,
                             "detail": f"{short} (n={len(full[key])}{_recipe_note(full[key])})"})
     return out
