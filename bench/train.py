@@ -162,6 +162,8 @@ class MemberTraining:
         self.stepper, source = chosen_variant(device, self.member, recipe.batch_size, tuple(recipe.image_size),
                                               [self.results / "benchmarks", Path("results") / "benchmarks"])
         self.step_variant = describe_variant(self.stepper, source, recipe)
+        if device.type == "cuda":
+            self.log(f"  {self.member}: step variant {self.stepper.name} ({source})")
         self.model, self.weights_sha = build_model(self.member, recipe, dataset, device, encoder_weights_override,
                                                    self.log, self.stepper)
         self.frozen = freeze_encoder_(self.model, recipe)  # before DDP and the optimiser see the parameters
