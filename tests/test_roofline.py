@@ -44,3 +44,19 @@ def test_the_docs_roofline_table_is_what_bench_roofline_prints():
     block = text.split("<!-- roofline table: python -m bench.roofline -->\n")[1].split("<!-- end roofline")[0]
     models = [m for m in architectures.list_models() if architectures.model_facts(m).get("tables")]
     assert block == "\n".join(roofline_table(models)) + "\n"  # regenerate: python tools/update-docs.py
+
+
+def test_the_reports_speed_table_puts_each_gpu_run_beside_its_floor():
+    from bench.report.speed import table_speed
+    from bench.roofline import step_costs
+    rec = {"member": "segnet-basic", "variant": "median-frequency", "seed": 0, "device": "cuda", "precision": "bf16",
+           "config": {"batch_size": 12, "image_size": [360, 480]},
+           "provenance": {"machine": {"gpu": "NVIDIA H200"}},
+           "timing": {"train_images_per_second": 440.0, "mfu": 0.158}}
+    cpu = {**rec, "device": "cpu"}
+    t = table_speed("camvid-decoder-variants", {("camvid-decoder-variants", "segnet-basic", "median-frequency"):
+                                                [rec, cpu]})
+    floor = step_costs("segnet-basic", 12, (360, 480))["floor_images_per_second"]["H200"]
+    assert t.rows == [["SegNet-Basic [median-frequency]", 0, "NVIDIA H200", "bf16", "eager (before selection)", "440",
+                       "15.8", f"{floor:,.0f}", f"{floor / 440:.1f}"]]  # the CPU run is not a GPU's
+    assert table_speed("camvid-decoder-variants", {("s", "m", None): [cpu]}) is None

@@ -91,6 +91,9 @@ def render_suite(suite, recs, paths, profiles, out_dir: Path, data_root=None, sk
             for t in set_tables:
                 t.key, t.title = f"{t.key}_earlier{i}", f"{t.title}. {heading}"
         tables += set_tables + (cost_tables(suite, profiles) if i == 0 else [])
+        if i == 0 and profile != "smoke":
+            from bench.report.speed import table_speed
+            tables += [t for t in [table_speed(suite, set_groups)] if t]
     link_of = {id(r): Path(os.path.relpath(Path(p).resolve(), Path(link_base or out_dir).resolve())).as_posix()
                for p, r in zip(paths, recs)}
     for t in tables:
