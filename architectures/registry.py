@@ -144,9 +144,8 @@ def load_plugin(spec: str) -> str:
 def load_plugins(specs=()) -> list[str]:
     """Every plugin: the entry points of PLUGIN_GROUP (installed packages), the files or modules of $BENCH_PLUGINS,
     then ``specs``; each imported once. Returns the modules loaded."""
-    from importlib.metadata import entry_points
     loaded = []
-    for ep in entry_points(group=PLUGIN_GROUP):
+    for ep in _entry_points():
         if f"entry point {ep.name}" not in _PLUGINS:
             try:
                 ep.load()
@@ -160,6 +159,13 @@ def load_plugins(specs=()) -> list[str]:
         loaded.append(_PLUGINS[f"entry point {ep.name}"])
     env = [s for s in os.environ.get(PLUGINS_ENV, "").split(os.pathsep) if s.strip()]
     return loaded + [load_plugin(s) for s in [*env, *specs]]
+
+
+@functools.lru_cache(maxsize=None)
+def _entry_points() -> tuple:
+    """The installed packages' entry points of PLUGIN_GROUP (looked up once per process)."""
+    from importlib.metadata import entry_points
+    return tuple(entry_points(group=PLUGIN_GROUP))
 
 
 def add_plugin(spec: str) -> str:
