@@ -30,6 +30,22 @@ BYTES_PER_POOL_INDEX = 2  # one byte per pooled element, written forward and rea
 FLOPS_PER_PARAMETER_UPDATE = 4
 
 
+def floor_from_catalogue(name: str, batch: int, gpu: str) -> float | None:
+    """The floor in images/s of a catalogue model's training step at 360x480 and ``batch`` on ``gpu`` (a key of
+    `GPUS`), from its catalogue counts (`architectures/models.toml`: macs, trainable parameters, training
+    activation bytes), without building it or importing torch; None where the catalogue lacks a count."""
+    from bench import architectures
+    facts = architectures.model_facts(name)
+    macs, act = facts.get("macs"), facts.get("train_activation_bytes")
+    params = facts.get("trainable_params", facts.get("params"))
+    if None in (macs, act, params) or gpu not in GPUS:
+        return None
+    flops = 6 * macs * batch + FLOPS_PER_PARAMETER_UPDATE * params
+    total_bytes = act * batch + BYTES_PER_PARAMETER * params
+    seconds = max(flops / GPUS[gpu]["peak_flops"], total_bytes / GPUS[gpu]["bandwidth"])
+    return batch / seconds
+
+
 def _suite_batch(name: str) -> int:
     """The mini-batch a model trains with in the paper's suites (Table 1: 12, Table 3: 5), else 4 (Table 6)."""
     from bench import architectures
@@ -67,7 +83,7 @@ def model_step_costs(model, batch: int, size=(360, 480)) -> dict:
     counter = FlopCounterMode(display=False)
     try:
         with counter, torch.no_grad(), pools:
-            model.train()(x)
+            model.eval()(x)  # shapes only: eval mode traces every model at batch 1 (no batch statistics)
     finally:
         for h in handles:
             h.remove()

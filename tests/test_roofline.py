@@ -60,3 +60,13 @@ def test_the_reports_speed_table_puts_each_gpu_run_beside_its_floor():
     assert t.rows == [["SegNet-Basic [median-frequency]", 0, "NVIDIA H200", "bf16", "eager (before selection)", "440",
                        "15.8", f"{floor:,.0f}", f"{floor / 440:.1f}"]]  # the CPU run is not a GPU's
     assert table_speed("camvid-decoder-variants", {("s", "m", None): [cpu]}) is None
+
+
+def test_the_catalogue_holds_each_models_training_activation_bytes_and_its_floor_without_torch():
+    from bench import architectures
+    from bench.roofline import floor_from_catalogue
+    for name in architectures.list_models():
+        c = step_costs(name)
+        assert architectures.model_facts(name)["train_activation_bytes"] == c["activation_bytes_per_image"], name
+        for gpu in GPUS:
+            assert floor_from_catalogue(name, c["batch"], gpu) == pytest.approx(c["floor_images_per_second"][gpu])
