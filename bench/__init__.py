@@ -9,6 +9,9 @@
     bench.render_reports("results", "reports")
     outcome = bench.run_check("results")
     model = bench.create_model("segnet", num_classes=11)
+    model = bench.load_model(record)      # a recorded run's selected weights, in evaluation mode
+    bench.predict(record, ["photos/"], "predicted/")              # label maps, overlays, a contact sheet
+    retest = bench.reinfer(record)        # its test split again from its weights, against its predictions
 
     @bench.register_model("my-net")       # a model of your own (docs/models.md), then bench.run_suite(...,
     def my_net(num_classes=11, encoder_weights=None): ...   # add_members=["my-net"])
@@ -46,6 +49,9 @@ _EXPORTS = {
     "register_model": "bench.architectures",
     "load_plugin": "bench.architectures",
     "get_dataset": "bench.datasets",
+    "load_model": "bench.weights",
+    "predict": "bench.prediction",
+    "reinfer": "bench.reinfer",
     "BenchError": "bench.errors",
 }
 __all__ = sorted(_EXPORTS)

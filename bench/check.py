@@ -325,11 +325,13 @@ def rederive(path: Path, rec: dict, results_root: Path) -> dict:
             "detail": f"{path}: " + "; ".join(problems) if problems else "selection and test points as derived"}
 
 
-def run_check(results="results", data_root=None, rules_path: Path = RULES, rescore_predictions: bool = True) -> dict:
+def run_check(results="results", data_root=None, rules_path: Path = RULES, rescore_predictions: bool = True,
+              reinfer: dict | None = None) -> dict:
     """Every rule judged on the records under ``results``. A missing results folder is an error (a gate that
     finds nothing because of a typo must not pass); an unusable record or profile is a failed outcome; records
     whose dataset is not under ``data_root`` are an error (CannotRescore) unless ``rescore_predictions`` is off,
-    and then the report says how many were judged as recorded."""
+    and then the report says how many were judged as recorded. ``reinfer`` ({"images": N or None, "checkpoints":
+    folder}): every record whose weights are present is also re-tested from them (`bench.reinfer`)."""
     if not Path(results).is_dir():
         raise BenchError(f"{results}: results folder not found")
     rules = load_rules(rules_path)
@@ -350,6 +352,9 @@ def run_check(results="results", data_root=None, rules_path: Path = RULES, resco
     outcomes += [rederive(p, r, Path(results)) for p, r in training]
     if rescore_predictions:
         outcomes += [rescore(p, r, found[r["dataset"]], Path(results)) for p, r in training]
+    if reinfer is not None:
+        from bench.reinfer import reinfer_outcomes
+        outcomes += reinfer_outcomes(Path(results), data_root=data_root, **reinfer)
     n_fail = sum(o["status"] == "fail" for o in outcomes)
     return {"records": len(training), "unusable": len(problems), "profiles": len(profiles),
             "judged_as_recorded": 0 if rescore_predictions else len(training), "outcomes": outcomes, "failed": n_fail,

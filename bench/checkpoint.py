@@ -35,6 +35,8 @@ class TrainState:
     segments: int = 1  # the processes the run has been trained in: one more with each resume
     wall_seconds_before: float | None = 0.0  # the wall-clock time of the earlier segments (None: a checkpoint
                                              # written before this was kept)
+    tensorboard_dir: str | None = None  # the folder of the run's live curves (bench.curves), kept across resumes
+    curves_step: int = 0  # the last iteration whose training loss went to the live curves
 
     @classmethod
     def new(cls, total: int, device) -> "TrainState":
@@ -105,11 +107,6 @@ def run_tag(profile: str, variant: str | None, seed: int) -> str:
 
 def checkpoint_path(checkpoints: Path, suite: str, member: str, profile: str, variant: str | None, seed: int) -> Path:
     return Path(checkpoints) / suite / member / f"{run_tag(profile, variant, seed)}.pt"
-
-
-def selected_weights_path(checkpoints: Path, suite: str, member: str, run_id: str) -> Path:
-    """Where the selected weights of a recorded run are kept for a post-processed member (bench.crf)."""
-    return Path(checkpoints) / suite / member / "selected" / f"{run_id}.pt"
 
 
 class TrainingDiverged(BenchError):

@@ -50,6 +50,7 @@ class JobSettings:
     max_minutes: float | None = None      # each job's own limit (a little under the scheduler's time limit)
     deadline: float | None = None         # the whole dispatch's end (time.time() seconds; --max-minutes)
     checkpoint_minutes: float = 10.0
+    tensorboard: str | None = None        # where the jobs write live curves (an absolute path: bench.curves)
     waited: bool = True                   # a dispatcher waits for the jobs (False: --no-wait)
 
 
@@ -127,7 +128,8 @@ class TrainingJob(_Checkpointable):
                                 encoder_weights=s.encoder_weights, overrides=dict(s.overrides), device=s.device,
                                 log=print, deadline=deadline,
                                 options=RunOptions(checkpoint_minutes=s.checkpoint_minutes,
-                                                   stop_signals=("SIGUSR2",) if slurm else ()))
+                                                   stop_signals=("SIGUSR2",) if slurm else (),
+                                                   tensorboard=s.tensorboard))
         except TimeBudgetReached as exc:
             if slurm and own_limit:  # the job's own limit, not the dispatch's deadline: it is to go on
                 return self._continue_later(str(exc))

@@ -10,11 +10,8 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
 
 from bench import crf, stopping
-from bench.build import create_model
-from bench.checkpoint import selected_weights_path
 from bench.config import Recipe, Suite
 from bench.data import data_for
 from bench.errors import BenchError
@@ -22,6 +19,7 @@ from bench.inference import full_scores, host_images, predict_probs
 from bench.metrics import confusion_matrix, segmentation_scores
 from bench.records import new_run_id, now_iso, recorded_run
 from bench.training_record import training_record, write_run
+from bench.weights import load_model
 
 
 
@@ -93,14 +91,8 @@ def selected_model_of(suite: Suite, member: str, base: str, base_recipe: Recipe,
     if base_folder is None:
         raise BenchError(f"{member}: no recorded {base} run ({tag}) under {results / suite.name / base}; run "
                          f"`{command}` first")
-    weights = selected_weights_path(checkpoints, suite.name, base, base_folder.name)
-    if not weights.is_file():
-        raise BenchError(f"{weights}: the selected weights of {base_folder} were not kept (recorded elsewhere or "
-                         f"before they were); record {base} again: `{command}` (without --resume)")
-    model = create_model(base, base_recipe, dataset.num_classes, None)
     try:
-        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-    except Exception as exc:
-        raise BenchError(f"{weights}: not the selected weights of {base} ({exc.__class__.__name__}); delete it and "
-                         f"record {base} again") from None
-    return base_folder, json.loads((base_folder / "run.json").read_text()), model.to(device)
+        model = load_model(base_folder, checkpoints=checkpoints, device=device)
+    except BenchError as exc:
+        raise BenchError(f"{exc}; record {base} again: `{command}` (without --resume)") from None
+    return base_folder, json.loads((base_folder / "run.json").read_text()), model

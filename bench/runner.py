@@ -39,10 +39,12 @@ def resolve_device(device: str | None) -> torch.device:
 def run_suite(suite_name: str, **kw) -> list[RunRecord]:
     """Trains every (member, variant, seed) of a suite and returns their records (``record.folder`` is where
     each lies, beside its predictions). The keywords are `train_suite`'s; the log and progress default to
-    lines that keep a live bar intact and a bar that works on a terminal, in a notebook and in a batch log."""
+    lines that keep a live bar intact and a bar that works on a terminal, in a notebook and in a batch log, and the
+    live curves go to runs/tensorboard (`bench.curves`; ``options=RunOptions(tensorboard=None)`` for none)."""
     from bench.progress import log_line, progress_bar
     kw.setdefault("log", log_line)
     kw.setdefault("progress", progress_bar)
+    kw.setdefault("options", RunOptions(tensorboard="runs/tensorboard"))  # live curves, as `bench run` writes them
     return [RunRecord.load(folder) for folder in train_suite(suite_name, **kw)]
 
 

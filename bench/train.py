@@ -29,14 +29,14 @@ from bench import distributed as dist_utils
 from bench import safety, stopping
 from bench.build import build_model, freeze_encoder_, make_optimizer, train_mode
 from bench.checkpoint import (TrainState, checkpoint_path, load_checkpoint, remove_checkpoint, run_tag,
-                              save_checkpoint, selected_weights_path, stop_if_diverged)
+                              save_checkpoint, stop_if_diverged)
 from bench.config import Recipe, Suite
 from bench.data import Normaliser, TrainBatches, class_weight_labels, data_for
 from bench.errors import BenchError
 from bench.inference import full_scores, predict, quick_scores, recompute_bn_statistics
 from bench.progress import STEPS_WITHOUT_ETA, duration
 from bench.records import now_iso
-from bench.safety import NoSpace, RunLock, StopRequests, save_atomic
+from bench.safety import NoSpace, RunLock, StopRequests
 from bench.step import autocast, make_train_step, to_layout, training_module
 from bench.step_variants import chosen_variant, describe as describe_variant
 from bench.stopping import Schedule
@@ -50,6 +50,7 @@ class RunOptions:
     sync_every: int = 50  # steps between reads of the loss from the device (finite check, progress bar)
     record_at_deadline: bool = False  # at the deadline, also record the run as it stands (stop reason "deadline")
     stop_signals: tuple = ()  # signals besides SIGINT and SIGTERM that stop training with a checkpoint ("SIGUSR2")
+    tensorboard: str | None = None  # where live curves go (bench.curves; `bench run`: runs/tensorboard); None: none
 
 
 class TimeBudgetReached(BenchError):
@@ -92,7 +93,7 @@ def train_member(suite: Suite, member: str, recipe: Recipe, *, profile: str, see
                              overrides=overrides)
         run.prepare(data_cache, progress, encoder_weights_override, resume)
         state, stop = run.state, run.stop
-        with run.lock(), stop, run.progress_bar(progress) as bar, run.interruptions():
+        with run.lock(), stop, run.progress_bar(progress) as bar, run.interruptions(), run.curves:
             run.redo_interrupted_evaluation()
             while (reason := run.due_stop()) is None:
                 it = state.iteration
@@ -197,7 +198,29 @@ class MemberTraining:
         state.log = self.run_log
         self.last_read, self.last_checkpoint, self.segment_start = state.iteration, time.time(), None
         self.eval_seconds: list[float] = []
+        self.curves = self.live_curves(state)
         return state
+
+    def live_curves(self, state: TrainState):
+        """The run's TensorBoard writer (`bench.curves`, rank 0, where the options ask for one): a resumed run
+        continues in the folder its checkpoint names."""
+        from bench.curves import LiveCurves, run_folder
+        from bench.step import peak_flops
+        self.peak = peak_flops(self.device, self.precision)
+        if self.rank != 0 or not self.options.tensorboard:
+            return LiveCurves(None)
+        resumed = state.iteration > 0 and state.tensorboard_dir is not None
+        if not resumed:
+            state.tensorboard_dir = str(run_folder(self.options.tensorboard, self.suite.name, self.member,
+                                                   run_tag(self.profile, self.variant, self.seed)))
+            state.curves_step = state.iteration
+        curves = LiveCurves(Path(state.tensorboard_dir), resumed_at=state.curves_step if resumed else 0)
+        if resumed and state.curves_step < state.iteration:  # losses the interrupted process never wrote
+            curves.training(state.iteration, state.losses[state.curves_step:state.iteration].float().cpu().numpy(),
+                            self.optimizer.param_groups[0]["lr"], state.train_seconds, state.images_trained,
+                            6 * self.macs_per_image, self.peak)
+            state.curves_step = state.iteration
+        return curves
 
     def lock(self):
         """Rank 0 records: it holds the run's lock."""
@@ -252,6 +275,9 @@ class MemberTraining:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         self.stop_clock()
+        self.curves.training(done, unread.float().cpu().numpy(), self.optimizer.param_groups[0]["lr"],
+                             self.state.train_seconds, self.state.images_trained, 6 * self.macs_per_image, self.peak)
+        self.state.curves_step = done
         if bar:
             left = self.remaining_seconds()
             bar.set_postfix(loss=f"{float(unread[-1]):.3f}", ep=done // self.sched.iterations_per_epoch,
@@ -353,12 +379,14 @@ class MemberTraining:
             if budget is not None:
                 state.budgets.append(budget)
             state.evaluated = it
+        if point is not None:
+            self.curves.validation(it, point, self.val_pred, self.data["val"], self.dataset)
         self.log(line)
         train_mode(self.model, recipe)
 
     def validation_point(self, it: int, epoch: float) -> dict:
         val = self.data["val"]
-        pred = predict(self.model, val, self.recipe, self.device)
+        pred = self.val_pred = predict(self.model, val, self.recipe, self.device)
         safety.interruption_point("validation", it)
         scores = quick_scores(pred, val, self.dataset.num_classes, self.dataset.void_label)
         if self.recipe.bf_on_val:
@@ -374,8 +402,9 @@ class MemberTraining:
 
     # -- the end -----------------------------------------------------------------------------------------------------
     def finish(self, reason: str) -> Path | None:
-        """The record of the selected point (rank 0), the selected weights kept where a post-processed member of
-        the suite starts from them, and the checkpoint removed (kept by a run recorded at its deadline)."""
+        """The record of the selected point (rank 0), with the selected weights kept (`bench.weights`: a
+        post-processed member starts from them, `bench predict` runs them), and the checkpoint removed (kept by a
+        run recorded at its deadline)."""
         from bench.training_record import record_trained_member
         if reason != "deadline":
             self.log(f"  {self.member}: stopped at iteration {self.state.iteration:,}: {reason} "
@@ -384,9 +413,6 @@ class MemberTraining:
             return None
         out = record_trained_member(self, reason)
         safety.interruption_point("recorded", self.state.iteration)
-        if self.suite.postprocessed_from(self.member):  # a post-processed member starts from these (bench.postprocess)
-            save_atomic({k: v.cpu() for k, v in self.state.best["model"].items()},
-                        selected_weights_path(self.checkpoints, self.suite.name, self.member, out.name))
         if reason != "deadline":  # a run recorded at the deadline keeps its checkpoint: --resume continues it
             remove_checkpoint(self.ckpt)
         return out

@@ -21,11 +21,13 @@ def training_record(*, suite, member: str, variant: str | None, run_id: str, pro
                     recipe, overrides: dict | None, model: dict, method: dict, device, precision, world_size: int,
                     progress: dict, curves: dict, selected: dict, stop: dict, budgets: list, test: dict,
                     train: dict | None, test_split, timing: dict, resolution=None,
-                    step_variant: dict | None = None) -> dict:
+                    step_variant: dict | None = None, weights: dict | None = None,
+                    live_curves: str | None = None) -> dict:
     """run.json of a run: who it is (suite, member, variant, profile, seed), what made it (recipe, model, the
     training ``method``: {"optimiser": ...} or {"postprocess": ...}, provenance, device), how far it went
     (``progress``: iterations, iterations_per_epoch, train_images), its curves, selected point, stop and scores,
-    where its predictions are (at ``resolution``, the recipe's image size unless given), and its timing."""
+    where its predictions are (at ``resolution``, the recipe's image size unless given), its timing, and its kept
+    ``weights`` (`bench.weights`: their SHA-256, where they are) and where its ``live_curves`` went (TensorBoard)."""
     return {
         "schema_version": SCHEMA_VERSION,
         "kind": "training-run",
@@ -48,6 +50,8 @@ def training_record(*, suite, member: str, variant: str | None, run_id: str, pro
                         "resolution": list(resolution or recipe.image_size),
                         "at_original_size": test_split.frames is not None},
         "log": "log.txt",
+        **({"weights": weights} if weights is not None else {}),
+        **({"tensorboard": live_curves} if live_curves else {}),
         "timing": timing,
         "finished_at": now_iso(),
     }
@@ -63,9 +67,10 @@ def loss_curve(losses: np.ndarray) -> dict:
 
 
 def write_run(results: Path, suite_name: str, member: str, run_id: str, test_split, test_pred, log_lines: list,
-              make_record, losses: np.ndarray | None = None) -> Path:
+              make_record, losses: np.ndarray | None = None, extra_files=None) -> Path:
     """A run's record folder, published whole or not at all: the test predictions at each image's own size,
-    log.txt, loss.npy (where given) and run.json, ``make_record()`` called once the files are written."""
+    log.txt, loss.npy (where given), what ``extra_files(folder)`` writes there (the weights) and run.json,
+    ``make_record()`` called once the files are written."""
     from bench.labelmap import write_label_map
     folder = RunFolder(Path(results) / suite_name / member, run_id)
     try:
@@ -74,6 +79,8 @@ def write_run(results: Path, suite_name: str, member: str, run_id: str, test_spl
         if losses is not None:
             np.save(folder.tmp / "loss.npy", losses)
         (folder.tmp / "log.txt").write_text("".join(line + "\n" for line in log_lines))
+        if extra_files is not None:
+            extra_files(folder.tmp)
         safety.interruption_point("record", -1)
         final = folder.publish(make_record())
     except OSError as exc:
@@ -104,6 +111,11 @@ def record_trained_member(run, reason: str) -> Path:
         if recipe.evaluate_train else None
     losses = state.losses_so_far().cpu().numpy().astype(np.float32)
     run_id = new_run_id(run.profile, run.seed, run.variant)
+    weights: dict = {}
+
+    def keep_weights(folder: Path) -> None:  # under checkpoints/, and beside run.json where small (bench.weights)
+        from bench.weights import keep_selected_weights
+        weights.update(keep_selected_weights(run, run_id, folder))
 
     def make_record() -> dict:
         tps = state.images_trained / state.train_seconds if state.train_seconds else None
@@ -125,14 +137,15 @@ def record_trained_member(run, reason: str) -> Path:
             selected={"iteration": state.best["iteration"], "epoch": state.best["epoch"], "rule": recipe.selection},
             stop=stopping.stop_record(recipe, reason, state.iteration, run.sched.total, state.val,
                                       state.best["iteration"]),
-            budgets=state.budgets, test=test_scores, train=train_scores, test_split=test,
+            budgets=state.budgets, test=test_scores, train=train_scores, test_split=test, weights=weights,
+            live_curves=state.tensorboard_dir,
             timing={**wall_clock(state, time.time() - run.started), "train_seconds": state.train_seconds,
                     "images_trained": state.images_trained, "train_images_per_second": tps,
                     "model_flops_per_train_image": 6 * run.macs_per_image,
                     "mfu": (6 * run.macs_per_image * tps / peak) if (tps and peak) else None, "peak_flops": peak,
                     **times_floor(run.device, run.member, recipe, tps)})
     return write_run(run.results, run.suite.name, run.member, run_id, test, test_pred, state.log, make_record,
-                     losses)
+                     losses, keep_weights)
 
 
 def times_floor(device, member: str, recipe, images_per_second) -> dict:

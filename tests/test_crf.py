@@ -66,16 +66,16 @@ def test_missing_deeplab_record_names_what_to_run_first(fake_root, tmp_path):
 
 
 def test_densecrf_member_records_a_postprocessed_smoke_deeplab_run(fake_root, tmp_path):
-    from bench.checkpoint import selected_weights_path
+    from bench.weights import kept_weights_path
     from bench.runner import train_suite
     kw = dict(profile="smoke", data_root=fake_root, results=tmp_path / "results", checkpoints=tmp_path / "ckpt",
               log=lambda m: None, overrides={"image_size": [64, 96], "max_iters": 2, "batch_size": 2,
                                              "eval_every_iters": 1, "budgets_iters": [1, 2], "encoder_weights": "none"})
     (older,) = train_suite("camvid-controlled", members=["deeplab-largefov"], **kw)
-    selected_weights_path(tmp_path / "ckpt", "camvid-controlled", "deeplab-largefov", older.name).unlink()
+    kept_weights_path(tmp_path / "ckpt", "camvid-controlled", "deeplab-largefov", older.name).unlink()
     base, post = train_suite("camvid-controlled", members=["deeplab-largefov", "deeplab-largefov-densecrf"], **kw)
     assert base != older  # the CRF takes the latest DeepLab record (the older one has no weights kept)
-    assert selected_weights_path(tmp_path / "ckpt", "camvid-controlled", "deeplab-largefov", base.name).is_file()
+    assert kept_weights_path(tmp_path / "ckpt", "camvid-controlled", "deeplab-largefov", base.name).is_file()
     rec = json.loads((post / "run.json").read_text())
     assert rec["member"] == "deeplab-largefov-densecrf" and rec["postprocess"]["of"] == "deeplab-largefov"
     assert rec["postprocess"]["record"] == base.name and len(rec["postprocess"]["grid"]) == len(crf.grid())

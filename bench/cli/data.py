@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from bench.cli.common import DATA_ROOT_HELP, clean_errors, main, write_json_new
-from bench.progress import progress_bar
+from bench.progress import log_line, progress_bar
 from bench.errors import BenchError
 
 
@@ -93,7 +93,16 @@ def format_scores(result: dict) -> str:
 @click.option("--data-root", help=DATA_ROOT_HELP)
 @click.option("--dataset", default="camvid", show_default=True, help="registered dataset the predictions are for")
 @click.option("--split", default="test", show_default=True, help="split whose images the files are named after")
-@click.option("--predictions", required=True, type=click.Path(), help="folder of 8-bit PNG label maps named like the split's images")
+@click.option("--predictions", type=click.Path(), help="folder of 8-bit PNG label maps named like the split's images")
+@click.option("--run", "run_record", type=click.Path(), help="with --reinfer: a record folder (or its run.json)")
+@click.option("--reinfer", is_flag=True, help="re-test --run from its kept weights: run them over its test split and "
+              "compare with its committed predictions (pixels that agree, each score's Δ; bench.reinfer)")
+@click.option("--images", type=click.IntRange(1, None), default=None, help="with --reinfer: the first N test images only")
+@click.option("--device", default="cpu", show_default=True, help="with --reinfer: where the model runs")
+@click.option("--precision", type=click.Choice(["bf16", "fp32"]), default=None,
+              help="with --reinfer: instead of the record's own precision")
+@click.option("--checkpoints", default="checkpoints", show_default=True, type=click.Path(file_okay=False),
+              help="with --reinfer: where weights that are not committed are kept")
 @click.option("--out", type=click.Path(dir_okay=False), help="write the scores as JSON here (must not exist)")
 @click.option("--absent", type=click.Choice(["zero", "skip"]), default="zero", show_default=True,
               help="C and mIoU: a class absent from the ground truth scores 0 (authors' script) or is skipped")
@@ -105,11 +114,21 @@ def format_scores(result: dict) -> str:
                    "(the script) or in the ground truth only (the paper's text)")
 @click.option("--workers", type=click.IntRange(1, 1024), default=None, help="processes for BF (default: all cores)")
 @clean_errors
-def eval_cmd(data_root, dataset, split, predictions, out, absent, bf_matching, bf_class_rule, workers):
-    """Score a folder of predicted label maps with G, C, mIoU and BF (the authors' conventions).
+def eval_cmd(data_root, dataset, split, predictions, run_record, reinfer, images, device, precision, checkpoints, out,
+             absent, bf_matching, bf_class_rule, workers):
+    """Score a folder of predicted label maps with G, C, mIoU and BF (the authors' conventions), or re-test a
+    record from its own weights (--run RECORD --reinfer).
 
     Example: bench eval --predictions my_model/test_predictions --out scores.json
+
+    Example: bench eval --run results/camvid-decoder-variants/fcn-basic/<run> --reinfer
     """
+    if reinfer or run_record:
+        if not (reinfer and run_record) or predictions:
+            raise BenchError("--reinfer takes --run RECORD (and no --predictions): bench eval --run RECORD --reinfer")
+        return _reinfer(run_record, data_root, images, device, precision, checkpoints, out)
+    if not predictions:
+        raise BenchError("give --predictions FOLDER (or --run RECORD --reinfer)")
     # scoring does no linear algebra: OpenBLAS's idle threads (started with numpy) would only take CPU time
     # from the scoring workers
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -129,6 +148,54 @@ def eval_cmd(data_root, dataset, split, predictions, out, absent, bf_matching, b
     if out:
         write_json_new(Path(out), result)
         click.echo(f"wrote {out}")
+
+
+def _reinfer(run_record, data_root, images, device, precision, checkpoints, out):
+    from bench.reinfer import describe, reinfer
+    if out and Path(out).exists():
+        raise BenchError(f"{out}: already exists; nothing was written (choose another --out)")
+    result = reinfer(run_record, checkpoints=checkpoints, data_root=data_root, device=device, images=images,
+                     precision=precision, log=log_line, progress=progress_bar)
+    click.echo(describe(result))
+    click.echo(f"{'':8} {'G':>8} {'C':>8} {'mIoU':>8} {'BF':>8}")
+    for label, scores in (("recorded", result["committed_scores"]), ("again", result["scores"]),
+                          ("Δ", result["delta"])):
+        click.echo(f"{label:8} " + " ".join(f"{scores[k]:8.2f}" for k in ("G", "C", "mIoU", "BF")))
+    if out:
+        write_json_new(Path(out), result)
+        click.echo(f"wrote {out}")
+    if not result["within_tolerance"]:
+        sys.exit(1)
+
+
+# -- predict ------------------------------------------------------------------------------------------
+@main.command("predict")
+@click.argument("images", nargs=-1, required=True, type=click.Path())
+@click.option("--run", "run_record", required=True, type=click.Path(),
+              help="a record folder (or its run.json) whose weights are kept, or a .safetensors file of them")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="folder for labels/, overlays/ and sheet.png")
+@click.option("--device", default="cpu", show_default=True, help="where the model runs (cpu, cuda)")
+@click.option("--checkpoints", default="checkpoints", show_default=True, type=click.Path(file_okay=False),
+              help="where weights that are not committed are kept")
+@click.option("--no-sheet", is_flag=True, help="no contact sheet")
+@clean_errors
+def predict_cmd(images, run_record, out, device, checkpoints, no_sheet):
+    """Run a recorded model on images or folders of images of any size.
+
+    Writes 8-bit label maps, colour overlays in the dataset's palette with a legend, and one contact sheet. An
+    image that cannot be read is named in one line and the others are still done (exit status 2 then).
+
+    Example: bench predict --run results/camvid-decoder-variants/fcn-basic/<run> photos/ --out predicted/
+    """
+    from bench.prediction import predict
+    result = predict(run_record, images, out, device=device, checkpoints=checkpoints, sheet=not no_sheet,
+                     progress=progress_bar, log=log_line)
+    click.echo(f"wrote {len(result['written'])} label map(s) and overlay(s) to {out}"
+               + ("" if no_sheet or not result["written"] else f", and {out}/sheet.png"))
+    for line in result["problems"]:
+        click.echo(f"error: {line}", err=True)
+    if result["problems"]:
+        sys.exit(2)
 
 
 # -- models -------------------------------------------------------------------------------------------

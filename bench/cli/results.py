@@ -95,14 +95,23 @@ def report_cmd(results, out, data_root, profile, commit, since, runs):
 @click.option("--no-rescore", is_flag=True,
               help="judge the records as recorded, without re-scoring their predictions (no dataset needed); said in "
                    "the first lines. Without it, a record that cannot be re-scored is an error")
+@click.option("--reinfer", is_flag=True, help="also re-test every record whose weights are present (committed beside "
+              "run.json or kept under --checkpoints) from those weights: bench eval --run RECORD --reinfer for each")
+@click.option("--reinfer-images", type=click.IntRange(1, None), default=None,
+              help="with --reinfer: the first N test images of each record (default: all)")
+@click.option("--checkpoints", default="checkpoints", show_default=True, type=click.Path(file_okay=False),
+              help="with --reinfer: where weights that are not committed are kept")
 @clean_errors
-def check_cmd(results, data_root, fmt, verbose, no_rescore):
+def check_cmd(results, data_root, fmt, verbose, no_rescore, reinfer, reinfer_images, checkpoints):
     """Regression gate: recorded results against the published numbers, and predictions re-scored.
 
     Example: bench check --data-root ../shared/datasets
+
+    Example: bench check --reinfer --reinfer-images 60
     """
     from bench.check import format_check, run_check
-    report = run_check(results, data_root, rescore_predictions=not no_rescore)
+    report = run_check(results, data_root, rescore_predictions=not no_rescore,
+                       reinfer={"images": reinfer_images, "checkpoints": checkpoints} if reinfer else None)
     if fmt == "json":
         click.echo(json.dumps(report, indent=1, ensure_ascii=False))
     else:

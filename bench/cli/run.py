@@ -49,6 +49,9 @@ from bench.progress import log_line, progress_bar
 @click.option("--record-at-deadline", is_flag=True,
               help="at --max-minutes, also record the run in progress as it stands (its stop reason \"deadline\": "
                    "never counted as converged; --resume continues it from the checkpoint)")
+@click.option("--tensorboard", "tensorboard_dir", default="runs/tensorboard", show_default=True,
+              type=click.Path(file_okay=False), help="where each run writes its live curves (TensorBoard event files)")
+@click.option("--no-tensorboard", is_flag=True, help="no live curves")
 @click.option("--executor", type=click.Choice(["local", "slurm", "debug"]), default=None,
               help="run each (member, variant, seed) as a job through submitit: local (separate processes), slurm, "
                    "debug (in this process); default: in this process, as one loop")
@@ -68,8 +71,8 @@ from bench.progress import log_line, progress_bar
 @clean_errors
 @sigterm_as_interrupt
 def run_cmd(suite, plan, profile, members, variants, add_members, seeds, data_root, results, checkpoints, resume, encoder_weights,
-            sets, device, max_minutes, checkpoint_minutes, record_at_deadline, executor, jobs_dir, time_limit,
-            gpus_per_job, cpus_per_job, partition, account, max_parallel, no_wait):
+            sets, device, max_minutes, checkpoint_minutes, record_at_deadline, tensorboard_dir, no_tensorboard, executor,
+            jobs_dir, time_limit, gpus_per_job, cpus_per_job, partition, account, max_parallel, no_wait):
     """Train every member of a suite with its recipe (or work through a plan) and record the results.
 
     Example: bench run --suite camvid-decoder-variants --profile full --members segnet-basic --seeds 0,1,2
@@ -96,14 +99,19 @@ def run_cmd(suite, plan, profile, members, variants, add_members, seeds, data_ro
         raise BenchError("--add-member trains in this process; not with --executor")
     if record_at_deadline and (max_minutes is None or executor is not None):
         raise BenchError("--record-at-deadline applies with --max-minutes, in this process (not with --executor)")
-    options = RunOptions(checkpoint_minutes=checkpoint_minutes, record_at_deadline=record_at_deadline)
+    tensorboard = None if no_tensorboard else str(Path(tensorboard_dir).resolve())
+    options = RunOptions(checkpoint_minutes=checkpoint_minutes, record_at_deadline=record_at_deadline,
+                         tensorboard=tensorboard)
+    if tensorboard:
+        click.echo(f"live curves: tensorboard --logdir {tensorboard_dir}")
     if executor is not None:
         results = results or _default_results(plan, profile, device, executor)
         _dispatch_runs(suite, plan, profile, split(members), split(variants), seed_list, executor, jobs_dir,
                        time_limit, gpus_per_job, cpus_per_job, partition, account, max_parallel, not no_wait,
                        job_settings=dict(data_root=data_root, results=results, checkpoints=checkpoints,
                                            encoder_weights=encoder_weights, overrides=overrides, device=device,
-                                           max_minutes=max_minutes, checkpoint_minutes=checkpoint_minutes))
+                                           max_minutes=max_minutes, checkpoint_minutes=checkpoint_minutes,
+                                           tensorboard=tensorboard))
         return
     if any(v is not None for v in (time_limit, gpus_per_job, cpus_per_job, partition, account)) or no_wait:
         raise BenchError("--time-limit, --gpus-per-job, --cpus-per-job, --partition, --account and --no-wait "

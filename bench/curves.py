@@ -1,0 +1,89 @@
+"""Live curves of a training run, as PyTorch's own convention has them: TensorBoard event files (only
+tensorboard's writer is used, through `torch.utils.tensorboard`), under `runs/tensorboard/<suite>/<member>/<run>`
+where `bench run` puts them (`--tensorboard DIR`, `--no-tensorboard`). `tensorboard --logdir runs/tensorboard`
+shows, per run:
+
+- `train/loss` (the mean of the steps' losses since the last read: every `sync_every` steps and at evaluations),
+  `train/lr`, `train/images_per_second` and `train/mfu` (where the device's peak is known);
+- `val/G`, `val/C`, `val/mIoU` (and `val/BF` where the recipe scores BF on validation) and `val_iou/<class>` at
+  each evaluation;
+- `val_images/<name>`: three validation images, their ground truth and the prediction, at each evaluation.
+
+A run keeps its folder across resumes (the checkpoint names it); the resumed writer purges what the interrupted
+process wrote after the checkpoint (TensorBoard's ``purge_step``), so no step appears twice.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+VAL_IMAGES = 3
+
+
+def run_folder(root, suite: str, member: str, tag: str) -> Path:
+    """A new run's folder under ``root``: its tag (profile, variant, seed) and the time it started."""
+    return Path(root) / suite / member / f"{tag}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+
+
+class LiveCurves:
+    """The TensorBoard writer of one run (a no-op where ``folder`` is None). ``resumed_at``: the last iteration the
+    resumed run's checkpoint knows was written (events an earlier process wrote past it are purged)."""
+
+    def __init__(self, folder: Path | None, resumed_at: int = 0):
+        self.folder, self.writer = folder, None
+        self.last = None  # (iteration, train seconds, images) at the last loss read
+        if folder is not None:
+            from torch.utils.tensorboard import SummaryWriter
+            self.writer = SummaryWriter(str(folder), purge_step=resumed_at + 1 if resumed_at else None)
+
+    def training(self, done: int, losses, lr: float, train_seconds: float, images: int, flops_per_image: float,
+                 peak_flops: float | None) -> None:
+        """The losses read at iteration ``done`` (those since the last read), the learning rate and the speed
+        since the last read."""
+        if self.writer is None or len(losses) == 0:
+            return
+        w = self.writer
+        w.add_scalar("train/loss", float(np.mean(losses)), done)
+        w.add_scalar("train/lr", lr, done)
+        if self.last is not None and train_seconds > self.last[1]:
+            ips = (images - self.last[2]) / (train_seconds - self.last[1])
+            w.add_scalar("train/images_per_second", ips, done)
+            if peak_flops:
+                w.add_scalar("train/mfu", flops_per_image * ips / peak_flops, done)
+        self.last = (done, train_seconds, images)
+
+    def validation(self, it: int, point: dict, pred: np.ndarray, val, dataset) -> None:
+        """An evaluation's scores, per-class IoU and the first validation images beside their prediction."""
+        if self.writer is None:
+            return
+        import torch
+        from bench.metrics import confusion_matrix, segmentation_scores
+        w = self.writer
+        for k in ("G", "C", "mIoU", "BF"):
+            if point.get(k) is not None:
+                w.add_scalar(f"val/{k}", point[k], it)
+        cm = confusion_matrix(torch.from_numpy(pred).to(val.labels.device), val.labels, dataset.num_classes,
+                              dataset.void_label).cpu().numpy()
+        for name, iou in zip(dataset.class_names, segmentation_scores(cm)["per_class_iou"]):
+            if iou is not None and np.isfinite(iou):
+                w.add_scalar(f"val_iou/{name}", 100 * float(iou), it)
+        palette = np.zeros((256, 3), np.uint8)
+        palette[:len(dataset.palette)] = np.asarray(dataset.palette, np.uint8)
+        for i in range(min(VAL_IMAGES, len(val))):
+            image = val.images[i].permute(1, 2, 0).cpu().numpy()
+            label = val.labels[i].cpu().numpy()
+            panel = np.concatenate([image, palette[label], palette[pred[i]]], axis=1)
+            w.add_image(f"val_images/{Path(val.names[i]).stem}", panel, it, dataformats="HWC")
+        w.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
