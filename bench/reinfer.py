@@ -12,8 +12,8 @@ Tolerance (`TOLERANCE`, by how the re-test's setting differs from the record's):
   max-pooling window moves an index, so whole unpooled positions differ;
 - "precision" (bf16 against fp32): more of the same.
 Measured on the committed Table 1 records (`python -m bench.benchmarks.reinfer_tolerance`, its record in
-results/benchmarks/): weights of another iteration of the same run agree at about two thirds of the pixels, far
-outside every tier; the scores of the right weights move by hundredths of a point.
+results/benchmarks/): the right weights stay inside their tier with room to spare; weights of another iteration of
+the same run fall far outside every tier.
 """
 from __future__ import annotations
 

@@ -49,7 +49,7 @@ def test_a_job_killed_mid_run_is_resubmitted_and_resumes(data, tmp_path):
     longer = dict(TINY, max_iters=16, eval_every_iters=8)
     spec = RunSpec("camvid-decoder-variants", "segnet-basic", "median-frequency", 0, "smoke")
     settings = JobSettings(data_root=str(data), results=str(tmp_path / "r"), checkpoints=str(tmp_path / "c"),
-                           overrides=longer, checkpoint_minutes=0.0)
+                           overrides=longer, checkpoint_minutes=0.0, tensorboard=str(tmp_path / "tb"))
     ckpt_note = tmp_path / "c" / "camvid-decoder-variants" / "segnet-basic" / "smoke-median-frequency-seed0.json"
     killed = []
 
@@ -69,6 +69,20 @@ def test_a_job_killed_mid_run_is_resubmitted_and_resumes(data, tmp_path):
     train_suite("camvid-decoder-variants", profile="smoke", members=["segnet-basic"], variants=["median-frequency"],
               data_root=data, results=base / "r", checkpoints=base / "c", overrides=dict(longer), log=lambda m: None)
     assert records_content(tmp_path / "r") == records_content(base / "r")
+    assert_curves_once_each(tmp_path / "tb", tmp_path / "r")
+
+
+def assert_curves_once_each(tb: Path, results: Path) -> None:
+    """The run's live curves (one folder, however many jobs wrote to it) hold each loss read and each evaluation
+    once, as TensorBoard reads them (what a killed job wrote past its checkpoint purged)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    (rec,) = [json.loads(p.read_text()) for p in results.rglob("run.json")]
+    assert Path(rec["tensorboard"]).parent.parent.parent == tb and len(list(tb.glob("*/*/*"))) == 1
+    acc = EventAccumulator(rec["tensorboard"])
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("val/G")] == [p["iteration"] for p in rec["curves"]["val"]]
+    steps = [e.step for e in acc.Scalars("train/loss")]
+    assert steps == sorted(set(steps)) and steps[-1] == rec["iterations"]
 
 
 @pytest.mark.slow

@@ -4,6 +4,7 @@ and one killed on its node, `--no-wait` and what a later command makes of it, op
 
 The jobs train smoke runs on the real CamVid (BENCH_DATA_ROOT or ../shared/datasets), deterministically, so that a
 resumed run's record equals an uninterrupted one. Skipped where no cluster is up, except under CI."""
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -16,7 +17,7 @@ from bench.cli import main
 from bench.dispatch import dispatch
 from bench.jobs import JobSettings, RunSpec, job_rows
 from bench.runner import train_suite
-from tests.test_dispatch import records_content
+from tests.test_dispatch import assert_curves_once_each, records_content
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -130,7 +131,8 @@ def test_a_requeued_job_and_one_at_its_time_limit_resume_to_the_uninterrupted_re
             requeued.append(job.job_id)
         elif requeued and _pending_reason(job.job_id) == "BeginTime":  # Slurm holds a requeued job two minutes
             subprocess.run(["scontrol", "update", f"jobid={job.job_id}", "starttime=now"], capture_output=True)
-    out = dispatch([spec], _settings(root, tmp_path, LONG), executor="slurm", jobs_dir=tmp_path / "jobs",
+    settings = dataclasses.replace(_settings(root, tmp_path, LONG), tensorboard=str(tmp_path / "tb"))
+    out = dispatch([spec], settings, executor="slurm", jobs_dir=tmp_path / "jobs",
                    time_limit_min=2, gpus=0, log=lines.append, poll_seconds=0.5, on_poll=preempt_once_checkpointed)
     (e,) = out["entries"]
     assert requeued and (e.state, e.failures) == ("recorded", 0), lines
@@ -139,6 +141,7 @@ def test_a_requeued_job_and_one_at_its_time_limit_resume_to_the_uninterrupted_re
     assert log.count("Starting with JobEnvironment") >= 2 and "resumed segnet-basic from iteration" in log
     assert e.attempts >= 2 and any("at its time limit" in line for line in lines), lines
     assert records_content(tmp_path / "r") == uninterrupted
+    assert_curves_once_each(tmp_path / "tb", tmp_path / "r")  # every job of the run wrote to the same live curves
 
 
 def test_a_job_killed_on_its_node_is_tried_once_more_then_reported(root, tmp_path):
