@@ -398,13 +398,13 @@ def format_check(report: dict, verbose: bool = False, width: int = 120) -> list[
     """`bench check`'s lines: the verdict counts, then one line per rule judged against the paper (cut at
     ``width``), the re-scored predictions and superseded records folded into a count each; a failure of any kind
     is always shown whole. ``verbose`` shows every outcome whole."""
-    rules, folded = [], {"rescore": [], "superseded": [], "replaced": [], "seal": [], "derive": []}
+    rules, folded = [], {"rescore": [], "superseded": [], "replaced": [], "seal": [], "derive": [], "reinfer": []}
     for o in report["outcomes"]:
         prefix = o["rule"].split(":", 1)[0]
         (folded[prefix] if prefix in folded else rules).append(o)
     rescored, superseded = folded["rescore"], folded["superseded"]
     checked = folded["seal"] + folded["derive"]
-    shown = rules + ([o for o in rescored + superseded + folded["replaced"] + checked
+    shown = rules + ([o for o in rescored + superseded + folded["replaced"] + checked + folded["reinfer"]
                       if verbose or o["status"] == "fail"])
     col = min(max([len(o["rule"]) for o in shown] + [4]), 48)
     unusable = f" (and {report['unusable']} unusable)" if report.get("unusable") else ""
@@ -428,6 +428,13 @@ def format_check(report: dict, verbose: bool = False, width: int = 120) -> list[
         counts = ", ".join(f"{sum(o['status'] == s for o in rescored)} {s}" for s in ("pass", "fail", "not run")
                            if any(o["status"] == s for o in rescored))
         lines.append(f"re-scored predictions of {len(rescored)} records: {counts} (--verbose lists them)")
+    if folded["reinfer"] and not verbose:
+        retested = folded["reinfer"]
+        agree = [o["detail"].split(" of pixels agree")[0].rsplit(" ", 1)[-1] for o in retested
+                 if "of pixels agree" in o["detail"]]
+        lines.append(f"re-tested from their weights (--reinfer): {len(retested)} record(s), "
+                     f"{sum(o['status'] == 'pass' for o in retested)} within tolerance"
+                     + (f" (pixels agreeing: {', '.join(agree)})" if agree else "") + " (--verbose lists them)")
     if checked and not verbose:
         failed = sum(o["status"] == "fail" for o in checked)
         lines.append(f"sealed and re-derived fields of {len(folded['seal'])} records: "

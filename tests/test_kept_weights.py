@@ -91,6 +91,9 @@ def test_check_reinfer_retests_every_record_with_weights(recorded):
     from bench.reinfer import reinfer_outcomes
     outcomes = reinfer_outcomes(recorded["base"] / "results", data_root=recorded["root"], images=1)
     assert [o["status"] for o in outcomes] == ["pass", "pass"] and "1 images" in outcomes[0]["detail"]
+    r = CliRunner().invoke(main, ["check", "--results", str(recorded["base"] / "results"), "--data-root",
+                                  str(recorded["root"]), "--reinfer", "--reinfer-images", "1"])
+    assert r.exit_code == 0 and "re-tested from their weights (--reinfer): 2 record(s), 2 within tolerance" in r.output
 
 
 def test_predict_writes_labels_overlays_and_a_sheet_and_names_a_bad_file(recorded, tmp_path):
