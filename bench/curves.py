@@ -5,8 +5,10 @@ shows, per run:
 
 - `train/loss` (the mean of the steps' losses since the last read: every `sync_every` steps and at evaluations),
   `train/lr`, `train/images_per_second` and `train/mfu` (where the device's peak is known);
-- `val/G`, `val/C`, `val/mIoU` (and `val/BF` where the recipe scores BF on validation) and `val_iou/<class>` at
-  each evaluation;
+- `val/G`, `val/C`, `val/mIoU`, `val/BF` and `val_iou/<class>` at each evaluation. Where the recipe does not
+  score BF on validation (no suite does: its cost would hold the GPU up), the curves' BF of the whole validation
+  split is computed in a background thread while training goes on (the BF matcher's C code releases the GIL), and
+  written at its evaluation's step when done; the record's validation curve is as the recipe says;
 - `val_images/<name>`: three validation images, their ground truth and the prediction, at each evaluation.
 
 A run keeps its folder across resumes (the checkpoint names it); the resumed writer purges what the interrupted
@@ -32,7 +34,7 @@ class LiveCurves:
     resumed run's checkpoint knows was written (events an earlier process wrote past it are purged)."""
 
     def __init__(self, folder: Path | None, resumed_at: int = 0):
-        self.folder, self.writer = folder, None
+        self.folder, self.writer, self.background = folder, None, None
         self.last = None  # (iteration, train seconds, images) at the last loss read
         if folder is not None:
             from torch.utils.tensorboard import SummaryWriter
@@ -64,6 +66,8 @@ class LiveCurves:
         for k in ("G", "C", "mIoU", "BF"):
             if point.get(k) is not None:
                 w.add_scalar(f"val/{k}", point[k], it)
+        if point.get("BF") is None:
+            self.boundary_score_later(it, pred, val, dataset)
         cm = confusion_matrix(torch.from_numpy(pred).to(val.labels.device), val.labels, dataset.num_classes,
                               dataset.void_label).cpu().numpy()
         for name, iou in zip(dataset.class_names, segmentation_scores(cm)["per_class_iou"]):
@@ -78,7 +82,26 @@ class LiveCurves:
             w.add_image(f"val_images/{Path(val.names[i]).stem}", panel, it, dataformats="HWC")
         w.flush()
 
+    def boundary_score_later(self, it: int, pred: np.ndarray, val, dataset) -> None:
+        """val/BF at step ``it``, computed in a background thread (one at a time) from the host copies of the
+        predictions and labels (at each image's own size where sizes vary)."""
+        from concurrent.futures import ThreadPoolExecutor
+        from bench.evaluate import score_label_maps
+        maps = val.full_size(pred)
+        labels = val.originals if val.frames is not None else list(val.labels.cpu().numpy())
+        if self.background is None:
+            self.background = ThreadPoolExecutor(1, thread_name_prefix="val-bf")
+
+        def score():
+            bf = score_label_maps(maps, labels, class_names=dataset.class_names, void_label=dataset.void_label,
+                                  workers=1)["BF"]
+            if bf is not None:
+                self.writer.add_scalar("val/BF", bf, it)
+        self.background.submit(score)
+
     def close(self) -> None:
+        if self.background is not None:
+            self.background.shutdown(wait=True, cancel_futures=True)
         if self.writer is not None:
             self.writer.close()
 

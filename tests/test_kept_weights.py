@@ -128,7 +128,8 @@ def test_tensorboard_holds_the_curves_and_a_resume_writes_no_step_twice(recorded
     acc.Reload()
     tags = acc.Tags()
     assert {"train/loss", "train/lr", "train/images_per_second", "train/mfu", "val/G", "val/C",
-            "val/mIoU"} <= set(tags["scalars"])
+            "val/mIoU", "val/BF"} <= set(tags["scalars"])
+    assert [e.step for e in acc.Scalars("val/BF")] == [2, 4]  # scored in the background, at its evaluation's step
     assert [e.step for e in acc.Scalars("val/G")] == [2, 4] and any(t.startswith("val_iou/") for t in tags["scalars"])
     assert len(tags["images"]) == 2 and len(acc.Images(tags["images"][0])) == 2  # the synthetic val split has two
 
