@@ -22,6 +22,18 @@ from pathlib import Path
 import numpy as np
 
 VAL_IMAGES = 3
+_ANNOUNCED: set = set()  # the folders whose `tensorboard --logdir` line this process has printed
+
+
+def announce(root, log) -> None:
+    """The `tensorboard --logdir` line of ``root``, once per process (a plan trains many runs; a dispatch's jobs
+    write there too), after the runs' inputs were checked; relative to the working folder where under it."""
+    import os
+    if not root or str(root) in _ANNOUNCED:
+        return
+    _ANNOUNCED.add(str(root))
+    shown = os.path.relpath(root) if Path(root).resolve().is_relative_to(Path.cwd()) else str(root)
+    log(f"live curves: tensorboard --logdir {shown}")
 
 
 def run_folder(root, suite: str, member: str, tag: str) -> Path:

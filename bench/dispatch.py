@@ -153,6 +153,8 @@ def dispatch(specs: list[RunSpec], settings: JobSettings, *, executor: str = "lo
                        account=account, cpus=cpus)
     if executor == "slurm":
         check_slurm_options(partition, gpus)
+    from bench.curves import announce
+    announce(settings.tensorboard, log)
     folder.mkdir(parents=True, exist_ok=True)  # submitit may have made it; the name is unique to the microsecond
     run = Dispatch(folder, ex, executor, settings, [Entry(s) for s in specs], log)
     run.collect_earlier(jobs_dir)
@@ -170,7 +172,7 @@ def _settings_of_jobs(settings: JobSettings, time_limit_min: float | None, wait:
     """The settings every job gets: paths made absolute (a job may start elsewhere), its own time limit and the
     dispatch's deadline."""
     absolute = {k: str(Path(v).expanduser().resolve()) for k, v in asdict(settings).items()
-                if k in ("data_root", "results", "checkpoints", "encoder_weights") and v}
+                if k in ("data_root", "results", "checkpoints", "encoder_weights", "tensorboard") and v}
     deadline = time.time() + 60 * settings.max_minutes if settings.max_minutes else None
     return JobSettings(**{**asdict(settings), **absolute, "max_minutes": job_minutes(time_limit_min),
                           "deadline": deadline, "waited": wait})

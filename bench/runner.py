@@ -89,6 +89,8 @@ def train_suite(suite_name: str, *, profile: str | None = None, seeds=(0,), memb
         removed = remove_stale_temporaries(Path(results), Path(checkpoints))
         if removed[0]:
             log(describe_removed(*removed))
+        from bench.curves import announce
+        announce(options.tensorboard, log)
     results, checkpoints, out = Path(results), Path(checkpoints), []
     cache: dict = {} if data_cache is None else data_cache
     for run in runs:

@@ -102,8 +102,6 @@ def run_cmd(suite, plan, profile, members, variants, add_members, seeds, data_ro
     tensorboard = None if no_tensorboard else str(Path(tensorboard_dir).resolve())
     options = RunOptions(checkpoint_minutes=checkpoint_minutes, record_at_deadline=record_at_deadline,
                          tensorboard=tensorboard)
-    if tensorboard:
-        click.echo(f"live curves: tensorboard --logdir {tensorboard_dir}")
     if executor is not None:
         results = results or _default_results(plan, profile, device, executor)
         _dispatch_runs(suite, plan, profile, split(members), split(variants), seed_list, executor, jobs_dir,
