@@ -149,10 +149,13 @@ def main(argv=None):
     suite = load_suite("camvid-decoder-variants")
     dataset = datasets.get_dataset(suite.dataset, args.data_root)
     data = load_split(dataset, "train", size, None, device)
-    rows, planned = [], []
+    rows, planned, earlier = [], [], []
     if args.out and args.resume and os.path.exists(args.out):
         with open(args.out) as f:
-            rows = json.load(f)["runs"]
+            kept = json.load(f)
+        rows = kept["runs"]
+        # a resumed record keeps the provenance of every earlier segment; each run names the commit that made it
+        earlier = [*kept.get("earlier_provenance", []), kept["provenance"]]
     elif args.out and os.path.exists(args.out):
         raise SystemExit(f"{args.out}: exists (--resume to continue it)")
     done = {_key(r) for r in rows}
@@ -174,18 +177,19 @@ def main(argv=None):
                 (member, revision, variant, seed, precision) in done:
             continue
         rows.append({**train(member, revision, recipe, dataset, data, args.updates, device, args.log_every, seed,
-                             args.first_non_finite), "variant": variant})
+                             args.first_non_finite), "variant": variant,
+                     "commit": provenance()["git"]["commit"]})
         print(_summary(rows[-1]), flush=True)
         if args.out:
-            _write(args.out, rows, len(planned), size, args, recipe, device, provenance)
+            _write(args.out, rows, len(planned), size, args, recipe, device, provenance, earlier)
     finite = sum(r["diverged_at"] is None for r in rows)
     print(f"\n{finite} of {len(rows)} runs stayed finite for {args.updates} updates")
     if args.out and recipe is not None:
-        _write(args.out, rows, len(planned), size, args, recipe, device, provenance)
+        _write(args.out, rows, len(planned), size, args, recipe, device, provenance, earlier)
         print(f"written {args.out}")
 
 
-def _write(path, rows, planned: int, size, args, recipe, device, provenance) -> None:
+def _write(path, rows, planned: int, size, args, recipe, device, provenance, earlier=()) -> None:
     """The record as it stands (atomically): every run so far, how many stayed finite, complete or not."""
     from pathlib import Path
     from bench.safety import write_text_atomic
@@ -196,7 +200,8 @@ def _write(path, rows, planned: int, size, args, recipe, device, provenance) -> 
               "finite": finite, "runs_done": len(rows), "runs_planned": planned, "complete": len(rows) >= planned,
               "recipe": {k: getattr(recipe, k) for k in ("lr", "momentum", "weight_decay", "input_normalisation",
                                                           "bn_weight_decay")},
-              "device": str(device), "threads": torch.get_num_threads(), "runs": rows, "provenance": provenance()}
+              "device": str(device), "threads": torch.get_num_threads(), "runs": rows, "provenance": provenance(),
+              **({"earlier_provenance": list(earlier)} if earlier else {})}
     write_text_atomic(Path(path), json.dumps(record, indent=1) + "\n", "the benchmark record")
 
 
