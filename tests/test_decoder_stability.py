@@ -38,3 +38,27 @@ def test_fcn_basic_revision_3_trains_under_natural_frequency_where_revision_2_di
     assert all(math.isfinite(v) and v < 10 for v in now["losses"]), now["losses"]
     assert now["loss_last_10_mean"] < now["loss_first"] / 2  # and it learns: from ~3.0 to ~1.0
     assert BLOWN_UP > max(now["losses"])
+
+
+def test_a_resumed_record_keeps_its_earlier_provenance_and_each_run_its_commit(tmp_path, monkeypatch):
+    """The benchmark runs for hours on two cores and is resumed across sessions: the record keeps the provenance of
+    every earlier segment, and each run names the commit that made it (synthetic CamVid, one update at 32x48)."""
+    import json
+    from bench.benchmarks import decoder_stability
+    from bench.datasets.synthetic import make_synthetic_camvid
+    root = make_synthetic_camvid(tmp_path / "data")
+    out = tmp_path / "record.json"
+    args = ["--members", "bilinear-interpolation", "--size", "32x48", "--updates", "1", "--variants",
+            "natural-frequency", "--precisions", "fp32", "--batch", "2", "--data-root", str(root), "--out", str(out)]
+    monkeypatch.setattr("bench.records.provenance", lambda: {"git": {"commit": "a" * 40}})
+    decoder_stability.main([*args, "--seeds", "0"])
+    first = json.loads(out.read_text())
+    assert first["runs_done"] == 1 and first["complete"] and "earlier_provenance" not in first
+    with pytest.raises(SystemExit, match="exists"):
+        decoder_stability.main([*args, "--seeds", "0,1"])
+    monkeypatch.setattr("bench.records.provenance", lambda: {"git": {"commit": "b" * 40}})
+    decoder_stability.main([*args, "--seeds", "0,1", "--resume"])
+    second = json.loads(out.read_text())
+    assert [r["commit"] for r in second["runs"]] == ["a" * 40, "b" * 40] and second["runs_planned"] == 2
+    assert [p["git"]["commit"] for p in second["earlier_provenance"]] == ["a" * 40]
+    assert second["provenance"]["git"]["commit"] == "b" * 40 and second["complete"]
