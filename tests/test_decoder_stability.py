@@ -50,15 +50,16 @@ def test_a_resumed_record_keeps_its_earlier_provenance_and_each_run_its_commit(t
     out = tmp_path / "record.json"
     args = ["--members", "bilinear-interpolation", "--size", "32x48", "--updates", "1", "--variants",
             "natural-frequency", "--precisions", "fp32", "--batch", "2", "--data-root", str(root), "--out", str(out)]
-    monkeypatch.setattr("bench.records.provenance", lambda: {"git": {"commit": "a" * 40}})
+    monkeypatch.setattr("bench.records.provenance", lambda: {"git": {"commit": "a" * 40, "dirty": False}})
     decoder_stability.main([*args, "--seeds", "0"])
     first = json.loads(out.read_text())
     assert first["runs_done"] == 1 and first["complete"] and "earlier_provenance" not in first
     with pytest.raises(SystemExit, match="exists"):
         decoder_stability.main([*args, "--seeds", "0,1"])
-    monkeypatch.setattr("bench.records.provenance", lambda: {"git": {"commit": "b" * 40}})
+    monkeypatch.setattr("bench.records.provenance", lambda: {"git": {"commit": "b" * 40, "dirty": True}})
     decoder_stability.main([*args, "--seeds", "0,1", "--resume"])
     second = json.loads(out.read_text())
-    assert [r["commit"] for r in second["runs"]] == ["a" * 40, "b" * 40] and second["runs_planned"] == 2
+    assert [(r["commit"], r["dirty"]) for r in second["runs"]] == [("a" * 40, False), ("b" * 40, True)]
+    assert second["runs_planned"] == 2
     assert [p["git"]["commit"] for p in second["earlier_provenance"]] == ["a" * 40]
     assert second["provenance"]["git"]["commit"] == "b" * 40 and second["complete"]

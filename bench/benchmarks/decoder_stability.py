@@ -149,6 +149,7 @@ def main(argv=None):
     suite = load_suite("camvid-decoder-variants")
     dataset = datasets.get_dataset(suite.dataset, args.data_root)
     data = load_split(dataset, "train", size, None, device)
+    made_by = provenance()["git"]  # the code this process loaded, whatever is committed while it trains
     rows, planned, earlier = [], [], []
     if args.out and args.resume and os.path.exists(args.out):
         with open(args.out) as f:
@@ -178,7 +179,7 @@ def main(argv=None):
             continue
         rows.append({**train(member, revision, recipe, dataset, data, args.updates, device, args.log_every, seed,
                              args.first_non_finite), "variant": variant,
-                     "commit": provenance()["git"]["commit"]})
+                     "commit": made_by["commit"], "dirty": made_by["dirty"]})
         print(_summary(rows[-1]), flush=True)
         if args.out:
             _write(args.out, rows, len(planned), size, args, recipe, device, provenance, earlier)
