@@ -19,8 +19,8 @@ import numpy as np
 from bench.errors import BenchError
 from bench.published import FOLDER, number, row_by
 from bench.records import (current_recipe, find_records, folders_without_record, latest_per_seed, latest_profile_rows,
-                           load_profiles, load_records, made_from_uncommitted_code, outdated_model, recipe_fingerprint,
-                           standing)
+                           load_profiles, load_records, made_from_uncommitted_code, model_revision_of, outdated_model,
+                           recipe_fingerprint, standing)
 from bench.seal import verify_seals
 from bench.stopping import stop_of, status_words
 
@@ -64,18 +64,21 @@ def _recipe_note(recs) -> str:
     return note + "".join(f", {e}" for e in ends)
 
 
-def _outdated_lines(records, profile: str = "full") -> list[dict]:
-    """A "not run" outcome for each run whose only records of ``profile`` were made with an outdated model."""
+def outdated_runs(records, profile: str = "full") -> dict:
+    """{(suite, member, variant): a record} of each run whose only records of ``profile`` were made with an
+    outdated model revision (`group_training` leaves them out)."""
     kept = {(r["suite"], r["member"], r.get("variant")) for _, r in records if r.get("profile") == profile
             and standing(r) != "outdated-model"}
-    out = {}
-    for _, r in records:
-        key = (r["suite"], r["member"], r.get("variant"))
-        if r.get("profile") == profile and key not in kept and standing(r) == "outdated-model":
-            out[key] = {"rule": f"superseded:{r['suite']}:{r['member']}" + (f":{key[2]}" if key[2] else ""),
-                        "status": "not run", "detail": f"{r['run_id']} was made with an outdated model "
-                                                       f"({outdated_model(r)}); record it again"}
-    return list(out.values())
+    return {(r["suite"], r["member"], r.get("variant")): r for _, r in records
+            if r.get("profile") == profile and standing(r) == "outdated-model"
+            and (r["suite"], r["member"], r.get("variant")) not in kept}
+
+
+def _outdated_lines(records, profile: str = "full") -> list[dict]:
+    """A "not run" outcome for each run whose only records of ``profile`` were made with an outdated model."""
+    return [{"rule": f"superseded:{suite}:{member}" + (f":{variant}" if variant else ""), "status": "not run",
+             "detail": f"{r['run_id']} was made with an outdated model ({outdated_model(r)}); record it again"}
+            for (suite, member, variant), r in outdated_runs(records, profile).items()]
 
 
 def _replaced_lines(records, results: Path) -> list[dict]:
@@ -152,16 +155,21 @@ def _not_converged(recs_of: dict) -> list[str]:
             if not any(stop_of(r)["converged"] for r in recs)]
 
 
-def check_comparison(c: dict, full: dict) -> dict:
+def check_comparison(c: dict, full: dict, outdated: dict | None = None) -> dict:
     """A claim that compares members of a suite: "within" (a and b within a tolerance) or "greater" (every member
     of ``a`` above every member of ``b`` in each metric; ``a`` and ``b`` a name or a list). With
-    ``"converged_only": true`` only records stopped by the paper's rule are judged (others: not run)."""
+    ``"converged_only": true`` only records stopped by the paper's rule are judged (others: not run). ``outdated``
+    (`outdated_runs`): a member recorded only with an outdated model revision is named as such."""
     rid, a, b = c["id"], _members(c["a"]), _members(c["b"])
     recs_of = {m: full.get((c["suite"], m, c.get("variant"))) for m in a + b}
     missing = [m for m, recs in recs_of.items() if not recs]
     if missing:
-        return {"rule": rid, "status": "not run",
-                "detail": f"needs full-profile records of {', '.join(missing)} in {c['suite']}"}
+        old = [m for m in missing if (c["suite"], m, c.get("variant")) in (outdated or {})]
+        never = [m for m in missing if m not in old]
+        return {"rule": rid, "status": "not run", "detail": "; ".join(
+            ([f"needs full-profile records of {', '.join(never)} in {c['suite']}"] if never else [])
+            + [f"{m} recorded only with an outdated model ({_revisions(outdated[(c['suite'], m, c.get('variant'))])})"
+               for m in old])}
     earlier = [m for m, recs in recs_of.items() if not any(current_recipe(r) for r in recs)]
     if earlier and len(earlier) < len(recs_of):  # like with like: never one recipe's run against another's
         return {"rule": rid, "status": "not run",
@@ -199,12 +207,18 @@ def _profile_values(c: dict, profiles) -> tuple[dict | None, str]:
     return {m: _get(latest[m][0], c["metric"]) for m in c["models"]}, c.get("dtype", "fp32")
 
 
-def check_claims(rules, full, profiles) -> list[dict]:
+def _revisions(rec: dict) -> str:
+    """"revision 2, now 3": the model revision a record was made with and today's."""
+    from bench.architectures import model_revision
+    return f"revision {model_revision_of(rec)}, now {model_revision(rec['member'])}"
+
+
+def check_claims(rules, full, profiles, outdated: dict | None = None) -> list[dict]:
     out = []
     for c in rules.get("claims", []):
         rid = c["id"]
         if c["kind"] in ("within", "greater"):
-            out.append(check_comparison(c, full))
+            out.append(check_comparison(c, full, outdated))
         elif c["kind"] == "profile-min":
             values, measured = _profile_values(c, profiles)
             if values is None:
@@ -340,7 +354,8 @@ def run_check(results="results", data_root=None, rules_path: Path = RULES, resco
     profiles, profile_problems = load_profiles(Path(results))
     full = group_training(training, "full")
     outcomes = [{"rule": "record", "status": "fail", "detail": line} for line in problems + profile_problems]
-    outcomes += check_bands(rules, full) + check_claims(rules, full, profiles) + _outdated_lines(training)
+    outcomes += check_bands(rules, full) + check_claims(rules, full, profiles, outdated_runs(training)) \
+        + _outdated_lines(training)
     outcomes += _replaced_lines(training, Path(results))
     outcomes = acknowledge(rules, outcomes)
     outcomes += [{"rule": f"provenance:{p.parent.relative_to(results)}", "status": "warning",

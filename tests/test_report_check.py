@@ -714,6 +714,29 @@ def test_a_claim_never_compares_one_recipes_run_with_anothers(monkeypatch):
     assert out["status"] == "fail" and out["detail"].endswith("(earlier recipe)")
 
 
+def test_a_claim_names_a_member_recorded_only_with_an_outdated_model(monkeypatch):
+    """FCN-Basic's median-frequency row exists only at revision 2 (revision 3 changed its decoder): the claim against
+    SegNet-Basic says so rather than that no record exists; a member never recorded is still "needs ..."."""
+    import bench.check as check
+    claim = next(c for c in load_rules()["claims"] if c["id"] == "segnet-basic-within-1-of-fcn-basic")
+    key = lambda m: ("camvid-decoder-variants", m, "median-frequency")  # noqa: E731
+    old = {"suite": "camvid-decoder-variants", "member": "fcn-basic", "variant": "median-frequency",
+           "profile": "full", "run_id": "r2", "model": {"name": "fcn-basic", "revision": 2}}
+    monkeypatch.setattr(check, "standing", lambda rec: "outdated-model" if rec["run_id"] == "r2" else "current")
+    monkeypatch.setattr("bench.architectures.model_revision", lambda name: 3)
+    outdated = check.outdated_runs([(None, old)])
+    assert list(outdated) == [key("fcn-basic")]
+    full = {key("segnet-basic"): [{"test": {"mIoU": 47.0}, "stop": {"converged": True}}]}
+    out = check.check_comparison(claim, full, outdated)
+    assert out["status"] == "not run"
+    assert out["detail"] == "fcn-basic recorded only with an outdated model (revision 2, now 3)"
+    out = check.check_comparison(claim, {}, outdated)
+    assert out["detail"] == ("needs full-profile records of segnet-basic in camvid-decoder-variants; fcn-basic "
+                             "recorded only with an outdated model (revision 2, now 3)")
+    newer = {**old, "run_id": "r3", "model": {"name": "fcn-basic", "revision": 3}}
+    assert check.outdated_runs([(None, old), (None, newer)]) == {}  # a current record of the run: not outdated
+
+
 def test_a_deadline_record_replaced_by_its_resumed_run_is_named_and_not_judged(made_records, tmp_path):
     """Issue 48: a lease records the run its deadline cuts, the next resumes and records it again; the gate says
     which record replaced which and judges the later one only."""

@@ -22,9 +22,9 @@ VERDICT_KIND = {"pass": "verdict-pass", "fail": "verdict-fail", "differs": "verd
 def science_outcomes(rules: dict, training: list, profiles: list) -> list[dict]:
     """`bench check`'s bands and claims judged on these records as recorded (the gate re-scores the predictions
     too), acknowledged differences marked "differs"."""
-    from bench.check import acknowledge, check_bands, check_claims, group_training
+    from bench.check import acknowledge, check_bands, check_claims, group_training, outdated_runs
     full = group_training(training, "full")
-    return acknowledge(rules, check_bands(rules, full) + check_claims(rules, full, profiles))
+    return acknowledge(rules, check_bands(rules, full) + check_claims(rules, full, profiles, outdated_runs(training)))
 
 
 def paper_headline(suite: str, tables: tuple, member: str, variant: str | None) -> dict:
