@@ -6,7 +6,7 @@
 #   bash tools/gpu-lease.sh plan SECONDS        the plan (full profile) until SECONDS after this call started
 #   bash tools/gpu-lease.sh select [SECONDS]     the step-variant selection alone (LEASE_PLAN's models; default 90 s)
 #   bash tools/gpu-lease.sh checkpoints          unpack .device-data/checkpoints.tar.part* (carried in one call: the
-#                                               runs an earlier lease's deadline cut, kept in results/leases/<lease>/)
+#                                               runs an earlier lease's deadline cut; its README says where they are)
 #   bash tools/gpu-lease.sh lanes SECONDS LANE...  one `bench run` process per LANE ("suite|members|variants[|seeds]",
 #                                               comma lists; each lane's runs one after another), all at once on the GPU,
 #                                               each recording the run its deadline cuts; --resume continues them
