@@ -19,7 +19,7 @@ import numpy as np
 from bench.errors import BenchError
 from bench.published import FOLDER, number, row_by
 from bench.records import (current_recipe, find_records, folders_without_record, latest_per_seed, latest_profile_rows,
-                           load_profiles, load_records, made_from_uncommitted_code, model_revision_of, outdated_model,
+                           load_profiles, load_records, made_from_uncommitted_code, outdated_model, outdated_revisions,
                            recipe_fingerprint, standing)
 from bench.seal import verify_seals
 from bench.stopping import stop_of, status_words
@@ -67,18 +67,17 @@ def _recipe_note(recs) -> str:
 def outdated_runs(records, profile: str = "full") -> dict:
     """{(suite, member, variant): a record} of each run whose only records of ``profile`` were made with an
     outdated model revision (`group_training` leaves them out)."""
-    kept = {(r["suite"], r["member"], r.get("variant")) for _, r in records if r.get("profile") == profile
-            and standing(r) != "outdated-model"}
-    return {(r["suite"], r["member"], r.get("variant")): r for _, r in records
-            if r.get("profile") == profile and standing(r) == "outdated-model"
-            and (r["suite"], r["member"], r.get("variant")) not in kept}
+    ours = [((r["suite"], r["member"], r.get("variant")), r, standing(r) == "outdated-model") for _, r in records
+            if r.get("profile") == profile]
+    kept = {key for key, _, old in ours if not old}
+    return {key: r for key, r, old in ours if old and key not in kept}
 
 
-def _outdated_lines(records, profile: str = "full") -> list[dict]:
-    """A "not run" outcome for each run whose only records of ``profile`` were made with an outdated model."""
+def _outdated_lines(outdated: dict) -> list[dict]:
+    """A "not run" outcome for each run of `outdated_runs`."""
     return [{"rule": f"superseded:{suite}:{member}" + (f":{variant}" if variant else ""), "status": "not run",
              "detail": f"{r['run_id']} was made with an outdated model ({outdated_model(r)}); record it again"}
-            for (suite, member, variant), r in outdated_runs(records, profile).items()]
+            for (suite, member, variant), r in outdated.items()]
 
 
 def _replaced_lines(records, results: Path) -> list[dict]:
@@ -168,8 +167,8 @@ def check_comparison(c: dict, full: dict, outdated: dict | None = None) -> dict:
         never = [m for m in missing if m not in old]
         return {"rule": rid, "status": "not run", "detail": "; ".join(
             ([f"needs full-profile records of {', '.join(never)} in {c['suite']}"] if never else [])
-            + [f"{m} recorded only with an outdated model ({_revisions(outdated[(c['suite'], m, c.get('variant'))])})"
-               for m in old])}
+            + [f"{m} recorded only with an outdated model "
+               f"({outdated_revisions(outdated[(c['suite'], m, c.get('variant'))])})" for m in old])}
     earlier = [m for m, recs in recs_of.items() if not any(current_recipe(r) for r in recs)]
     if earlier and len(earlier) < len(recs_of):  # like with like: never one recipe's run against another's
         return {"rule": rid, "status": "not run",
@@ -205,12 +204,6 @@ def _profile_values(c: dict, profiles) -> tuple[dict | None, str]:
     if not all(m in latest for m in c["models"]):
         return None, f"GPU {c.get('dtype', 'fp32')}"
     return {m: _get(latest[m][0], c["metric"]) for m in c["models"]}, c.get("dtype", "fp32")
-
-
-def _revisions(rec: dict) -> str:
-    """"revision 2, now 3": the model revision a record was made with and today's."""
-    from bench.architectures import model_revision
-    return f"revision {model_revision_of(rec)}, now {model_revision(rec['member'])}"
 
 
 def check_claims(rules, full, profiles, outdated: dict | None = None) -> list[dict]:
@@ -354,8 +347,8 @@ def run_check(results="results", data_root=None, rules_path: Path = RULES, resco
     profiles, profile_problems = load_profiles(Path(results))
     full = group_training(training, "full")
     outcomes = [{"rule": "record", "status": "fail", "detail": line} for line in problems + profile_problems]
-    outcomes += check_bands(rules, full) + check_claims(rules, full, profiles, outdated_runs(training)) \
-        + _outdated_lines(training)
+    outdated = outdated_runs(training)
+    outcomes += check_bands(rules, full) + check_claims(rules, full, profiles, outdated) + _outdated_lines(outdated)
     outcomes += _replaced_lines(training, Path(results))
     outcomes = acknowledge(rules, outcomes)
     outcomes += [{"rule": f"provenance:{p.parent.relative_to(results)}", "status": "warning",

@@ -323,18 +323,26 @@ def model_revision_of(rec: dict) -> int:
     return int((rec.get("model") or {}).get("revision") or 1)
 
 
-def outdated_model(rec: dict) -> str | None:
-    """Why a record's model is not the current definition (its revision is older than the registry's), or None.
-    Reports and `bench check` never use such a record for a current row."""
+def outdated_revisions(rec: dict) -> str | None:
+    """"revision 2, now 3" where a record's model revision is older than the registry's, else None."""
     from bench import architectures
     name = (rec.get("model") or {}).get("name") or rec.get("member")
     if name not in architectures.list_models():
         return None
     now, then = architectures.model_revision(name), model_revision_of(rec)
-    if then >= now:
+    return f"revision {then}, now {now}" if then < now else None
+
+
+def outdated_model(rec: dict) -> str | None:
+    """Why a record's model is not the current definition (its revision is older than the registry's), or None.
+    Reports and `bench check` never use such a record for a current row."""
+    from bench import architectures
+    revisions = outdated_revisions(rec)
+    if revisions is None:
         return None
-    change = architectures.model_facts(name).get("revisions", {}).get(now, "")
-    return f"{name} revision {then}, now {now}" + (f" ({change})" if change else "")
+    name = (rec.get("model") or {}).get("name") or rec.get("member")
+    change = architectures.model_facts(name).get("revisions", {}).get(architectures.model_revision(name), "")
+    return f"{name} {revisions}" + (f" ({change})" if change else "")
 
 
 def recipe_fingerprint(rec: dict) -> str:
